@@ -1,0 +1,216 @@
+"""A Twisted client for the rpm protocol in JSON mode (used by the TUI, tests and benchmarks).
+
+    client = await connect(reactor, parse_address("127.0.0.1:5002"), token=...)
+    table = await client.command("LIST")
+    client.on_event = print          # table / delta / started / exited / output events
+    await client.command("WATCH 1 --delta")
+
+Replies come back in request order; `{"ok": false}` replies raise CommandError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.internet import defer, endpoints, ssl
+from twisted.internet.error import ConnectionDone
+from twisted.protocols.basic import LineReceiver
+
+DEFAULT_PORT = 5002
+CLIENT_MAX_LINE = 256 * 1024 * 1024  # LIST of a very busy host is one long JSON line
+
+
+class CommandError(Exception):
+    """The server answered a request with `{"ok": false, ...}`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class ProtocolError(Exception):
+    """The peer does not speak rpm (no greeting, or a line that is not JSON)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a server listens: TCP host and port (optionally TLS), or a unix socket."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    tls: bool = False
+    unix: str | None = None
+
+    def __str__(self) -> str:
+        if self.unix:
+            return f"unix:{self.unix}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'tls://' if self.tls else ''}{host}:{self.port}"
+
+    @property
+    def is_local(self) -> bool:
+        return self.unix is not None or self.host in ("127.0.0.1", "::1", "localhost")
+
+
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))?(?::(?P<port>\d+))?$")
+
+
+def parse_address(text: str) -> Address:
+    """`host`, `host:port`, `[::1]:port`, `tls://host:port` or `unix:/path`; ValueError if not."""
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path:
+            raise ValueError("unix: needs a socket path, as in unix:/run/rpm.sock")
+        return Address(unix=path)
+    tls = text.startswith("tls://")
+    rest = text[len("tls://") :] if tls else text.removeprefix("tcp://")
+    match = _HOST_PORT.match(rest)
+    if not rest or match is None:
+        raise ValueError(f"not an address: {text!r} (use host:port, tls://host:port or unix:PATH)")
+    port = int(match["port"]) if match["port"] else DEFAULT_PORT
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} is out of range in {text!r}")
+    return Address(match["v6"] or match["host"] or "127.0.0.1", port, tls)
+
+
+class ClientProtocol(LineReceiver):
+    """Sends one request at a time per call, matches replies in order, hands events over."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = CLIENT_MAX_LINE
+
+    def __init__(self) -> None:
+        self.greeting: defer.Deferred = defer.Deferred()
+        self.closed: defer.Deferred = defer.Deferred()
+        self.on_event: Callable[[dict], None] | None = None
+        self._pending: deque[defer.Deferred] = deque()
+        self._greeted = False
+
+    def lineReceived(self, line: bytes) -> None:
+        line = line.rstrip(b"\r")
+        if not self._greeted:
+            self._greeted = True
+            text = line.decode("utf-8", "replace")
+            if text.startswith("OK rpm "):
+                self.greeting.callback(text)
+            else:
+                self.greeting.errback(ProtocolError(f"not an rpm server: {text[:80]!r}"))
+                self.transport.loseConnection()
+            return
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return  # not JSON: can only precede MODE json taking effect, nothing waits for it
+        if "event" in message:
+            if self.on_event is not None:
+                self.on_event(message)
+        elif self._pending:
+            waiter = self._pending.popleft()
+            if message.get("ok"):
+                waiter.callback(message)
+            else:
+                waiter.errback(CommandError(message.get("error", "?"), message.get("message", "")))
+
+    def request(self, line: str) -> defer.Deferred:
+        waiter: defer.Deferred = defer.Deferred()
+        self._pending.append(waiter)
+        self.sendLine(line.encode("utf-8"))
+        return waiter
+
+    def connectionLost(self, reason=ConnectionDone) -> None:
+        pending, self._pending = self._pending, deque()
+        for waiter in pending:
+            waiter.errback(reason)
+        if not self.greeting.called:
+            self.greeting.errback(reason)
+        self.closed.callback(None)
+
+
+class Client:
+    """A connected, JSON-mode session with one server."""
+
+    def __init__(self, protocol: ClientProtocol, address: Address, greeting: str):
+        self.protocol = protocol
+        self.address = address
+        self.greeting = greeting
+
+    @property
+    def on_event(self):
+        return self.protocol.on_event
+
+    @on_event.setter
+    def on_event(self, callback) -> None:
+        self.protocol.on_event = callback
+
+    @property
+    def closed(self) -> defer.Deferred:
+        return self.protocol.closed
+
+    def command(self, line: str) -> defer.Deferred:
+        """Send one request line; fires with the reply object or fails with CommandError."""
+        return self.protocol.request(line)
+
+    def close(self) -> None:
+        self.protocol.transport.loseConnection()
+
+
+def client_endpoint(reactor, address: Address, ca_file: str | None = None):
+    """The Twisted endpoint for an address; TLS verifies the server against ca_file."""
+    if address.unix:
+        return endpoints.UNIXClientEndpoint(reactor, address.unix)
+    if address.tls:
+        if ca_file:
+            with open(ca_file, "rb") as handle:
+                trust = ssl.Certificate.loadPEM(handle.read())
+        else:
+            trust = ssl.platformTrust()
+        options = ssl.optionsForClientTLS(address.host, trustRoot=trust)
+        return endpoints.wrapClientTLS(
+            options, endpoints.HostnameEndpoint(reactor, address.host, address.port)
+        )
+    return endpoints.HostnameEndpoint(reactor, address.host, address.port)
+
+
+async def connect(
+    reactor,
+    address: Address,
+    token: str | None = None,
+    ca_file: str | None = None,
+    timeout: float = 10.0,
+) -> Client:
+    """Connect, read the greeting, switch to JSON mode and authenticate if a token is given."""
+    protocol = ClientProtocol()
+    endpoint = client_endpoint(reactor, address, ca_file)
+    connecting = endpoints.connectProtocol(endpoint, protocol)
+    await connecting.addTimeout(timeout, reactor)
+    try:
+        greeting = await protocol.greeting.addTimeout(timeout, reactor)
+        client = Client(protocol, address, greeting)
+        await client.command("MODE json").addTimeout(timeout, reactor)
+        if token and "auth-required" in greeting:
+            await client.command(f"AUTH {token}").addTimeout(timeout, reactor)
+    except BaseException:
+        protocol.transport.loseConnection()
+        raise
+    return client
+
+
+def default_token(address: Address, environ: dict | None = None) -> str | None:
+    """RPM_TOKEN, else (for a local server) the default state directory's token file."""
+    environ = os.environ if environ is None else environ
+    if environ.get("RPM_TOKEN"):
+        return environ["RPM_TOKEN"]
+    if not address.is_local:
+        return None
+    from rpm.statedir import default_state_dir
+
+    try:
+        with open(os.path.join(default_state_dir(environ), "token"), encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None

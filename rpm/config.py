@@ -1,0 +1,181 @@
+"""The server's settings, checked before anything starts: every bad value gets one line
+saying what to fix, and an exposed plain-TCP listener is refused unless asked for."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import socket
+from dataclasses import dataclass
+
+from rpm.policy import SCOPES
+from rpm.statedir import check_state_dir, default_state_dir
+
+SAFE_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
+UNIX_MODE = "600"
+
+
+class ConfigError(Exception):
+    """A setting that cannot work; the message says what to fix."""
+
+
+@dataclass
+class ServerConfig:
+    listen: list[str]
+    state_dir: str
+    token_file: str | None = None
+    no_auth: bool = False
+    insecure: bool = False
+    signal_scope: str = "owned"
+    idle_timeout: float = 900.0
+    max_managed: int = 1000
+    max_connections: int = 1000
+    max_connections_per_peer: int = 100
+    stop_children_on_exit: bool = False
+    port_file: str | None = None
+
+
+def split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """A Twisted endpoint description as (kind, positional args, keyword args); `\\:` escapes."""
+    parts, current, escaped = [], [], False
+    for char in description:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    args, kwargs = [], {}
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if eq:
+            kwargs[key] = value
+        else:
+            args.append(part)
+    return parts[0].lower(), args, kwargs
+
+
+def is_loopback(interface: str) -> bool:
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _port_of(args: list[str], kwargs: dict[str, str], description: str) -> int:
+    text = kwargs.get("port", args[0] if args else "")
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError(f"--listen {description}: the port must be a number from 0 to 65535")
+    return int(text)
+
+
+def check_listener(description: str, insecure: bool) -> str:
+    """Refuse unsafe listeners; return the description with safe unix-socket defaults added."""
+    kind, args, kwargs = split_description(description)
+    if kind not in SAFE_KINDS and not insecure:
+        raise ConfigError(
+            f"--listen {description}: endpoint type {kind!r} is not one rpm knows "
+            f"to be safe ({', '.join(SAFE_KINDS)}); add --insecure to use it anyway"
+        )
+    if kind in ("tcp", "tcp6"):
+        _port_of(args, kwargs, description)
+        interface = kwargs.get("interface", args[2] if len(args) > 2 else "")
+        if not is_loopback(interface) and not insecure:
+            where = interface or "every interface"
+            raise ConfigError(
+                f"refusing plain TCP on {where}: anyone who can reach it could "
+                "start programs. Use TLS (--listen ssl:PORT:privateKey=KEY:"
+                "certKey=CERT), or add --insecure if you really mean it"
+            )
+    if kind == "ssl":
+        _port_of(args, kwargs, description)
+    if kind == "unix":
+        mode = kwargs.get("mode")
+        if mode is None:
+            description += f":mode={UNIX_MODE}"
+        elif int(mode, 8) & 0o077 and not insecure:
+            raise ConfigError(
+                f"--listen {description}: mode {mode} lets other users connect; "
+                f"use mode={UNIX_MODE}, or add --insecure"
+            )
+        if "lockfile" not in kwargs:
+            description += ":lockfile=1"
+    return description
+
+
+def probe_port(description: str) -> None:
+    """Fail early, with a clear message, when a TCP port is already taken."""
+    kind, args, kwargs = split_description(description)
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return
+    port = _port_of(args, kwargs, description)
+    interface = kwargs.get("interface", "::" if kind == "tcp6" else "0.0.0.0")
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((interface, port))
+        except OSError as err:
+            raise ConfigError(
+                f"cannot listen on {interface} port {port}: {err.strerror}; is "
+                "another server running? choose another --port"
+            ) from err
+
+
+def _number(options, name: str, low: float, cast=int):
+    text = str(options[name])
+    try:
+        value = cast(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < low:
+        kind = "a whole number" if cast is int else "a number"
+        raise ConfigError(f"--{name} must be {kind} of at least {low:g}, got {text!r}")
+    return value
+
+
+def build_config(options) -> ServerConfig:
+    """Check the parsed command-line options and turn them into a ServerConfig."""
+    insecure = bool(options["insecure"])
+    listen = list(options["listen"])
+    if not listen:
+        port = _number(options, "port", 0)
+        if port > 65535:
+            raise ConfigError(f"--port must be from 0 to 65535, got {port}")
+        interface = options["interface"].replace(":", "\\:")
+        listen = [
+            f"{'tcp6' if ':' in options['interface'] else 'tcp'}:{port}:interface={interface}"
+        ]
+    listen = [check_listener(description, insecure) for description in listen]
+    state_dir = os.path.abspath(os.path.expanduser(options["state-dir"] or default_state_dir()))
+    problem = check_state_dir(state_dir)
+    if problem:
+        raise ConfigError(problem)
+    if options["signal-scope"] not in SCOPES:
+        raise ConfigError(
+            f"--signal-scope must be owned or managed, got {options['signal-scope']!r}"
+        )
+    return ServerConfig(
+        listen=listen,
+        state_dir=state_dir,
+        token_file=options["token-file"],
+        no_auth=bool(options["no-auth"]),
+        insecure=insecure,
+        signal_scope=options["signal-scope"],
+        idle_timeout=_number(options, "idle-timeout", 0, float),
+        max_managed=_number(options, "max-managed", 1),
+        max_connections=_number(options, "max-connections", 1),
+        max_connections_per_peer=_number(options, "max-connections-per-peer", 1),
+        stop_children_on_exit=bool(options["stop-children-on-exit"]),
+        port_file=options["port-file"],
+    )

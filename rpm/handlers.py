@@ -1,0 +1,216 @@
+"""What each command does: from a parsed command to a reply, using the server's parts.
+
+A handler takes the connection (its session and the shared core) and the command, and
+returns a Reply, or is a coroutine whose result is one. Errors are raised as RPMError.
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet import task, threads
+
+from rpm import commands as c
+from rpm import helptext, procinfo
+from rpm.auth import token_matches
+from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
+from rpm.policy import PID_MAX, same_start
+from rpm.signames import signal_name
+from rpm.snapshot import TableReply
+from rpm.wire import Body, Ok
+
+MAX_AUTH_FAILURES = 3
+
+
+def handle_help(conn, command: c.Help):
+    lines = helptext.topic(command.topic) if command.topic else helptext.overview()
+    return Body(len(lines), "lines", lines, {"topic": command.topic, "help": lines})
+
+
+def handle_ping(conn, command: c.Ping):
+    return Ok("pong", {"message": "pong"})
+
+
+def handle_mode(conn, command: c.Mode):
+    conn.session.mode = command.mode
+    return Ok(f"mode {command.mode}", {"mode": command.mode})
+
+
+async def handle_auth(conn, command: c.Auth):
+    core, session = conn.core, conn.session
+    if core.token is None:
+        session.authenticated = True
+        return Ok("authenticated", {"message": "authenticated"})
+    delay = core.throttle.delay(session.host, core.reactor.seconds())
+    if delay:
+        await task.deferLater(core.reactor, delay, lambda: None)
+    if token_matches(core.token, command.token):
+        session.authenticated = True
+        core.throttle.succeeded(session.host)
+        return Ok("authenticated", {"message": "authenticated"})
+    session.auth_failures += 1
+    core.throttle.failed(session.host, core.reactor.seconds())
+    left = MAX_AUTH_FAILURES - session.auth_failures
+    if left <= 0:
+        conn.after_reply(conn.close)
+        raise AuthFailed(f"wrong token; {MAX_AUTH_FAILURES} failures, closing the connection")
+    raise AuthFailed(
+        f"wrong token; {left} more {'try' if left == 1 else 'tries'} on this connection"
+    )
+
+
+async def handle_list(conn, command: c.List):
+    snapshot = await conn.core.sampler.fresh()
+    conn.session.seen = snapshot
+    return TableReply(snapshot, command.managed, command.pattern)
+
+
+async def handle_info(conn, command: c.Info):
+    pid, core = command.pid, conn.core
+    if not 0 < pid <= PID_MAX:
+        raise NoSuchProcess(f"no process has pid {pid}")
+    record = await core.supervisor.record_for_pid(pid)
+    try:
+        details = await threads.deferToThread(procinfo.read_live, pid)
+    except NoSuchProcess:
+        if record is None:
+            raise
+        details = procinfo.from_record(record)
+    else:
+        if record is not None and same_start(record.started, details["started"]):
+            details.update(procinfo.managed_fields(record))
+        row = core.sampler.latest.by_pid.get(pid) if core.sampler.latest else None
+        if row is not None and row.started == details["started"]:
+            details["cpu"] = row.cpu
+    lines = procinfo.text_lines(details)
+    return Body(len(lines), "fields", lines, {"process": details})
+
+
+async def handle_start(conn, command: c.Start):
+    record = await conn.core.supervisor.start(command)
+    conn.core.sampler.invalidate()
+    return Ok(
+        f"{record.pid} started",
+        {"pid": record.pid, "message": "started", "argv": list(record.argv), "id": record.id},
+    )
+
+
+async def handle_stop(conn, command: c.Stop):
+    seen = conn.session.seen_started(command.pid)
+    signum = await conn.core.controller.stop(command.pid, command.grace, seen)
+    name = signal_name(signum)
+    return Ok(f"{command.pid} stopped by {name}", {"pid": command.pid, "signal": name})
+
+
+def handle_signal(conn, command: c.Signal):
+    conn.core.controller.signal(command.pid, command.signum, conn.session.seen_started(command.pid))
+    name = signal_name(command.signum)
+    return Ok(f"{command.pid} sent {name}", {"pid": command.pid, "signal": name})
+
+
+def handle_pause(conn, command: c.Pause):
+    conn.core.controller.pause(command.pid, conn.session.seen_started(command.pid))
+    return Ok(f"{command.pid} paused", {"pid": command.pid, "message": "paused"})
+
+
+def handle_resume(conn, command: c.Resume):
+    conn.core.controller.resume(command.pid, conn.session.seen_started(command.pid))
+    return Ok(f"{command.pid} resumed", {"pid": command.pid, "message": "resumed"})
+
+
+async def managed_record(conn, pid: int):
+    """The managed run with this pid, or NotManaged / NoSuchProcess."""
+    record = await conn.core.supervisor.record_for_pid(pid) if 0 < pid <= PID_MAX else None
+    if record is not None:
+        return record
+    latest = conn.core.sampler.latest
+    if latest is not None and pid in latest.by_pid:
+        raise NotManaged(f"pid {pid} was not started by this server, so it has no logs here")
+    raise NoSuchProcess(f"no managed process has had pid {pid}")
+
+
+async def handle_logs(conn, command: c.Logs):
+    record = await managed_record(conn, command.pid)
+    lines = await threads.deferToThread(conn.core.logfiles.tail, record.id, command.lines)
+    texts = [line.text for line in lines]
+    return Body(
+        len(lines),
+        "lines",
+        texts,
+        {
+            "pid": command.pid,
+            "lines": texts,
+            "streams": [line.stream for line in lines],
+        },
+    )
+
+
+async def handle_follow(conn, command: c.Follow):
+    record = await managed_record(conn, command.pid)
+    conn.follow(command.pid, record.id)
+    return Ok(f"following {command.pid}", {"pid": command.pid, "message": "following"})
+
+
+def handle_unfollow(conn, command: c.Unfollow):
+    if not conn.unfollow(command.pid):
+        raise BadArgument(f"this connection is not following {command.pid}")
+    return Ok(f"not following {command.pid}", {"pid": command.pid, "message": "not following"})
+
+
+def handle_watch(conn, command: c.Watch):
+    conn.start_watch(command.interval, command.delta)
+    return Ok(
+        "watching", {"message": "watching", "interval": command.interval, "delta": command.delta}
+    )
+
+
+def handle_unwatch(conn, command: c.Unwatch):
+    conn.stop_watch()
+    return Ok("not watching", {"message": "not watching"})
+
+
+async def handle_history(conn, command: c.History):
+    records = await conn.core.store.call("history", command.count)
+    lines = [
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.time))} {r.peer} "
+        f"{'auth' if r.authenticated else 'anon'} {r.command} -> {r.result}"
+        for r in records
+    ]
+    entries = [
+        {
+            "time": r.time,
+            "peer": r.peer,
+            "authenticated": r.authenticated,
+            "command": r.command,
+            "result": r.result,
+        }
+        for r in records
+    ]
+    return Body(len(lines), "records", lines, {"history": entries})
+
+
+def handle_exit(conn, command: c.Exit):
+    conn.after_reply(conn.close)
+    return Ok("bye", {"message": "bye"})
+
+
+HANDLERS = {
+    c.Help: handle_help,
+    c.Ping: handle_ping,
+    c.Mode: handle_mode,
+    c.Auth: handle_auth,
+    c.List: handle_list,
+    c.Info: handle_info,
+    c.Start: handle_start,
+    c.Stop: handle_stop,
+    c.Signal: handle_signal,
+    c.Pause: handle_pause,
+    c.Resume: handle_resume,
+    c.Logs: handle_logs,
+    c.Follow: handle_follow,
+    c.Unfollow: handle_unfollow,
+    c.Watch: handle_watch,
+    c.Unwatch: handle_unwatch,
+    c.History: handle_history,
+    c.Exit: handle_exit,
+}

@@ -1,0 +1,82 @@
+"""How a managed program is found and started: PATH lookup, a new session, its log files.
+
+The program is resolved on the server's PATH before anything runs, so a missing or
+non-executable program is an error the client sees, not a silent exit. The child becomes the
+leader of a new session and process group (through util-linux `setsid`, which execs without
+forking, so the pid is the program's), its stdin is /dev/null and its stdout and stderr are
+its log files: the server holds no pipe to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from rpm.errors import BadArgument, NotFound, SpawnFailed
+from rpm.store import ManagedRecord
+
+_PY_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+def resolve_program(name: str, cwd: str | None, search_path: str) -> str:
+    """The executable a command line names, or NotFound saying why."""
+    if "/" in name:
+        candidate = os.path.join(cwd or os.getcwd(), name)
+        if not os.path.exists(candidate):
+            raise NotFound(f"program {name!r} does not exist")
+        if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
+            raise NotFound(f"program {name!r} is not an executable file")
+        return candidate
+    found = shutil.which(name, path=search_path)
+    if found is None:
+        raise NotFound(f"program {name!r} is not on the server's PATH ({search_path})")
+    return found
+
+
+def check_cwd(cwd: str | None) -> None:
+    if cwd is not None and not os.path.isdir(cwd):
+        raise BadArgument(f"--cwd {cwd!r} is not an existing directory")
+
+
+class Launcher:
+    """Starts managed programs with reactor.spawnProcess in a session of their own."""
+
+    def __init__(self, reactor, setsid: str | None = None, environ: dict | None = None):
+        self._reactor = reactor
+        self._setsid = setsid if setsid is not None else shutil.which("setsid")
+        self._environ = os.environ if environ is None else environ
+
+    @property
+    def search_path(self) -> str:
+        return self._environ.get("PATH", os.defpath)
+
+    def argv_for(self, record: ManagedRecord, executable: str) -> tuple[str, list[str]]:
+        """The program to exec and its argv, wrapped so the child starts a new session."""
+        target = record.argv[0]
+        if "/" not in target and "PATH" in record.env:
+            target = executable  # resolved on the server's PATH, not the child's
+        if self._setsid:
+            return self._setsid, ["setsid", "--", target, *record.argv[1:]]
+        return sys.executable, [sys.executable, "-c", _PY_SETSID, target, *record.argv[1:]]
+
+    def spawn(self, record: ManagedRecord, protocol, output_fds: dict[int, int]):
+        """Spawn the program; returns the process transport. The caller closes output_fds."""
+        executable = resolve_program(record.argv[0], record.cwd, self.search_path)
+        check_cwd(record.cwd)
+        program, args = self.argv_for(record, executable)
+        environment = {**self._environ, **record.env}
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return self._reactor.spawnProcess(
+                protocol,
+                program,
+                args,
+                env=environment,
+                path=record.cwd,
+                childFDs={0: devnull, **output_fds},
+            )
+        except OSError as err:
+            raise SpawnFailed(f"cannot start {record.argv[0]!r}: {err.strerror or err}") from err
+        finally:
+            os.close(devnull)

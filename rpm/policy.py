@@ -1,0 +1,106 @@
+"""Who may be signalled: protected pids, kernel threads, the signal scope, reused pids.
+
+A pid of 1 or less (0 and negative pids address process groups or every process), the
+server itself and its ancestors are protected. Kernel threads are never signalled. With
+--signal-scope managed only processes this server started, and their descendants, may be
+touched. A pid the client saw in a table must still name that same process (start time).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import psutil
+
+from rpm.errors import NoSuchProcess, NotPermitted, Protected
+
+PID_MAX = 4_194_304  # Linux's PID_MAX_LIMIT: no pid can be larger
+PF_KTHREAD = 0x00200000
+SCOPES = ("owned", "managed")
+
+
+def is_kernel_thread(pid: int) -> bool:
+    """True for Linux kernel threads (PF_KTHREAD in /proc/<pid>/stat); False elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return bool(int(fields[6]) & PF_KTHREAD)
+
+
+def ancestors(pid: int) -> list[int]:
+    """The chain of parents of pid, nearest first, as it is now."""
+    chain = []
+    try:
+        parent = psutil.Process(pid).ppid()
+        while parent > 0 and parent not in chain:
+            chain.append(parent)
+            parent = psutil.Process(parent).ppid()
+    except psutil.NoSuchProcess:
+        pass
+    return chain
+
+
+def start_time(pid: int) -> float:
+    """The process's start time as psutil reports it (its identity with the pid)."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess as err:
+        raise NoSuchProcess(f"no process has pid {pid}") from err
+    except psutil.AccessDenied as err:
+        raise NotPermitted(f"cannot read process {pid}: {err}") from err
+
+
+def same_start(first: float, second: float) -> bool:
+    """Start times are clock ticks since boot: equal within a tick means the same process."""
+    return abs(first - second) < 0.005
+
+
+class SignalPolicy:
+    """Decides whether a pid may be signalled, and which process it must still be."""
+
+    def __init__(self, scope: str, is_managed: Callable[[int, float], bool], own_pid: int = 0):
+        if scope not in SCOPES:
+            raise ValueError(f"signal scope must be one of {SCOPES}")
+        self.scope = scope
+        self._is_managed = is_managed
+        self._own_pid = own_pid or os.getpid()
+
+    def check(self, pid: int, seen_started: float | None = None) -> float:
+        """Raise if pid must not be signalled; return its start time."""
+        if pid <= 1:
+            raise Protected(
+                f"pid {pid} is protected: 1 is init, 0 and negative pids address "
+                "process groups or every process"
+            )
+        if pid > PID_MAX:
+            raise NoSuchProcess(f"no process has pid {pid}")
+        if pid == self._own_pid or pid in ancestors(self._own_pid):
+            raise Protected(f"pid {pid} is protected: it is the rpm server or one of its parents")
+        started = start_time(pid)
+        if seen_started is not None and not same_start(started, seen_started):
+            raise NoSuchProcess(
+                f"pid {pid} now names another process than the one you listed "
+                "(the pid was reused); LIST again"
+            )
+        if is_kernel_thread(pid):
+            raise Protected(f"pid {pid} is a kernel thread; rpm never signals kernel threads")
+        if self.scope == "managed" and not self._within_managed(pid, started):
+            raise NotPermitted(
+                f"pid {pid} was not started by this server and the server runs "
+                "with --signal-scope managed"
+            )
+        return started
+
+    def _within_managed(self, pid: int, started: float) -> bool:
+        if self._is_managed(pid, started):
+            return True
+        for parent in ancestors(pid):
+            try:
+                if self._is_managed(parent, psutil.Process(parent).create_time()):
+                    return True
+            except psutil.NoSuchProcess:
+                return False
+        return False

@@ -1,0 +1,385 @@
+"""One client connection: framing, session state, one reply per request in order, events.
+
+Framing follows the contract: LF or CRLF in, CRLF out; telnet IAC sequences are removed
+before lines are split; a line over 64 KiB or not in UTF-8 gets its error and the connection
+stays usable. Requests are executed one at a time: while one is in progress (STOP waits for
+the process to end) or while the client is not reading what we send, no further line is
+read, so a client can never make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass
+from inspect import iscoroutine
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from rpm import __version__
+from rpm.commands import (
+    ALWAYS_ALLOWED,
+    LOOPBACK_READ_ONLY,
+    MUTATING,
+    parse_arguments,
+    redact,
+    shown,
+    split_verb,
+)
+from rpm.errors import AuthRequired, RPMError
+from rpm.handlers import HANDLERS
+from rpm.snapshot import Snapshot
+from rpm.telnet import TelnetFilter
+from rpm.watch import Watcher
+from rpm.wire import TEXT, Error, Event, err_line, ok_line
+
+log = Logger()
+MAX_LINE = 65536
+BUSY, WRITE_FULL = "busy", "write-full"
+
+
+@dataclass
+class Session:
+    """What the server knows about one connection."""
+
+    peer: str
+    host: str
+    local: bool
+    authenticated: bool
+    mode: str = TEXT
+    auth_failures: int = 0
+    seen: Snapshot | None = None  # the last table this client was sent
+
+    def seen_started(self, pid: int) -> float | None:
+        """The start time of pid in the last table this client saw, if it saw pid."""
+        row = self.seen.by_pid.get(pid) if self.seen is not None else None
+        return row.started if row is not None else None
+
+
+def describe_peer(address) -> tuple[str, str, bool]:
+    """(peer for logs, host for per-peer limits, whether it is local) of a client address."""
+    host = getattr(address, "host", None)
+    if host is None:
+        return "unix", "unix", True
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+        ip = getattr(ip, "ipv4_mapped", None) or ip
+        local = ip.is_loopback
+    except ValueError:
+        local = False
+    return f"{host}:{address.port}", host, local
+
+
+@implementer(IPushProducer)
+class _WriteGate:
+    """Told by the transport when the client stops reading (its buffer is full) and resumes."""
+
+    def __init__(self, connection: RPMProtocol):
+        self._connection = connection
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self._connection.hold(WRITE_FULL)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._connection.writable()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class RPMProtocol(LineReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE + 1  # room for the CR telnet sends before the LF
+
+    def __init__(self, core, session: Session):
+        self.core = core
+        self.session = session
+        self.watcher: Watcher | None = None
+        self.following: set[int] = set()
+        self._telnet = TelnetFilter()
+        self._gate = _WriteGate(self)
+        self._holds: set[str] = set()
+        self._discarding = False
+        self._replay = b""
+        self._after: list = []
+        self._idle_call = None
+
+    # -- connection life -------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self._gate, True)
+        note = "" if self.session.authenticated else " auth-required"
+        self.transport.write(ok_line(f"rpm {__version__} ready{note}"))
+        self._touch()
+        log.info("connection from {peer}", peer=self.session.peer)
+
+    def connectionLost(self, reason=None) -> None:
+        self.stop_watch()
+        self.core.logwatch.unfollow(self)
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self.factory.released(self.session.host)
+        log.info("connection from {peer} closed", peer=self.session.peer)
+
+    def close(self) -> None:
+        self.transport.loseConnection()
+
+    def _touch(self) -> None:
+        timeout = self.core.config.idle_timeout
+        if not timeout:
+            return
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.reset(timeout)
+        else:
+            self._idle_call = self.core.reactor.callLater(timeout, self._idle)
+
+    def _idle(self) -> None:
+        self._idle_call = None
+        if self.streaming:
+            self._touch()
+            return
+        timeout = self.core.config.idle_timeout
+        self.send_event(Event("bye", f"idle for {timeout:g} s", {"reason": "idle-timeout"}))
+        self.close()
+
+    @property
+    def streaming(self) -> bool:
+        """Watching or following: such connections are exempt from the idle timeout."""
+        return self.watcher is not None or bool(self.following)
+
+    # -- framing ---------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        data = self._telnet.feed(data)
+        if not data:  # LineReceiver.resumeProducing: go on with what is buffered
+            super().dataReceived(b"")
+            return
+        while data:
+            if self._discarding:
+                end = data.find(b"\n")
+                if end < 0:
+                    return
+                self._discarding, data = False, data[end + 1 :]
+                continue
+            super().dataReceived(data)
+            data, self._replay = self._replay, b""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        end = line.find(b"\n")
+        if end < 0:
+            self._discarding = True
+        else:
+            self._replay = line[end + 1 :]
+        self._respond(
+            "",
+            Error(
+                "line-too-long",
+                f"a request line may be at most {MAX_LINE} bytes; the line was discarded",
+            ),
+        )
+
+    def lineReceived(self, line: bytes) -> None:
+        self._touch()
+        line = line.removesuffix(b"\r")
+        if not line.strip():
+            return
+        if len(line) > MAX_LINE:
+            self._respond(
+                "",
+                Error(
+                    "line-too-long",
+                    f"a request line may be at most {MAX_LINE} bytes; the line was discarded",
+                ),
+            )
+            return
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            self._respond(
+                "",
+                Error(
+                    "bad-encoding",
+                    f"the request is not valid UTF-8 (byte {err.start}); send UTF-8 text",
+                ),
+            )
+            return
+        self._execute(text)
+
+    # -- flow control ----------------------------------------------------------------------
+
+    def hold(self, reason: str) -> None:
+        """Stop reading requests until release(reason)."""
+        if not self._holds:
+            self.pauseProducing()
+        self._holds.add(reason)
+
+    def release(self, reason: str) -> None:
+        self._holds.discard(reason)
+        if not self._holds and self.paused:
+            self.resumeProducing()
+
+    @property
+    def write_blocked(self) -> bool:
+        return self._gate.paused
+
+    def writable(self) -> None:
+        """The client caught up with its output: resume events held back, then requests."""
+        if self.watcher is not None:
+            self.watcher.writable()
+        self.release(WRITE_FULL)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _execute(self, text: str) -> None:
+        try:
+            result = self._dispatch(text)
+        except Exception:
+            result = fail()
+        if not isinstance(result, Deferred):
+            result = succeed(result)
+        outcome: list = []
+        result.addBoth(outcome.append)
+        if outcome:
+            self._respond(text, outcome[0])
+            return
+        self.hold(BUSY)
+        result.addCallback(lambda _: self._respond(text, outcome[0]))
+        result.addCallback(lambda _: self.release(BUSY))
+
+    def _dispatch(self, text: str):
+        verb, rest = split_verb(text)
+        if not (
+            verb in ALWAYS_ALLOWED
+            or self.session.authenticated
+            or (self.session.local and verb in LOOPBACK_READ_ONLY)
+        ):
+            raise AuthRequired(
+                f"{verb} needs AUTH <token> first; the token is in the server's state directory"
+            )
+        command = parse_arguments(verb, rest)
+        result = HANDLERS[type(command)](self, command)
+        return Deferred.fromCoroutine(result) if iscoroutine(result) else result
+
+    def _reply_for(self, text: str, outcome):
+        if not isinstance(outcome, Failure):
+            return outcome
+        if outcome.check(RPMError):
+            return Error(outcome.value.code, outcome.value.message)
+        log.failure(
+            "internal error for {peer} on {command}",
+            outcome,
+            peer=self.session.peer,
+            command=redact(text),
+        )
+        return Error(
+            "internal",
+            "the server hit a bug with this request; it is logged, and the server keeps serving",
+        )
+
+    def _respond(self, text: str, outcome) -> None:
+        reply = self._reply_for(text, outcome)
+        self.transport.write(reply.render(self.session.mode))
+        if text:
+            self._audit(text, reply)
+        after, self._after = self._after, []
+        for action in after:
+            action()
+
+    def _audit(self, text: str, reply) -> None:
+        try:
+            verb, _ = split_verb(text)
+        except RPMError:
+            return
+        failed_auth = verb == "AUTH" and isinstance(reply, Error)
+        if verb in MUTATING or failed_auth:
+            result = reply.render(TEXT).split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            self.core.audit(self.session, redact(text), shown(result, 200))
+
+    def after_reply(self, action) -> None:
+        """Run action once the current request's reply has been written."""
+        self._after.append(action)
+
+    # -- pushing ---------------------------------------------------------------------------
+
+    def send_bytes(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def send_event(self, event: Event) -> None:
+        self.send_bytes(event.render(self.session.mode))
+
+    def start_watch(self, interval: float, delta: bool) -> None:
+        self.stop_watch()
+        self.watcher = Watcher(self.core.reactor, self, self.core.sampler, interval, delta)
+        self.core.watching.add(self)
+        self.after_reply(self.watcher.start)
+
+    def follow(self, pid: int, managed_id: int) -> None:
+        self.core.logwatch.follow(self, pid, managed_id)
+        self.following.add(pid)
+
+    def unfollow(self, pid: int) -> bool:
+        self.following.discard(pid)
+        return self.core.logwatch.unfollow(self, pid)
+
+    def stop_watch(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        self.core.watching.discard(self)
+
+
+class _Refusal(Protocol):
+    """Answers a connection over a limit with ERR limit and closes it."""
+
+    def __init__(self, message: str):
+        self._message = message
+
+    def connectionMade(self) -> None:
+        self.transport.write(err_line("limit", self._message))
+        self.transport.loseConnection()
+
+
+class RPMFactory(Factory):
+    """Builds one RPMProtocol per connection, within the total and per-peer caps."""
+
+    def __init__(self, core):
+        self.core = core
+        self._per_host: Counter[str] = Counter()
+        self._total = 0
+
+    def buildProtocol(self, addr):
+        config = self.core.config
+        peer, host, local = describe_peer(addr)
+        if self._total >= config.max_connections:
+            log.warn("refused {peer}: {n} connections open", peer=peer, n=self._total)
+            return _Refusal(
+                f"the server has {self._total} connections open, its "
+                "--max-connections; try again later"
+            )
+        if self._per_host[host] >= config.max_connections_per_peer:
+            log.warn("refused {peer}: too many connections from {host}", peer=peer, host=host)
+            return _Refusal(
+                f"{host} already has {self._per_host[host]} connections, the "
+                "server's --max-connections-per-peer; close some first"
+            )
+        self._total += 1
+        self._per_host[host] += 1
+        session = Session(peer, host, local, authenticated=self.core.token is None)
+        protocol = RPMProtocol(self.core, session)
+        protocol.factory = self
+        return protocol
+
+    def released(self, host: str) -> None:
+        self._total -= 1
+        self._per_host[host] -= 1
+        if self._per_host[host] <= 0:
+            del self._per_host[host]

@@ -1,0 +1,116 @@
+"""The rpm server as a Twisted service: opens the state, adopts survivors, listens."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from rpm.auth import load_token
+from rpm.config import ServerConfig
+from rpm.control import Controller
+from rpm.core import Core
+from rpm.launch import Launcher
+from rpm.logfiles import LogFiles
+from rpm.logwatch import LogWatcher
+from rpm.policy import SignalPolicy
+from rpm.protocol import RPMFactory
+from rpm.sampler import Sampler
+from rpm.scan import Scanner
+from rpm.statedir import prepare_state_dir
+from rpm.store import AsyncStore, Store
+from rpm.supervisor import Supervisor
+
+log = Logger()
+SHUTDOWN_GRACE = 5.0
+
+
+def raise_fd_limit() -> None:
+    """Allow as many connections as the hard limit permits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class RPMService(service.Service):
+    """Everything the server runs, started and stopped with the reactor."""
+
+    def __init__(self, config: ServerConfig, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+        self.core: Core | None = None
+        self.ports: list = []
+
+    def build(self) -> Core:
+        """Open the state directory and registry, adopt survivors, and wire the parts."""
+        config, reactor = self.config, self.reactor
+        prepare_state_dir(config.state_dir)
+        token = None if config.no_auth else load_token(config.state_dir, config.token_file)
+        store = AsyncStore(reactor, Store(os.path.join(config.state_dir, "rpm.db")))
+        store.start()
+        logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
+        watcher = LogWatcher(reactor, logfiles)
+        supervisor = Supervisor(reactor, store, Launcher(reactor), watcher, config.max_managed)
+        scanner = Scanner()
+        sampler = Sampler(reactor, scanner.scan, supervisor.managed_keys)
+        policy = SignalPolicy(config.signal_scope, supervisor.is_managed)
+        controller = Controller(reactor, supervisor, policy, sampler)
+        core = Core(
+            reactor, config, token, store, logfiles, watcher, sampler, supervisor, controller
+        )
+        supervisor.observe(core.broadcast)
+        supervisor.load(
+            store.sync.records(only_unfinished=True), store.sync.next_id(), store.sync.next_run_id()
+        )
+        watcher.start()
+        return core
+
+    def startService(self) -> None:
+        super().startService()
+        raise_fd_limit()
+        self.core = self.build()
+        factory = RPMFactory(self.core)
+        for description in self.config.listen:
+            serverFromString(self.reactor, description).listen(factory).addCallbacks(
+                self._listening, self._cannot_listen, errbackArgs=(description,)
+            )
+
+    def _listening(self, port) -> None:
+        self.ports.append(port)
+        address = port.getHost()
+        where = getattr(address, "name", None) or f"{address.host}:{address.port}"
+        log.info("rpm listening on {where}", where=where)
+        if self.config.port_file:
+            with open(self.config.port_file, "a", encoding="utf-8") as handle:
+                handle.write(f"{where}\n")
+
+    def _cannot_listen(self, failure, description: str) -> None:
+        log.critical(
+            "cannot listen on {description}: {error}; stopping",
+            description=description,
+            error=failure.getErrorMessage(),
+        )
+        self.reactor.stop()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        yield defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in self.ports])
+        self.ports = []
+        core = self.core
+        if core is None:
+            return
+        if self.config.stop_children_on_exit:
+            log.info("stopping {n} managed processes", n=len(core.supervisor.running()))
+            yield core.controller.stop_all(SHUTDOWN_GRACE)
+        core.sampler.stop()
+        core.logwatch.stop()
+        core.store.stop()

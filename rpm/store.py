@@ -1,0 +1,270 @@
+"""The registry of managed processes and the audit trail, in SQLite in the state directory.
+
+WAL mode with synchronous=NORMAL: a committed transaction survives a crash (even kill -9) of
+the server. The schema is versioned with PRAGMA user_version and migrated forward at open.
+All access after start-up goes through one dedicated thread (AsyncStore), the only writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+MIGRATIONS = (
+    """
+    CREATE TABLE managed (
+        id INTEGER PRIMARY KEY,
+        argv TEXT NOT NULL,
+        cwd TEXT,
+        env TEXT NOT NULL,
+        restart TEXT NOT NULL,
+        created REAL NOT NULL,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        policy_ended INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        managed_id INTEGER NOT NULL REFERENCES managed(id),
+        pid INTEGER NOT NULL,
+        started REAL NOT NULL,
+        spawned_at REAL NOT NULL,
+        ended_at REAL,
+        exit_code INTEGER,
+        exit_signal INTEGER,
+        exit_known INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_by_pid ON runs(pid);
+    CREATE INDEX runs_by_managed ON runs(managed_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        peer TEXT NOT NULL,
+        authenticated INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        result TEXT NOT NULL
+    );
+    """,
+)
+
+
+@dataclass
+class ManagedRecord:
+    """A program this server started, and its latest run."""
+
+    id: int
+    argv: tuple[str, ...]
+    cwd: str | None
+    env: dict[str, str]
+    restart: str
+    created: float
+    restarts: int = 0
+    policy_ended: bool = False
+    run_id: int | None = None
+    pid: int | None = None
+    started: float | None = None
+    spawned_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    exit_known: bool = False
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+
+@dataclass
+class AuditRecord:
+    time: float
+    peer: str
+    authenticated: bool
+    command: str
+    result: str
+    id: int | None = field(default=None)
+
+
+_COLUMNS = """
+    m.id, m.argv, m.cwd, m.env, m.restart, m.created, m.restarts, m.policy_ended,
+    r.id, r.pid, r.started, r.spawned_at, r.ended_at, r.exit_code, r.exit_signal, r.exit_known
+"""
+_LATEST_RUNS = f"""
+    SELECT {_COLUMNS} FROM managed m
+    LEFT JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE managed_id = m.id)
+"""
+_RUN_BY_PID = f"""
+    SELECT {_COLUMNS} FROM runs r JOIN managed m ON m.id = r.managed_id
+    WHERE r.pid = ? ORDER BY r.id DESC LIMIT 1
+"""
+
+
+def _record(row) -> ManagedRecord:
+    return ManagedRecord(
+        id=row[0],
+        argv=tuple(json.loads(row[1])),
+        cwd=row[2],
+        env=json.loads(row[3]),
+        restart=row[4],
+        created=row[5],
+        restarts=row[6],
+        policy_ended=bool(row[7]),
+        run_id=row[8],
+        pid=row[9],
+        started=row[10],
+        spawned_at=row[11],
+        ended_at=row[12],
+        exit_code=row[13],
+        exit_signal=row[14],
+        exit_known=bool(row[15]),
+    )
+
+
+class Store:
+    """Synchronous access to the database; use it from one thread at a time."""
+
+    def __init__(self, path: str):
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"the state database has schema {version}, newer than this "
+                f"rpm understands ({len(MIGRATIONS)}); upgrade rpm"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, script.split(";")):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={number}")
+            self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def next_id(self) -> int:
+        return (self._db.execute("SELECT max(id) FROM managed").fetchone()[0] or 0) + 1
+
+    def next_run_id(self) -> int:
+        return (self._db.execute("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
+
+    def add_managed(self, record: ManagedRecord) -> int:
+        """Insert a new program and its first run in one transaction; returns the run id."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO managed (id, argv, cwd, env, restart, created) VALUES (?,?,?,?,?,?)",
+                (
+                    record.id,
+                    json.dumps(record.argv),
+                    record.cwd,
+                    json.dumps(record.env),
+                    record.restart,
+                    record.created,
+                ),
+            )
+            return self._insert_run(record)
+
+    def add_run(self, record: ManagedRecord) -> int:
+        """Record a new run (a restart) of a known program; returns the run id."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE managed SET restarts=? WHERE id=?", (record.restarts, record.id)
+            )
+            return self._insert_run(record)
+
+    def _insert_run(self, record: ManagedRecord) -> int:
+        self._db.execute(
+            "INSERT INTO runs (id, managed_id, pid, started, spawned_at) VALUES (?,?,?,?,?)",
+            (record.run_id, record.id, record.pid, record.started, record.spawned_at),
+        )
+        return record.run_id
+
+    def end_run(self, record: ManagedRecord) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE runs SET ended_at=?, exit_code=?, exit_signal=?, exit_known=? WHERE id=?",
+                (
+                    record.ended_at,
+                    record.exit_code,
+                    record.exit_signal,
+                    int(record.exit_known),
+                    record.run_id,
+                ),
+            )
+
+    def end_policy(self, managed_id: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE managed SET policy_ended=1 WHERE id=?", (managed_id,))
+
+    def records(self, only_unfinished: bool = False) -> list[ManagedRecord]:
+        """Programs with their latest run; only_unfinished keeps those alive or to restart."""
+        query = _LATEST_RUNS
+        if only_unfinished:
+            query += " WHERE r.ended_at IS NULL OR (m.restart != 'no' AND m.policy_ended = 0)"
+        return [_record(row) for row in self._db.execute(query + " ORDER BY m.id")]
+
+    def record_for_pid(self, pid: int) -> ManagedRecord | None:
+        """The program with the newest run that had this pid, described by that run."""
+        row = self._db.execute(_RUN_BY_PID, (pid,)).fetchone()
+        return None if row is None else _record(row)
+
+    def add_audit(self, record: AuditRecord) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO audit (time, peer, authenticated, command, result) VALUES (?,?,?,?,?)",
+                (
+                    record.time,
+                    record.peer,
+                    int(record.authenticated),
+                    record.command,
+                    record.result,
+                ),
+            )
+
+    def history(self, count: int) -> list[AuditRecord]:
+        rows = self._db.execute(
+            "SELECT id, time, peer, authenticated, command, result FROM audit "
+            "ORDER BY id DESC LIMIT ?",
+            (count,),
+        ).fetchall()
+        return [AuditRecord(r[1], r[2], bool(r[3]), r[4], r[5], r[0]) for r in reversed(rows)]
+
+    def integrity(self) -> str:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+class AsyncStore:
+    """Runs Store methods in one dedicated thread, so the reactor never waits on the disk."""
+
+    def __init__(self, reactor, store: Store):
+        self.sync = store
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="rpm-store")
+
+    def start(self) -> None:
+        self._pool.start()
+
+    def stop(self) -> None:
+        self._pool.stop()
+        self.sync.close()
+
+    def call(self, method: str, *args):
+        """A Deferred firing with Store.<method>(*args), run in the store's thread."""
+        return deferToThreadPool(self._reactor, self._pool, getattr(self.sync, method), *args)

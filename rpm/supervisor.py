@@ -1,0 +1,326 @@
+"""Managed processes: start, exit status, restart policies, adoption after a server restart.
+
+Each program started by START gets a registry record (its id names its log files) and one
+run per (re)start. Twisted reaps our children and reports how they ended; processes adopted
+from a previous server are watched through their pidfd (or polled) instead, and their exit
+status is unknown. Records are written through the store's single thread, in order, and
+START answers only once its record is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from rpm.commands import Start
+from rpm.errors import LimitReached, RPMError
+from rpm.launch import Launcher, check_cwd, resolve_program
+from rpm.logwatch import LogWatcher
+from rpm.policy import same_start
+from rpm.signalling import ExitWatch, alive_with_start, process_gone
+from rpm.store import AsyncStore, ManagedRecord
+
+log = Logger()
+BACKOFF_FIRST, BACKOFF_CAP, STABLE_UPTIME = 1.0, 60.0, 60.0
+ADOPTED_POLL = 0.5
+KEEP_ENDED = 1000
+
+
+@dataclass(eq=False)
+class Managed:
+    """A managed program at run time: its record plus what only this server holds."""
+
+    record: ManagedRecord
+    transport: object | None = None  # our child's process transport, while it runs
+    exit_watch: object | None = None  # pidfd watch or poll of an adopted process
+    restart_call: object | None = None
+    stop_requested: bool = False
+    spawning: bool = False
+    backoff: float = BACKOFF_FIRST
+
+    @property
+    def running(self) -> bool:
+        return self.record.pid is not None and not self.record.ended
+
+    @property
+    def adopted(self) -> bool:
+        return self.running and self.transport is None
+
+
+class _Child(ProcessProtocol):
+    def __init__(self, supervisor: Supervisor, managed: Managed):
+        self._supervisor, self._managed = supervisor, managed
+
+    def connectionMade(self) -> None:
+        self._supervisor._spawned(self._managed, self.transport)
+
+    def processEnded(self, reason) -> None:
+        value = reason.value
+        self._supervisor._ended(
+            self._managed,
+            getattr(value, "exitCode", None),
+            getattr(value, "signal", None),
+            known=True,
+        )
+
+
+def _start_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return time.time()
+
+
+class Supervisor:
+    """Owns every managed program; tells observers when one starts or exits."""
+
+    def __init__(
+        self,
+        reactor,
+        store: AsyncStore,
+        launcher: Launcher,
+        watcher: LogWatcher,
+        max_managed: int = 1000,
+    ):
+        self._reactor = reactor
+        self._store = store
+        self._launcher = launcher
+        self._watcher = watcher
+        self.max_managed = max_managed
+        self._by_id: dict[int, Managed] = {}
+        self._by_pid: dict[int, Managed] = {}
+        self._observers: list[Callable[[str, ManagedRecord], None]] = []
+        self._exit_listeners: dict[int, list[Callable[[], None]]] = {}
+        self._next_id = self._next_run_id = 1
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def observe(self, observer: Callable[[str, ManagedRecord], None]) -> None:
+        """observer(event, record) for "started" and "exited"."""
+        self._observers.append(observer)
+
+    def running(self) -> list[Managed]:
+        return [m for m in self._by_id.values() if m.running]
+
+    def managed_keys(self) -> frozenset[tuple[int, float]]:
+        return frozenset((m.record.pid, m.record.started) for m in self.running())
+
+    def is_managed(self, pid: int, started: float) -> bool:
+        managed = self._by_pid.get(pid)
+        return (
+            managed is not None and managed.running and same_start(managed.record.started, started)
+        )
+
+    def by_pid(self, pid: int) -> Managed | None:
+        """The managed program whose current or last run had this pid, if still in memory."""
+        return self._by_pid.get(pid)
+
+    def record_for_pid(self, pid: int) -> Deferred:
+        """Like by_pid, but falls back to the registry for runs long forgotten in memory."""
+        managed = self._by_pid.get(pid)
+        if managed is not None:
+            return succeed(managed.record)
+        return self._store.call("record_for_pid", pid)
+
+    def when_exited(self, pid: int, listener: Callable[[], None]) -> None:
+        """Call listener as soon as the managed run with this pid ends."""
+        self._exit_listeners.setdefault(pid, []).append(listener)
+
+    # -- start -----------------------------------------------------------------------------
+
+    def start(self, command: Start) -> Deferred:
+        """Start a program; fires with its record once the registry has it."""
+        if len(self.running()) >= self.max_managed:
+            raise LimitReached(
+                f"{self.max_managed} managed processes are running, the "
+                "server's --max-managed; stop some first"
+            )
+        check_cwd(command.cwd)
+        resolve_program(command.argv[0], command.cwd, self._launcher.search_path)
+        record = ManagedRecord(
+            id=self._next_id,
+            argv=command.argv,
+            cwd=command.cwd,
+            env=dict(command.env),
+            restart=command.restart,
+            created=self._reactor.seconds(),
+        )
+        managed = Managed(record)
+        self._spawn(managed)
+        self._next_id += 1
+        self._by_id[record.id] = managed
+        committed = self._store.call("add_managed", dataclasses.replace(record))
+        self._announce_run(managed)
+        committed.addCallback(lambda _: record)
+        return committed
+
+    def _spawn(self, managed: Managed) -> None:
+        record = managed.record
+        record.run_id, record.pid, record.ended_at = self._next_run_id, None, None
+        record.exit_code = record.exit_signal = None
+        record.exit_known = False
+        fds = self._launcher_fds(record)
+        managed.spawning = True
+        try:
+            self._launcher.spawn(record, _Child(self, managed), fds)
+        finally:
+            managed.spawning = False
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._next_run_id += 1
+
+    def _launcher_fds(self, record: ManagedRecord) -> dict[int, int]:
+        try:
+            return self._watcher.logfiles.open_for_child(record.id)
+        except OSError as err:
+            raise RPMError(f"cannot open the log files for {record.argv[0]!r}: {err}") from err
+
+    def _spawned(self, managed: Managed, transport) -> None:
+        record = managed.record
+        managed.transport = transport
+        record.pid, record.spawned_at = transport.pid, self._reactor.seconds()
+        record.started = _start_time(transport.pid)
+        self._by_pid[record.pid] = managed
+
+    def _announce_run(self, managed: Managed) -> None:
+        """After a spawn: tell observers, and finish a run that already ended meanwhile."""
+        self._watcher.track(managed.record.id)
+        self._emit("started", managed.record)
+        if managed.record.ended:
+            self._finish_run(managed)
+
+    # -- exit and restart ------------------------------------------------------------------
+
+    def _ended(self, managed: Managed, code: int | None, signum: int | None, known: bool) -> None:
+        record = managed.record
+        record.ended_at = self._reactor.seconds()
+        record.exit_code, record.exit_signal, record.exit_known = code, signum, known
+        managed.transport = None
+        if managed.exit_watch is not None:
+            managed.exit_watch.cancel()
+            managed.exit_watch = None
+        for listener in self._exit_listeners.pop(record.pid, []):
+            listener()
+        if not managed.spawning:
+            self._finish_run(managed)
+
+    def _finish_run(self, managed: Managed) -> None:
+        self._watcher.release(managed.record.id)
+        self._store.call("end_run", dataclasses.replace(managed.record))
+        self._emit("exited", managed.record)
+        self._forget_old_ended()
+        self._schedule_restart(managed)
+
+    def _schedule_restart(self, managed: Managed) -> None:
+        record = managed.record
+        if managed.stop_requested or record.policy_ended or record.restart == "no":
+            return
+        if record.restart == "on-failure" and record.exit_known and record.exit_code == 0:
+            return
+        if record.ended_at - (record.spawned_at or record.ended_at) >= STABLE_UPTIME:
+            managed.backoff = BACKOFF_FIRST
+        delay, managed.backoff = managed.backoff, min(managed.backoff * 2, BACKOFF_CAP)
+        managed.restart_call = self._reactor.callLater(delay, self._restart, managed)
+
+    def _restart(self, managed: Managed) -> None:
+        managed.restart_call = None
+        record = managed.record
+        try:
+            self._spawn(managed)
+        except RPMError as err:
+            log.warn("cannot restart {argv}: {err}", argv=record.argv, err=err.message)
+            record.ended_at = self._reactor.seconds()
+            self._schedule_restart(managed)
+            return
+        record.restarts += 1
+        self._store.call("add_run", dataclasses.replace(record))
+        self._announce_run(managed)
+
+    def end_policy(self, managed: Managed) -> None:
+        """STOP ends the restart policy: nothing restarts the program after it."""
+        managed.stop_requested = True
+        if managed.restart_call is not None and managed.restart_call.active():
+            managed.restart_call.cancel()
+        managed.restart_call = None
+        if not managed.record.policy_ended:
+            managed.record.policy_ended = True
+            self._store.call("end_policy", managed.record.id)
+
+    def _forget_old_ended(self) -> None:
+        ended = [m for m in self._by_id.values() if m.record.ended and m.restart_call is None]
+        for managed in ended[: max(0, len(ended) - KEEP_ENDED)]:
+            del self._by_id[managed.record.id]
+            if self._by_pid.get(managed.record.pid) is managed:
+                del self._by_pid[managed.record.pid]
+
+    def _emit(self, event: str, record: ManagedRecord) -> None:
+        for observer in self._observers:
+            try:
+                observer(event, record)
+            except Exception:
+                log.failure("observer of {event} failed", event=event)
+
+    # -- adoption --------------------------------------------------------------------------
+
+    def load(self, records: list[ManagedRecord], next_id: int, next_run_id: int) -> None:
+        """Take over the registry at start-up: adopt live processes, close or restart the rest."""
+        self._next_id, self._next_run_id = next_id, next_run_id
+        for record in records:
+            managed = Managed(record)
+            self._by_id[record.id] = managed
+            if record.pid is not None:
+                self._by_pid[record.pid] = managed
+            if not record.ended and alive_with_start(record.pid, record.started):
+                self._adopt(managed)
+            elif not record.ended:
+                self._ended(managed, None, None, known=False)
+            elif record.restart != "no" and not record.policy_ended:
+                self._schedule_restart(managed)
+
+    def _adopt(self, managed: Managed) -> None:
+        pid, started = managed.record.pid, managed.record.started
+        self._watcher.track(managed.record.id)
+        managed.exit_watch = ExitWatch.maybe(
+            self._reactor, pid, lambda: self._adopted_ended(managed)
+        )
+        if managed.exit_watch is None:
+            managed.exit_watch = _Poll(
+                self._reactor,
+                lambda: process_gone(pid, started),
+                lambda: self._adopted_ended(managed),
+            )
+        log.info("adopted managed process {pid} ({argv})", pid=pid, argv=managed.record.argv)
+
+    def _adopted_ended(self, managed: Managed) -> None:
+        if managed.running:
+            self._ended(managed, None, None, known=False)
+
+
+class _Poll:
+    """A fallback exit watch for systems without pidfds: ask `gone` every half second."""
+
+    def __init__(self, reactor, gone: Callable[[], bool], on_exit: Callable[[], None]):
+        self._gone, self._on_exit = gone, on_exit
+        self._loop = LoopingCall(self._check)
+        self._loop.clock = reactor
+        self._loop.start(ADOPTED_POLL, now=False)
+
+    def _check(self) -> None:
+        if self._gone():
+            self.cancel()
+            self._on_exit()
+
+    def cancel(self) -> None:
+        if self._loop.running:
+            self._loop.stop()

@@ -1,0 +1,105 @@
+"""`twistd rpm` / `twist rpm`: the command-line options and makeService.
+
+Everything that can be wrong with the options or the environment (a bad value, a port in
+use, an unreadable or exposed token file, a state directory we cannot use) is found here,
+before the server daemonizes, and ends it with one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from twisted.python import usage
+
+from rpm import __version__
+from rpm.auth import TokenError, load_token
+from rpm.config import ConfigError, ServerConfig, build_config, probe_port
+from rpm.statedir import prepare_state_dir
+from rpm.store import Store
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the rpm server: a line protocol (telnet-friendly, or JSON) to list, start, "
+        "signal and stop processes. It listens on 127.0.0.1:5002 by default; the token "
+        "clients need for AUTH is written to STATE_DIR/token on first start."
+    )
+    optFlags = [
+        ["no-auth", None, "serve every command without AUTH (only for trusted local use)"],
+        ["insecure", None, "allow plain TCP on a non-loopback address (prefer --listen ssl:...)"],
+        [
+            "stop-children-on-exit",
+            None,
+            "stop every managed process when the server stops (default: leave them running)",
+        ],
+    ]
+    optParameters = [
+        ["port", "p", "5002", "TCP port to listen on (on --interface)"],
+        ["interface", "i", "127.0.0.1", "address to bind the TCP port to"],
+        [
+            "state-dir",
+            "d",
+            None,
+            "token, registry and logs (default: $XDG_STATE_HOME/rpm or ~/.local/state/rpm)",
+        ],
+        [
+            "token-file",
+            None,
+            None,
+            "read the token from FILE (mode 0600) instead of STATE_DIR/token",
+        ],
+        [
+            "signal-scope",
+            None,
+            "owned",
+            "owned: any process the server's user may signal; managed: only those it started "
+            "and their descendants",
+        ],
+        [
+            "idle-timeout",
+            None,
+            "900",
+            "close connections silent this many seconds (0: never); watchers are exempt",
+        ],
+        ["max-managed", None, "1000", "managed processes alive at once"],
+        ["max-connections", None, "1000", "open connections in total"],
+        ["max-connections-per-peer", None, "100", "open connections from one address"],
+        ["port-file", None, None, "append each listening address to FILE once listening"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """A Twisted endpoint to listen on instead of --port: tcp:5002:interface=127.0.0.1,
+        ssl:5003:privateKey=key.pem:certKey=cert.pem, unix:/run/rpm.sock (repeatable)"""
+        self["listen"].append(description)
+
+    def opt_version(self) -> None:
+        """Print the version of rpm and exit."""
+        print(f"rpm {__version__}")
+        raise SystemExit(0)
+
+
+def preflight(config: ServerConfig) -> None:
+    """Fail now, not after daemonizing, on what would stop the server from starting."""
+    prepare_state_dir(config.state_dir)
+    if not config.no_auth:
+        load_token(config.state_dir, config.token_file)
+    for description in config.listen:
+        probe_port(description)
+    Store(os.path.join(config.state_dir, "rpm.db")).close()  # schema readable and current
+
+
+def makeService(options: Options):
+    from rpm.service import RPMService
+
+    try:
+        config = build_config(options)
+        preflight(config)
+    except (ConfigError, TokenError, OSError, sqlite3.Error, RuntimeError) as err:
+        raise SystemExit(f"rpm: {err}") from err
+    return RPMService(config)

@@ -1,0 +1,80 @@
+"""Fixtures: a real rpm server in this process on an ephemeral port, cleaned up afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from rpm.config import ServerConfig
+from rpm.service import RPMService
+from tests.support import kill_tree
+
+
+class RunningServer:
+    """An RPMService listening on 127.0.0.1:<port>, with its token and state directory."""
+
+    def __init__(self, service: RPMService):
+        self.service = service
+        self.core = service.core
+        self.port = service.ports[0].getHost().port
+        self.token = service.core.token
+        self.state_dir = service.config.state_dir
+
+    def managed_pids(self) -> list[int]:
+        return [m.record.pid for m in self.core.supervisor.running()]
+
+
+def start_server(state_dir, **overrides) -> RunningServer:
+    config = ServerConfig(listen=["tcp:0:interface=127.0.0.1"], state_dir=str(state_dir))
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    service = RPMService(config, reactor)
+    service.startService()
+    return RunningServer(service)
+
+
+def stop_server(server: RunningServer) -> None:
+    """Kill what the server started (by pid, groups it leads), then stop it."""
+    for pid in server.managed_pids():
+        kill_tree(pid)
+    for managed in list(server.core.supervisor._by_id.values()):
+        if managed.restart_call is not None and managed.restart_call.active():
+            managed.restart_call.cancel()
+    pytest_twisted.blockon(defer.maybeDeferred(server.service.stopService))
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Start servers with ServerConfig overrides; all are stopped at the end of the test."""
+    servers = []
+
+    def make(**overrides) -> RunningServer:
+        server = start_server(tmp_path / f"state{len(servers)}", **overrides)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        with contextlib.suppress(Exception):
+            stop_server(server)
+
+
+@pytest.fixture
+def server(make_server) -> RunningServer:
+    return make_server()
+
+
+@pytest.fixture
+def spawned():
+    """Pids of processes a test starts itself: SIGKILLed at the end whatever happens."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            assert pid > 1
+            os.kill(pid, signal.SIGKILL)

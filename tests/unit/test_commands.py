@@ -1,0 +1,258 @@
+"""The request parser: verbs, aliases, arguments and every error it can report."""
+
+import pytest
+
+from rpm import commands as c
+from rpm.errors import BadArgument, UnknownCommand
+
+
+@pytest.mark.parametrize(
+    ("alias", "verb"),
+    [(alias, verb) for alias, verb in c.ALIASES.items()] + [(verb, verb) for verb in c.VERBS],
+)
+def test_every_alias_and_verb_maps_to_its_command(alias, verb):
+    assert c.canonical_verb(alias) == verb
+    assert c.canonical_verb(alias.lower()) == verb
+
+
+def test_contract_aliases_are_all_present():
+    list_aliases = [
+        "LS",
+        "PS",
+        "LISTAR",
+        "LISTA",
+        "VER",
+        "SHOW",
+        "MOSTRAR",
+        "PROCESOS",
+        "PROCESSES",
+    ]
+    start_aliases = [
+        "RUN",
+        "EXEC",
+        "LAUNCH",
+        "INICIAR",
+        "EJECUTAR",
+        "LANZAR",
+        "CORRER",
+        "CREAR",
+        "CREATE",
+        "BEGIN",
+        "EMPEZAR",
+    ]
+    stop_aliases = [
+        "KILL",
+        "MATAR",
+        "DETENER",
+        "TERMINAR",
+        "END",
+        "FINISH",
+        "FINALIZAR",
+        "CANCEL",
+        "CANCELAR",
+        "HALT",
+        "PARAR",
+    ]
+    exit_aliases = ["QUIT", "BYE", "SALIR", "ADIOS", "CLOSE", "CERRAR", "DISCONNECT", "DESCONECTAR"]
+    for aliases, verb in [
+        (list_aliases, "LIST"),
+        (start_aliases, "START"),
+        (stop_aliases, "STOP"),
+        (exit_aliases, "EXIT"),
+    ]:
+        assert all(c.ALIASES[alias] == verb for alias in aliases)
+
+
+@pytest.mark.parametrize("word", ["FOO", "LISTT", "l\u0131st", "", "STAR"])
+def test_unknown_verbs_are_refused(word):
+    with pytest.raises(UnknownCommand):
+        c.canonical_verb(word)
+
+
+def test_verbs_are_case_insensitive_and_arguments_keep_their_case():
+    assert c.parse_line("start Sleep 5") == c.Start(("Sleep", "5"))
+    assert c.parse_line("sTaRt -- Sleep 5").argv == ("Sleep", "5")
+
+
+def test_ping_help_exit_and_mode():
+    assert c.parse_line("PING") == c.Ping()
+    assert c.parse_line("help") == c.Help(None)
+    assert c.parse_line("HELP kill") == c.Help("STOP")
+    assert c.parse_line("quit") == c.Exit()
+    assert c.parse_line("MODE JSON") == c.Mode("json")
+    assert c.parse_line("mode text") == c.Mode("text")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "PING now",
+        "MODE",
+        "MODE xml",
+        "MODE json text",
+        "EXIT later",
+        "UNWATCH 3",
+        "HELP a b",
+        "AUTH",
+        "AUTH a b",
+    ],
+)
+def test_wrong_argument_counts_are_bad_arguments(line):
+    with pytest.raises(BadArgument):
+        c.parse_line(line)
+
+
+def test_help_of_an_unknown_verb():
+    with pytest.raises(UnknownCommand):
+        c.parse_line("HELP FROB")
+
+
+def test_list_options_and_patterns():
+    assert c.parse_line("LIST") == c.List(False, "")
+    assert c.parse_line("ls --managed") == c.List(True, "")
+    assert c.parse_line("LIST --managed sleep 30") == c.List(True, "sleep 30")
+    assert c.parse_line("LIST -bash") == c.List(False, "-bash")
+    assert c.parse_line("LIST -- --weird") == c.List(False, "--weird")
+    with pytest.raises(BadArgument, match="unknown LIST option"):
+        c.parse_line("LIST --frob")
+
+
+@pytest.mark.parametrize("text", ["abc", "1.5", "0x10", "1e3", "", "\u0661\u0662", "12a"])
+def test_pids_must_be_decimal_integers(text):
+    with pytest.raises(BadArgument, match="decimal integer"):
+        c.parse_pid(text)
+
+
+def test_pids_keep_their_sign_for_the_policy_to_judge():
+    assert c.parse_pid("007") == 7
+    assert c.parse_pid("-1") == -1
+    assert c.parse_pid("0") == 0
+    assert c.parse_pid("99999999999999999999") == 99999999999999999999
+
+
+def test_stop_with_and_without_grace():
+    assert c.parse_line("STOP 42") == c.Stop(42, 5.0)
+    assert c.parse_line("kill 42 0.5") == c.Stop(42, 0.5)
+    assert c.parse_line("STOP 42 0") == c.Stop(42, 0.0)
+    for bad in (
+        "STOP",
+        "STOP 42 -1",
+        "STOP 42 abc",
+        "STOP 42 1e9",
+        "STOP 42 nan",
+        "STOP 1 2 3",
+        "STOP 42 99999",
+    ):
+        with pytest.raises(BadArgument):
+            c.parse_line(bad)
+
+
+def test_signal_by_name_or_number():
+    assert c.parse_line("SIGNAL 42 HUP") == c.Signal(42, 1)
+    assert c.parse_line("SIGNAL 42 sigusr1") == c.Signal(42, 10)
+    assert c.parse_line("SIGNAL 42 15") == c.Signal(42, 15)
+    for bad in ("SIGNAL 42", "SIGNAL 42 FROB", "SIGNAL 42 0", "SIGNAL 42 999", "SIGNAL x HUP"):
+        with pytest.raises(BadArgument):
+            c.parse_line(bad)
+
+
+def test_pause_resume_info_follow():
+    assert c.parse_line("PAUSE 7") == c.Pause(7)
+    assert c.parse_line("RESUME 7") == c.Resume(7)
+    assert c.parse_line("INFO 7") == c.Info(7)
+    assert c.parse_line("FOLLOW 7") == c.Follow(7)
+    assert c.parse_line("UNFOLLOW 7") == c.Unfollow(7)
+    with pytest.raises(BadArgument):
+        c.parse_line("PAUSE")
+
+
+def test_logs_and_history_counts():
+    assert c.parse_line("LOGS 7") == c.Logs(7, 100)
+    assert c.parse_line("LOGS 7 3") == c.Logs(7, 3)
+    assert c.parse_line("HISTORY") == c.History(20)
+    assert c.parse_line("HISTORY 5") == c.History(5)
+    for bad in ("LOGS 7 -3", "LOGS 7 x", "LOGS 7 100001", "HISTORY -1", "HISTORY 10001"):
+        with pytest.raises(BadArgument):
+            c.parse_line(bad)
+
+
+def test_watch_interval_and_delta():
+    assert c.parse_line("WATCH") == c.Watch(1.0, False)
+    assert c.parse_line("WATCH 2") == c.Watch(2.0, False)
+    assert c.parse_line("WATCH 0.5 --delta") == c.Watch(0.5, True)
+    assert c.parse_line("WATCH --delta") == c.Watch(1.0, True)
+    for bad in (
+        "WATCH 0",
+        "WATCH 0.01",
+        "WATCH 4000",
+        "WATCH x",
+        "WATCH 1 2",
+        "WATCH --delta --delta",
+        "WATCH inf",
+    ):
+        with pytest.raises(BadArgument):
+            c.parse_line(bad)
+
+
+def test_start_splits_like_a_shell_without_running_one():
+    command = c.parse_line("""START sh -c 'echo "a b"; exit 3' x\\ y""")
+    assert command.argv == ("sh", "-c", 'echo "a b"; exit 3', "x y")
+    assert c.parse_line("START echo $HOME `id` ; rm -rf /").argv == (
+        "echo",
+        "$HOME",
+        "`id`",
+        ";",
+        "rm",
+        "-rf",
+        "/",
+    )
+    assert c.parse_line("START echo # not a comment").argv == ("echo", "#", "not", "a", "comment")
+
+
+def test_start_options():
+    command = c.parse_line(
+        "START --cwd /tmp --env A=1 --env=B=two\\ words --restart on-failure -- -x --y"
+    )
+    assert command == c.Start(("-x", "--y"), "/tmp", (("A", "1"), ("B", "two words")), "on-failure")
+    assert c.parse_line("START --restart=ALWAYS true").restart == "always"
+    assert c.parse_line("START --cwd ~ true").cwd.startswith("/")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("START", "needs a command line"),
+        ("START   ", "needs a command line"),
+        ("START --", "needs a command line"),
+        ("START ''", "needs a command line"),
+        ("START 'unbalanced", "quotes"),
+        ('START "unbalanced', "quotes"),
+        ("START -x", "unknown START option"),
+        ("START --frob true", "unknown START option"),
+        ("START --cwd", "needs a value"),
+        ("START --cwd relative/dir true", "absolute path"),
+        ("START --env NOEQUALS true", "NAME=VALUE"),
+        ("START --env 1BAD=x true", "NAME=VALUE"),
+        ("START --restart sometimes true", "--restart must be"),
+        ("START echo a\x00b", "NUL"),
+    ],
+)
+def test_start_errors(line, message):
+    with pytest.raises(BadArgument, match=message):
+        c.parse_line(line)
+
+
+def test_redact_hides_tokens_and_environment_values():
+    assert c.redact("auth s3cret") == "AUTH ***"
+    assert c.redact("START --env PASSWORD=hunter2 --env 'X=a b' -- true") == (
+        "START --env PASSWORD=*** --env X=*** true"
+    )
+    assert c.redact("START 'unbalanced --env A=secret") == "START (unparsable command line)"
+    assert c.redact("kill 12 3") == "STOP 12 3"
+    assert c.redact("s3cret-typed-by-mistake") == "(unknown command)"
+
+
+def test_error_messages_clip_huge_user_input():
+    with pytest.raises(UnknownCommand) as caught:
+        c.canonical_verb("X" * 10000)
+    assert len(caught.value.message) < 200

@@ -1,0 +1,220 @@
+"""Signal policy, tokens and throttling, state directory, options and listeners."""
+
+import os
+
+import pytest
+
+from rpm import auth, config, signames
+from rpm.errors import BadArgument, NoSuchProcess, NotPermitted, Protected
+from rpm.policy import PID_MAX, SignalPolicy, ancestors, is_kernel_thread
+from rpm.statedir import check_state_dir, default_state_dir, prepare_state_dir
+from rpm.tap import Options
+
+# -- policy ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pid", [1, 0, -1, -12345])
+def test_pids_of_one_or_less_are_protected(pid):
+    with pytest.raises(Protected):
+        SignalPolicy("owned", lambda pid, started: False).check(pid)
+
+
+def test_the_server_and_its_ancestors_are_protected():
+    policy = SignalPolicy("owned", lambda pid, started: False)
+    for pid in [os.getpid(), *ancestors(os.getpid())]:
+        if pid > 1:
+            with pytest.raises(Protected):
+                policy.check(pid)
+
+
+def test_pids_that_cannot_exist_are_no_such_process():
+    policy = SignalPolicy("owned", lambda pid, started: False)
+    with pytest.raises(NoSuchProcess):
+        policy.check(PID_MAX + 1)
+    with pytest.raises(NoSuchProcess):
+        policy.check(10**30)
+
+
+def test_kernel_threads_are_protected_where_there_are_any():
+    kthreadd = 2
+    if not is_kernel_thread(kthreadd):
+        pytest.skip("no Linux kernel threads visible here")
+    with pytest.raises(Protected, match="kernel thread"):
+        SignalPolicy("owned", lambda pid, started: False, own_pid=99).check(kthreadd)
+
+
+def test_managed_scope_refuses_processes_the_server_did_not_start():
+    policy = SignalPolicy("managed", lambda pid, started: False, own_pid=2**22)
+    with pytest.raises(NotPermitted, match="--signal-scope managed"):
+        policy.check(os.getpid())
+
+
+def test_managed_scope_allows_descendants_of_managed_processes():
+    parent = os.getppid()
+    policy = SignalPolicy("managed", lambda pid, started: pid == parent, own_pid=2**22)
+    assert policy.check(os.getpid()) > 0
+
+
+def test_a_reused_pid_is_refused():
+    policy = SignalPolicy("owned", lambda pid, started: False, own_pid=2**22)
+    with pytest.raises(NoSuchProcess, match="reused"):
+        policy.check(os.getpid(), seen_started=1.0)
+
+
+def test_unknown_scope_is_a_programming_error():
+    with pytest.raises(ValueError):
+        SignalPolicy("everything", lambda pid, started: False)
+
+
+# -- signal names ----------------------------------------------------------------------------
+
+
+def test_signal_names_round_trip():
+    for name in ("HUP", "INT", "TERM", "KILL", "USR1", "USR2", "STOP", "CONT"):
+        assert signames.signal_name(signames.parse_signal(name)) == "SIG" + name
+    assert signames.signal_name(signames.parse_signal("RTMIN+3")) == "SIGRTMIN+3"
+    with pytest.raises(BadArgument):
+        signames.parse_signal("SIG")
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def test_first_start_writes_a_long_random_private_token(tmp_path):
+    token = auth.load_token(str(tmp_path), None)
+    path = tmp_path / "token"
+    assert len(token) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert auth.load_token(str(tmp_path), None) == token
+    other = tmp_path / "other"
+    other.mkdir()
+    assert auth.load_token(str(other), None) != token
+
+
+def test_a_token_file_readable_by_others_is_refused(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("a" * 40)
+    path.chmod(0o640)
+    with pytest.raises(auth.TokenError, match="chmod 600"):
+        auth.load_token(str(tmp_path), str(path))
+    path.chmod(0o600)
+    assert auth.load_token(str(tmp_path), str(path)) == "a" * 40
+
+
+def test_unusable_token_files(tmp_path):
+    with pytest.raises(auth.TokenError, match="does not exist"):
+        auth.read_token(str(tmp_path / "missing"))
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    short.chmod(0o600)
+    with pytest.raises(auth.TokenError, match="at least"):
+        auth.read_token(str(short))
+
+
+def test_token_comparison():
+    assert auth.token_matches("abc", "abc")
+    assert not auth.token_matches("abc", "abd")
+    assert not auth.token_matches("abc", "ab\u00e9")
+
+
+def test_throttle_doubles_per_failure_and_forgets():
+    throttle = auth.AuthThrottle(base=0.25, cap=2.0, forget_after=100)
+    assert throttle.delay("h", 0) == 0
+    for expected in (0.25, 0.5, 1.0, 2.0, 2.0):
+        throttle.failed("h", 0)
+        assert throttle.delay("h", 0) == expected
+    assert throttle.delay("other", 0) == 0
+    assert throttle.delay("h", 101) == 0
+    throttle.succeeded("h")
+    assert throttle.delay("h", 0) == 0
+
+
+def test_throttle_memory_is_bounded():
+    throttle = auth.AuthThrottle(max_peers=10)
+    for number in range(100):
+        throttle.failed(f"10.0.0.{number}", 0)
+    assert len(throttle._failures) == 10
+
+
+# -- state directory -------------------------------------------------------------------------
+
+
+def test_default_state_dir_follows_xdg_and_never_var_lib_rpm(monkeypatch):
+    assert default_state_dir({"XDG_STATE_HOME": "/x/state"}) == "/x/state/rpm"
+    assert default_state_dir({"XDG_STATE_HOME": "relative"}).endswith("/.local/state/rpm")
+    assert default_state_dir({}).endswith("/.local/state/rpm")
+    assert check_state_dir("/var/lib/rpm/")
+    assert check_state_dir("/var/lib/rpm-server") is None
+
+
+def test_state_dir_is_private(tmp_path):
+    path = tmp_path / "state"
+    path.mkdir(mode=0o755)
+    path.chmod(0o755)
+    prepare_state_dir(str(path))
+    assert path.stat().st_mode & 0o777 == 0o700
+    assert (path / "logs").is_dir()
+
+
+# -- options and listeners -------------------------------------------------------------------
+
+
+def parse(*args):
+    options = Options()
+    options.parseOptions(list(args))
+    return config.build_config(options)
+
+
+def test_defaults_listen_on_loopback_5002():
+    built = parse()
+    assert built.listen == ["tcp:5002:interface=127.0.0.1"]
+    assert (built.signal_scope, built.idle_timeout, built.max_managed) == ("owned", 900.0, 1000)
+    assert built.state_dir.endswith("/rpm")
+    assert parse("--port", "7000").listen == ["tcp:7000:interface=127.0.0.1"]
+    assert parse("--interface", "::1").listen == ["tcp6:5002:interface=\\:\\:1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "http"], "--port must be"),
+        (["--port", "70000"], "--port must be"),
+        (["--idle-timeout", "soon"], "--idle-timeout"),
+        (["--idle-timeout", "nan"], "--idle-timeout"),
+        (["--max-managed", "0"], "--max-managed"),
+        (["--signal-scope", "all"], "--signal-scope"),
+        (["--state-dir", "/var/lib/rpm"], "package manager"),
+        (["--interface", "0.0.0.0"], "refusing plain TCP"),
+        (["--listen", "tcp:5002"], "refusing plain TCP"),
+        (["--listen", "tcp:5002:interface=192.0.2.1"], "--listen ssl:"),
+        (["--listen", "unix:/tmp/x.sock:mode=666"], "mode 666"),
+        (["--listen", "tcp:abc"], "port must be"),
+        (["--listen", "frob:1"], "not one rpm knows"),
+    ],
+)
+def test_bad_options_say_what_to_fix(args, message):
+    with pytest.raises(config.ConfigError, match=message):
+        parse(*args)
+
+
+def test_insecure_allows_exposed_plain_tcp():
+    assert parse("--interface", "0.0.0.0", "--insecure").listen == ["tcp:5002:interface=0.0.0.0"]
+
+
+def test_listeners_repeat_and_unix_sockets_get_safe_defaults():
+    built = parse("--listen", "unix:/run/rpm.sock", "--listen", "ssl:5003:privateKey=k:certKey=c")
+    assert built.listen == [
+        "unix:/run/rpm.sock:mode=600:lockfile=1",
+        "ssl:5003:privateKey=k:certKey=c",
+    ]
+
+
+def test_probe_reports_a_port_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(config.ConfigError, match="another server"):
+            config.probe_port(f"tcp:{port}:interface=127.0.0.1")

@@ -1,0 +1,341 @@
+"""The connection protocol over StringTransport: framing, ordering, auth, flow control."""
+
+import json
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from rpm import handlers
+from rpm.auth import AuthThrottle
+from rpm.config import ServerConfig
+from rpm.errors import NoSuchProcess
+from rpm.protocol import MAX_LINE, RPMFactory
+from rpm.rows import Row
+from rpm.snapshot import Renderers, Snapshot
+
+TOKEN = "correct-horse-battery-staple"
+IAC, IP, DO = 255, 244, 253
+
+
+class FakeSampler:
+    def __init__(self):
+        rows = [Row(1, 0, "root", "init", ("init",), "sleeping", 0.0, 1, 1.0, False)]
+        self.latest = Snapshot(1, 0.0, rows, Renderers())
+
+    def fresh(self):
+        return defer.succeed(self.latest)
+
+
+class FakeController:
+    def __init__(self):
+        self.stops = {}
+
+    def stop(self, pid, grace, seen):
+        self.stops[pid] = defer.Deferred()
+        return self.stops[pid]
+
+    def signal(self, pid, signum, seen):
+        if pid == 999:
+            raise NoSuchProcess("no process has pid 999")
+        if pid == 666:
+            raise RuntimeError("a bug")
+
+
+class FakeLogWatch:
+    def unfollow(self, connection, pid=None):
+        return False
+
+
+class FakeCore:
+    def __init__(self, token=TOKEN, idle_timeout=900.0):
+        self.reactor = Clock()
+        self.config = ServerConfig(
+            listen=[],
+            state_dir="/nonexistent",
+            idle_timeout=idle_timeout,
+            max_connections=3,
+            max_connections_per_peer=2,
+        )
+        self.token = token
+        self.throttle = AuthThrottle()
+        self.sampler = FakeSampler()
+        self.controller = FakeController()
+        self.logwatch = FakeLogWatch()
+        self.watching = set()
+        self.audits = []
+
+    def audit(self, session, command, result):
+        self.audits.append((session.authenticated, command, result))
+
+
+def connect(core=None, host="127.0.0.1"):
+    core = core or FakeCore()
+    factory = RPMFactory(core)
+    address = UNIXAddress(None) if host == "unix" else IPv4Address("TCP", host, 40000)
+    protocol = factory.buildProtocol(address)
+    transport = StringTransport(peerAddress=address)
+    protocol.makeConnection(transport)
+    greeting = transport.value()
+    transport.clear()
+    return protocol, transport, greeting
+
+
+def lines(transport):
+    data = transport.value()
+    transport.clear()
+    assert data == b"" or data.endswith(b"\r\n")
+    return data.decode().split("\r\n")[:-1]
+
+
+def test_greeting_names_the_version_and_says_when_auth_is_required():
+    assert connect()[2] == b"OK rpm 1.0.0 ready auth-required\r\n"
+    assert connect(FakeCore(token=None))[2] == b"OK rpm 1.0.0 ready\r\n"
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_lf_and_crlf_requests_get_crlf_replies(ending):
+    protocol, transport, _ = connect()
+    protocol.dataReceived(b"PING" + ending)
+    assert transport.value() == b"OK pong\r\n"
+
+
+def test_a_command_split_across_packets():
+    protocol, transport, _ = connect()
+    for piece in (b"P", b"IN", b"G\r", b"\n"):
+        protocol.dataReceived(piece)
+    assert lines(transport) == ["OK pong"]
+
+
+def test_pipelined_commands_get_one_reply_each_in_order():
+    protocol, transport, _ = connect()
+    protocol.dataReceived(b"PING\nMODE json\nPING\r\nMODE text\nfrob\n")
+    out = lines(transport)
+    assert out[0] == "OK pong"
+    assert json.loads(out[1]) == {"ok": True, "mode": "json"}
+    assert json.loads(out[2]) == {"ok": True, "message": "pong"}
+    assert out[3:] == [
+        "OK mode text",
+        "ERR unknown-command unknown command 'frob'; send HELP for the list",
+    ]
+
+
+def test_empty_lines_get_no_reply():
+    protocol, transport, _ = connect()
+    protocol.dataReceived(b"\n\r\n   \r\n\t\nPING\n")
+    assert lines(transport) == ["OK pong"]
+
+
+def test_a_line_of_exactly_the_limit_is_accepted_with_or_without_cr():
+    protocol, transport, _ = connect()
+    line = b"X" * MAX_LINE
+    protocol.dataReceived(line + b"\r\n" + line + b"\n")
+    out = lines(transport)
+    assert len(out) == 2 and all(o.startswith("ERR unknown-command") for o in out)
+
+
+def test_an_over_long_line_is_refused_and_the_connection_stays_usable():
+    protocol, transport, _ = connect()
+    protocol.dataReceived(b"X" * (MAX_LINE + 1) + b"\nPING\n")
+    assert [o.split()[1] for o in lines(transport)] == ["line-too-long", "pong"]
+    assert not transport.disconnecting
+
+
+def test_an_over_long_line_arriving_in_pieces_is_discarded_to_its_end():
+    protocol, transport, _ = connect()
+    for _ in range(5):
+        protocol.dataReceived(b"Y" * 30000)
+    protocol.dataReceived(b"still the same line\nPING\n")
+    out = lines(transport)
+    assert out[0].startswith("ERR line-too-long")
+    assert out[1:] == ["OK pong"]
+
+
+def test_invalid_utf8_is_answered_and_the_connection_stays_usable():
+    protocol, transport, _ = connect()
+    protocol.dataReceived(b"PING \xc3\x28\nPING\n")
+    out = lines(transport)
+    assert out[0].startswith("ERR bad-encoding")
+    assert out[1] == "OK pong"
+
+
+def test_telnet_sequences_never_become_a_request():
+    protocol, transport, _ = connect()
+    protocol.dataReceived(bytes([IAC, IP, IAC, DO, 6]))
+    assert transport.value() == b""
+    protocol.dataReceived(b"PI" + bytes([IAC, DO]))
+    protocol.dataReceived(bytes([1]) + b"NG\r\n")
+    assert lines(transport) == ["OK pong"]
+
+
+def test_replies_wait_for_a_slow_request_and_keep_their_order():
+    core = FakeCore(token=None)
+    protocol, transport, _ = connect(core)
+    protocol.dataReceived(b"STOP 42\nPING\nPING\n")
+    assert transport.value() == b""
+    assert transport.producerState == "paused", "no more requests are read meanwhile"
+    core.controller.stops[42].callback(15)
+    assert lines(transport) == ["OK 42 stopped by SIGTERM", "OK pong", "OK pong"]
+    assert transport.producerState == "producing"
+
+
+def test_a_client_that_stops_reading_stops_being_read():
+    protocol, transport, _ = connect()
+    transport.producer.pauseProducing()
+    protocol.dataReceived(b"PING\n")
+    assert transport.value() == b""
+    transport.producer.resumeProducing()
+    assert lines(transport) == ["OK pong"]
+
+
+def test_mutating_commands_need_auth_and_read_only_ones_are_open_on_loopback():
+    protocol, transport, _ = connect()
+    protocol.dataReceived(b"START true\nSIGNAL 5 HUP\nLIST\nLOGS 5\nHISTORY\n")
+    out = lines(transport)
+    assert out[0].startswith("ERR auth-required START needs AUTH")
+    assert out[1].startswith("ERR auth-required")
+    assert out[2] == "OK 1 processes"
+    assert out[-2].startswith("ERR auth-required LOGS")
+    assert out[-1].startswith("ERR auth-required HISTORY")
+
+
+def test_remote_peers_need_auth_even_to_read():
+    protocol, transport, _ = connect(host="192.0.2.7")
+    protocol.dataReceived(b"LIST\nINFO 1\nWATCH\nPING\nHELP\n")
+    out = lines(transport)
+    assert [o.split()[1] for o in out[:3]] == ["auth-required"] * 3
+    assert out[3] == "OK pong" and out[4].startswith("OK ")
+
+
+def test_unix_socket_clients_count_as_local():
+    protocol, transport, _ = connect(host="unix")
+    protocol.dataReceived(b"LIST\n")
+    assert lines(transport)[0] == "OK 1 processes"
+
+
+def test_auth_succeeds_with_the_token_and_state_stays_per_connection():
+    core = FakeCore()
+    first, first_transport, _ = connect(core)
+    second, second_transport, _ = connect(core)
+    first.dataReceived(f"AUTH {TOKEN}\nSIGNAL 999 HUP\n".encode())
+    assert lines(first_transport) == [
+        "OK authenticated",
+        "ERR no-such-process no process has pid 999",
+    ]
+    second.dataReceived(b"SIGNAL 999 HUP\n")
+    assert lines(second_transport)[0].startswith("ERR auth-required")
+
+
+def test_three_wrong_tokens_close_the_connection_and_slow_the_peer_down():
+    core = FakeCore()
+    protocol, transport, _ = connect(core)
+    protocol.dataReceived(b"AUTH wrong1\n")
+    assert lines(transport) == ["ERR auth-failed wrong token; 2 more tries on this connection"]
+    protocol.dataReceived(b"AUTH wrong2\nAUTH wrong3\n")
+    assert lines(transport) == []
+    core.reactor.advance(0.25)
+    assert lines(transport) == ["ERR auth-failed wrong token; 1 more try on this connection"]
+    core.reactor.advance(0.5)
+    assert lines(transport)[0].endswith("3 failures, closing the connection")
+    assert transport.disconnecting
+    assert [audit[1] for audit in core.audits] == ["AUTH ***"] * 3
+    other, other_transport, _ = connect(core)
+    other.dataReceived(f"AUTH {TOKEN}\n".encode())
+    assert lines(other_transport) == []
+    core.reactor.advance(1.0)
+    assert lines(other_transport) == ["OK authenticated"]
+
+
+def test_a_bug_in_a_handler_is_an_internal_error_and_the_server_keeps_serving():
+    protocol, transport, _ = connect(FakeCore(token=None))
+    protocol.dataReceived(b"SIGNAL 666 HUP\nPING\n")
+    out = lines(transport)
+    assert out[0].startswith("ERR internal ")
+    assert out[1] == "OK pong"
+
+
+def test_mutating_commands_are_audited_without_secrets():
+    core = FakeCore()
+    protocol = connect(core)[0]
+    protocol.dataReceived(f"START --env KEY=hidden true\nAUTH {TOKEN}\nSIGNAL 999 1\n".encode())
+    assert core.audits == [
+        (
+            False,
+            "START --env KEY=*** true",
+            "ERR auth-required START needs AUTH <token> first; "
+            "the token is in the server's state directory",
+        ),
+        (True, "SIGNAL 999 1", "ERR no-such-process no process has pid 999"),
+    ]
+
+
+def test_exit_says_bye_and_closes():
+    protocol, transport, _ = connect()
+    protocol.dataReceived(b"quit\nPING\n")
+    assert lines(transport) == ["OK bye"]
+    assert transport.disconnecting
+
+
+def test_an_idle_connection_is_closed_after_the_timeout():
+    core = FakeCore(idle_timeout=30)
+    protocol, transport, _ = connect(core)
+    core.reactor.advance(20)
+    protocol.dataReceived(b"PING\n")
+    core.reactor.advance(20)
+    assert not transport.disconnecting, "activity resets the timer"
+    core.reactor.advance(11)
+    assert lines(transport) == ["OK pong", "* bye idle for 30 s"]
+    assert transport.disconnecting
+
+
+def test_connection_caps_refuse_with_err_limit():
+    core = FakeCore()
+    factory = RPMFactory(core)
+
+    def open_from(host):
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, 1))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    first = open_from("10.0.0.1")
+    open_from("10.0.0.1")
+    _, refused = open_from("10.0.0.1")
+    assert refused.value().startswith(b"ERR limit 10.0.0.1 already has 2 connections")
+    assert refused.disconnecting
+    open_from("10.0.0.2")
+    _, full = open_from("10.0.0.3")
+    assert full.value().startswith(b"ERR limit the server has 3 connections open")
+    first[0].connectionLost(None)
+    assert open_from("10.0.0.3")[1].value().startswith(b"OK rpm ")
+
+
+def test_every_command_has_a_handler():
+    from rpm import commands
+
+    parsed = {
+        type(commands.parse_line(line))
+        for line in (
+            "HELP",
+            "PING",
+            "MODE json",
+            "AUTH x",
+            "LIST",
+            "INFO 2",
+            "START true",
+            "STOP 2",
+            "SIGNAL 2 HUP",
+            "PAUSE 2",
+            "RESUME 2",
+            "LOGS 2",
+            "FOLLOW 2",
+            "UNFOLLOW 2",
+            "WATCH",
+            "UNWATCH",
+            "HISTORY",
+            "EXIT",
+        )
+    }
+    assert parsed == set(handlers.HANDLERS)

@@ -1,0 +1,84 @@
+"""The SQLite registry: schema versions, records of runs, the audit trail."""
+
+import sqlite3
+
+import pytest
+
+from rpm.store import MIGRATIONS, AuditRecord, ManagedRecord, Store
+
+
+def record(**changes):
+    base = ManagedRecord(
+        1,
+        ("sleep", "5"),
+        "/tmp",
+        {"A": "1"},
+        "on-failure",
+        10.0,
+        run_id=1,
+        pid=500,
+        started=11.0,
+        spawned_at=10.5,
+    )
+    for key, value in changes.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_a_new_database_gets_the_current_schema(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    assert store.schema_version == len(MIGRATIONS)
+    assert store.integrity() == "ok"
+    assert store.next_id() == 1 and store.next_run_id() == 1
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = str(tmp_path / "db")
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="upgrade rpm"):
+        Store(path)
+
+
+def test_runs_and_their_end_are_recorded(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    first = record()
+    store.add_managed(first)
+    assert [r.pid for r in store.records(only_unfinished=True)] == [500]
+    first.ended_at, first.exit_code, first.exit_known = 20.0, 1, True
+    store.end_run(first)
+    again = record(run_id=2, pid=501, restarts=1, ended_at=None, exit_code=None, exit_known=False)
+    store.add_run(again)
+    loaded = Store(str(tmp_path / "db")).records()
+    assert len(loaded) == 1
+    assert (loaded[0].pid, loaded[0].restarts, loaded[0].env) == (501, 1, {"A": "1"})
+    old = store.record_for_pid(500)
+    assert (old.exit_code, old.exit_known, old.argv) == (1, True, ("sleep", "5"))
+    assert store.record_for_pid(12345) is None
+
+
+def test_unfinished_means_alive_or_waiting_for_a_restart(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    done = record(id=1, restart="no")
+    store.add_managed(done)
+    done.ended_at = 5.0
+    store.end_run(done)
+    policy = record(id=2, run_id=2, pid=600, restart="always")
+    store.add_managed(policy)
+    policy.ended_at = 6.0
+    store.end_run(policy)
+    assert [r.id for r in store.records(only_unfinished=True)] == [2]
+    store.end_policy(2)
+    assert store.records(only_unfinished=True) == []
+
+
+def test_audit_history_is_newest_last_and_bounded(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    for number in range(30):
+        store.add_audit(
+            AuditRecord(float(number), "127.0.0.1:1", number % 2 == 0, f"STOP {number}", "OK")
+        )
+    history = store.history(5)
+    assert [h.command for h in history] == [f"STOP {n}" for n in range(25, 30)]
+    assert history[-1].authenticated is False

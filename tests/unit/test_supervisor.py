@@ -1,0 +1,224 @@
+"""The supervisor with a fake process reactor and a Clock: spawning, exits, restart policies."""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from rpm.commands import Start
+from rpm.errors import BadArgument, LimitReached, NotFound
+from rpm.launch import Launcher
+from rpm.logfiles import LogFiles
+from rpm.logwatch import LogWatcher
+from rpm.store import ManagedRecord
+from rpm.supervisor import Supervisor
+
+
+class FakeProcessReactor(Clock):
+    def __init__(self):
+        super().__init__()
+        self.spawned = []
+        self.next_pid = 70000
+
+    def spawnProcess(self, protocol, executable, args, env=None, path=None, childFDs=None):
+        transport = SimpleNamespace(pid=self.next_pid)
+        self.next_pid += 1
+        self.spawned.append(
+            SimpleNamespace(
+                protocol=protocol,
+                executable=executable,
+                args=args,
+                env=env,
+                path=path,
+                childFDs=childFDs,
+            )
+        )
+        protocol.makeConnection(transport)
+        return transport
+
+    def end(self, index=-1, code=0, signal=None):
+        if code == 0 and signal is None:
+            reason = ProcessDone(0)
+        else:
+            reason = ProcessTerminated(exitCode=None if signal else code, signal=signal)
+        self.spawned[index].protocol.processEnded(Failure(reason))
+
+
+class FakeStore:
+    def __init__(self):
+        self.calls = []
+
+    def call(self, method, *args):
+        self.calls.append((method, *args))
+        return defer.succeed(None)
+
+
+@pytest.fixture
+def rig(tmp_path):
+    reactor = FakeProcessReactor()
+    store = FakeStore()
+    watcher = LogWatcher(reactor, LogFiles(str(tmp_path / "logs")))
+    launcher = Launcher(
+        reactor, setsid="/usr/bin/setsid", environ={"PATH": os.environ["PATH"], "HOME": "/home/x"}
+    )
+    supervisor = Supervisor(reactor, store, launcher, watcher, max_managed=3)
+    events = []
+    supervisor.observe(lambda event, record: events.append((event, record.pid, record.exit_code)))
+    return SimpleNamespace(reactor=reactor, store=store, supervisor=supervisor, events=events)
+
+
+def started(rig, command):
+    out = []
+    rig.supervisor.start(command).addBoth(out.append)
+    return out[0]
+
+
+def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_files(rig):
+    record = started(rig, Start(("sleep", "30"), "/tmp", (("FOO", "bar"),)))
+    spawn = rig.reactor.spawned[0]
+    assert spawn.executable == "/usr/bin/setsid"
+    assert spawn.args == ["setsid", "--", "sleep", "30"]
+    assert spawn.env == {"PATH": os.environ["PATH"], "HOME": "/home/x", "FOO": "bar"}
+    assert spawn.path == "/tmp"
+    assert sorted(spawn.childFDs) == [0, 1, 2]
+    assert record.pid == 70000 and record.id == 1
+    assert rig.events == [("started", 70000, None)]
+    assert rig.store.calls[0][0] == "add_managed"
+    assert rig.supervisor.is_managed(70000, record.started)
+
+
+def test_a_path_override_makes_the_program_absolute(rig):
+    started(rig, Start(("sleep", "1"), None, (("PATH", "/nowhere"),)))
+    assert rig.reactor.spawned[0].args[2].endswith("/sleep")
+    assert rig.reactor.spawned[0].args[2].startswith("/")
+
+
+def test_missing_or_unusable_programs_are_refused_before_anything_runs(rig, tmp_path):
+    for command, error in [
+        (Start(("no-such-program-rpm",)), NotFound),
+        (Start(("./missing",)), NotFound),
+        (Start((str(tmp_path),)), NotFound),
+        (Start(("true",), "/no/such/dir"), BadArgument),
+    ]:
+        with pytest.raises(error):
+            rig.supervisor.start(command)
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o600)
+    if os.geteuid() != 0:
+        with pytest.raises(NotFound, match="not an executable"):
+            rig.supervisor.start(Start((str(script),)))
+    assert rig.reactor.spawned == []
+
+
+def test_max_managed_is_enforced(rig):
+    for _ in range(3):
+        started(rig, Start(("sleep", "9")))
+    with pytest.raises(LimitReached):
+        rig.supervisor.start(Start(("sleep", "9")))
+    rig.reactor.end(0)
+    started(rig, Start(("sleep", "9")))
+
+
+def test_exit_status_is_recorded_and_announced(rig):
+    record = started(rig, Start(("false",)))
+    rig.reactor.end(code=3)
+    assert (record.exit_code, record.exit_signal, record.exit_known) == (3, None, True)
+    assert rig.events[-1] == ("exited", 70000, 3)
+    assert rig.store.calls[-1][0] == "end_run"
+    rig.reactor.advance(120)
+    assert len(rig.reactor.spawned) == 1, "restart policy 'no' never restarts"
+
+
+def test_a_run_that_ends_during_spawn_is_started_then_exited(rig):
+    original = rig.reactor.spawnProcess
+
+    def spawn_and_end(*args, **kwargs):
+        transport = original(*args, **kwargs)
+        rig.reactor.end(code=1)
+        return transport
+
+    rig.reactor.spawnProcess = spawn_and_end
+    record = started(rig, Start(("false",)))
+    assert [e[0] for e in rig.events] == ["started", "exited"]
+    assert [call[0] for call in rig.store.calls] == ["add_managed", "end_run"]
+    assert record.ended
+
+
+def test_on_failure_restarts_with_exponential_backoff(rig):
+    started(rig, Start(("false",), restart="on-failure"))
+    delays = []
+    for _ in range(8):
+        rig.reactor.end(code=1)
+        before = len(rig.reactor.spawned)
+        waited = 0.0
+        while len(rig.reactor.spawned) == before:
+            rig.reactor.advance(0.5)
+            waited += 0.5
+        delays.append(waited)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert rig.supervisor.by_pid(rig.reactor.spawned[-1].protocol._managed.record.pid)
+    assert rig.reactor.spawned[-1].protocol._managed.record.restarts == 8
+    assert rig.store.calls[-1][0] == "add_run"
+
+
+def test_on_failure_does_not_restart_after_success_but_always_does(rig):
+    started(rig, Start(("true",), restart="on-failure"))
+    rig.reactor.end(code=0)
+    rig.reactor.advance(5)
+    assert len(rig.reactor.spawned) == 1
+    started(rig, Start(("true",), restart="always"))
+    rig.reactor.end(code=0)
+    rig.reactor.advance(1)
+    assert len(rig.reactor.spawned) == 3
+
+
+def test_backoff_resets_after_a_minute_of_uptime(rig):
+    started(rig, Start(("false",), restart="always"))
+    rig.reactor.end(code=1)
+    rig.reactor.advance(1)
+    rig.reactor.end(code=1)
+    rig.reactor.advance(2)
+    rig.reactor.advance(61)
+    rig.reactor.end(code=1)
+    rig.reactor.advance(1)
+    assert len(rig.reactor.spawned) == 4
+
+
+def test_stop_ends_the_policy(rig):
+    record = started(rig, Start(("sleep", "9"), restart="always"))
+    managed = rig.supervisor.by_pid(record.pid)
+    rig.supervisor.end_policy(managed)
+    rig.reactor.end(signal=15)
+    rig.reactor.advance(120)
+    assert len(rig.reactor.spawned) == 1
+    assert ("end_policy", record.id) in rig.store.calls
+
+
+def test_records_of_processes_that_ended_while_the_server_was_down(rig):
+    dead = ManagedRecord(
+        7,
+        ("sleep", "1"),
+        None,
+        {},
+        "no",
+        1.0,
+        run_id=3,
+        pid=2**22 - 5,
+        started=12.0,
+        spawned_at=1.0,
+    )
+    to_restart = ManagedRecord(
+        8, ("true",), None, {}, "always", 1.0, run_id=4, pid=2**22 - 6, started=12.0, spawned_at=1.0
+    )
+    rig.supervisor.load([dead, to_restart], next_id=9, next_run_id=5)
+    assert dead.ended and dead.exit_known is False and dead.exit_code is None
+    assert [e[0] for e in rig.events] == ["exited", "exited"]
+    rig.reactor.advance(1)
+    assert rig.reactor.spawned[0].args[2:] == ["true"]
+    assert to_restart.restarts == 1 and to_restart.run_id == 5
+    assert started(rig, Start(("true",))).id == 9

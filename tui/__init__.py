@@ -1,0 +1,1 @@
+"""rpm-tui: the operator's full-screen client for rpm servers."""
