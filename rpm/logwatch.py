@@ -11,7 +11,7 @@ from __future__ import annotations
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from rpm.logfiles import STREAMS, LogFiles
+from rpm.logfiles import MAX_LINE_CHARS, STREAMS, LogFiles
 from rpm.wire import Event
 
 log = Logger()
@@ -46,7 +46,7 @@ class Follower:
 
     def _emit(self, stream: str, data: bytes, final: bool) -> None:
         *lines, rest = data.split(b"\n")
-        if final and rest:
+        if rest and (final or len(rest) >= MAX_LINE_CHARS):  # never hold more than one line
             lines.append(rest)
             rest = b""
         self._partial[stream] = rest

@@ -6,6 +6,7 @@ read_live blocks (it reads /proc, and finding children scans it): call it in a w
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 
 import psutil
@@ -52,6 +53,14 @@ def read_live(pid: int) -> dict:
     return details
 
 
+def _server_user() -> str | None:
+    """Managed processes run as the server's user."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return None
+
+
 def managed_fields(record: ManagedRecord) -> dict:
     """What the server knows of a managed run beyond what the system shows."""
     return {
@@ -72,7 +81,7 @@ def from_record(record: ManagedRecord) -> dict:
     return {
         "pid": record.pid,
         "ppid": os.getpid(),
-        "user": None,
+        "user": _server_user(),
         "name": os.path.basename(record.argv[0])[:15],
         "cmdline": list(record.argv),
         "status": "dead",
