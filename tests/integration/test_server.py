@@ -1,0 +1,252 @@
+"""A real server on an ephemeral port, real child processes, text and JSON mode."""
+
+import json
+import os
+import signal
+import subprocess
+
+import psutil
+import pytest
+import pytest_twisted
+
+from tests.support import connect, pid_alive, sleep, wait_for
+
+ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed"}
+
+
+async def start(client, command: str) -> int:
+    reply = await client.request(f"START {command}")
+    assert reply.startswith("OK ") and reply.endswith(" started"), reply
+    return int(reply.split()[1])
+
+
+async def listed_pids(client, args: str = "") -> list[int]:
+    head, body = await client.request(f"LIST {args}".strip(), body=True)
+    assert head.startswith("OK ") and head.endswith(" processes")
+    assert body[0].split()[0] == "PID"
+    assert int(head.split()[1]) == len(body) - 1
+    return [int(line.split()[0]) for line in body[1:]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_list_stop_and_exit_status(server):
+    client = await connect(server.port, server.token)
+    pid = await start(client, "sleep 300")
+    assert pid in await listed_pids(client, "--managed")
+    assert pid in await listed_pids(client, "sleep 300")
+    assert os.getpgid(pid) == pid and os.getsid(pid) == pid, "leads its own session and group"
+    assert await client.request(f"STOP {pid}") == f"OK {pid} stopped by SIGTERM"
+    assert not pid_alive(pid)
+    assert pid not in await listed_pids(client)
+    head, body = await client.request(f"INFO {pid}", body=True)
+    fields = dict(line.split(": ", 1) for line in body)
+    assert (fields["status"], fields["exit_signal"], fields["managed"]) == (
+        "dead",
+        "SIGTERM",
+        "yes",
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(server):
+    client = await connect(server.port, server.token)
+    pid = await start(client, "sh -c 'trap \"\" TERM; while :; do sleep 0.1; done'")
+    await sleep(0.3)
+    assert await client.request(f"STOP {pid} 0.5") == f"OK {pid} stopped by SIGKILL"
+    assert not pid_alive(pid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_reaches_grandchildren_in_the_process_group(server):
+    client = await connect(server.port, server.token)
+    pid = await start(client, "sh -c 'sleep 300 & sleep 300 & wait'")
+    children = await wait_for(lambda: psutil.Process(pid).children(), timeout=5)
+    assert len(children) == 2
+    assert await client.request(f"STOP {pid}") == f"OK {pid} stopped by SIGTERM"
+    assert not any(pid_alive(child.pid) for child in children)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_grandchild_that_ignores_sigterm_is_killed_too(server):
+    client = await connect(server.port, server.token)
+    pid = await start(client, "sh -c '(trap \"\" TERM; exec sleep 300) & wait'")
+    child = (await wait_for(lambda: psutil.Process(pid).children(), timeout=5))[0]
+    await sleep(0.2)
+    assert await client.request(f"STOP {pid} 0.5") == f"OK {pid} stopped by SIGKILL"
+    assert not pid_alive(child.pid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_signal_pause_resume_and_logs(server):
+    client = await connect(server.port, server.token)
+    script = "trap 'echo got HUP' HUP; echo ready; while :; do sleep 0.05; done"
+    pid = await start(client, f"sh -c {json.dumps(script)}")
+    await wait_for(lambda: "ready" in open(f"{server.state_dir}/logs/1.out").read())
+    assert await client.request(f"SIGNAL {pid} HUP") == f"OK {pid} sent SIGHUP"
+    assert await client.request(f"PAUSE {pid}") == f"OK {pid} paused"
+    assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    assert await client.request(f"RESUME {pid}") == f"OK {pid} resumed"
+    assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
+    await sleep(0.5)
+    head, lines = await client.request(f"LOGS {pid}", body=True)
+    assert lines == ["ready", "got HUP"]
+    assert await client.request(f"SIGNAL {pid} 10") == f"OK {pid} sent SIGUSR1"
+    await wait_for(lambda: not pid_alive(pid))
+
+
+@pytest_twisted.ensureDeferred
+async def test_logs_tell_stdout_from_stderr_in_order(server):
+    client = await connect(server.port, server.token)
+    script = "echo out1; sleep 0.4; echo err1 >&2; sleep 0.4; echo out2; echo .dotted"
+    pid = await start(client, f"sh -c {json.dumps(script)}")
+    await wait_for(lambda: not pid_alive(pid))
+    await sleep(0.3)
+    head, lines = await client.request(f"LOGS {pid}", body=True)
+    assert head == "OK 4 lines"
+    assert lines == ["out1", "err1", "out2", ".dotted"]
+    assert await client.request("MODE json") == '{"ok":true,"mode":"json"}'
+    reply = await client.json(f"LOGS {pid} 3")
+    assert reply["lines"] == ["err1", "out2", ".dotted"]
+    assert reply["streams"] == ["stderr", "stdout", "stdout"]
+    assert reply["pid"] == pid
+
+
+@pytest_twisted.ensureDeferred
+async def test_environment_working_directory_and_exit_code(server, tmp_path):
+    client = await connect(server.port, server.token)
+    command = (
+        f"--cwd {tmp_path} --env GREETING='hi there' -- sh -c 'echo $GREETING $HOME; pwd; exit 3'"
+    )
+    pid = await start(client, command)
+    await wait_for(lambda: not pid_alive(pid))
+    await sleep(0.2)
+    head, lines = await client.request(f"LOGS {pid}", body=True)
+    assert lines == [f"hi there {os.environ['HOME']}", str(tmp_path)]
+    head, body = await client.request(f"INFO {pid}", body=True)
+    fields = dict(line.split(": ", 1) for line in body)
+    assert (fields["exit_code"], fields["exit_signal"], fields["env"]) == ("3", "-", "GREETING")
+
+
+@pytest_twisted.ensureDeferred
+async def test_programs_that_do_not_exist_or_cannot_run(server, tmp_path):
+    client = await connect(server.port, server.token)
+    reply = await client.request("START no-such-program-for-rpm --flag")
+    assert reply.startswith("ERR not-found program 'no-such-program-for-rpm'")
+    data_file = tmp_path / "data.txt"
+    data_file.write_text("not a program\n")
+    data_file.chmod(0o644)
+    assert (await client.request(f"START {data_file}")).startswith("ERR not-found")
+    assert (await client.request(f"START {tmp_path}")).startswith("ERR not-found")
+    assert (await client.request("START --cwd /no/such/dir true")).startswith("ERR bad-argument")
+    assert await listed_pids(client, "--managed") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_protected_pids(server):
+    client = await connect(server.port, server.token)
+    for pid in ("1", "0", "-1", str(os.getpid()), str(os.getppid())):
+        for verb in ("STOP", "PAUSE"):
+            reply = await client.request(f"{verb} {pid}")
+            assert reply.startswith("ERR protected"), (verb, pid, reply)
+    assert (await client.request("SIGNAL -5 KILL")).startswith("ERR protected")
+    assert (await client.request("STOP 4194305")).startswith("ERR no-such-process")
+    assert pid_alive(os.getpid())
+
+
+@pytest_twisted.ensureDeferred
+async def test_processes_the_server_did_not_start_can_be_stopped(server, spawned):
+    other = subprocess.Popen(["sleep", "300"])
+    spawned.append(other.pid)
+    client = await connect(server.port, server.token)
+    assert other.pid in await listed_pids(client, "sleep 300")
+    reply = await client.request(f"STOP {other.pid}")
+    assert reply == f"OK {other.pid} stopped by SIGTERM"
+    assert other.wait(timeout=5) == -signal.SIGTERM
+    assert (await client.request(f"LOGS {os.getpid()}")).startswith("ERR not-managed")
+    assert (await client.request("LOGS 4000000")).startswith("ERR no-such-process")
+
+
+@pytest_twisted.ensureDeferred
+async def test_started_and_ended_processes_show_in_list_within_a_second(server):
+    client = await connect(server.port, server.token)
+    await listed_pids(client)
+    pid = await start(client, "sh -c 'sleep 0.3'")
+    assert pid in await listed_pids(client)
+    await sleep(1.3)
+    assert pid not in await listed_pids(client)
+
+
+@pytest_twisted.ensureDeferred
+async def test_watch_pushes_tables_and_lifecycle_events(server):
+    watcher = await connect(server.port, server.token)
+    assert await watcher.request("WATCH 0.5") == "OK watching"
+    first, body = await watcher.event("* table ")
+    assert body[0].split()[0] == "PID" and int(first.split()[2]) == len(body) - 1
+    await watcher.event("* table ")
+    actor = await connect(server.port, server.token)
+    pid = await start(actor, "sh -c 'exit 4'")
+    line, _ = await watcher.event(f"* started {pid} ")
+    assert line == f"* started {pid} sh -c exit 4"
+    line, _ = await watcher.event(f"* exited {pid} ")
+    assert line == f"* exited {pid} code 4"
+    assert await watcher.request("UNWATCH") == "OK not watching"
+    watcher.events.clear()
+    await sleep(1.2)
+    assert await watcher.request("PING") == "OK pong"
+    assert watcher.events == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_json_mode_for_every_command(server):
+    client = await connect(server.port, server.token)
+    await client.request("MODE json")
+    started = await client.json("START sh -c 'echo hello; sleep 300'")
+    assert started["ok"] is True and isinstance(started["pid"], int)
+    pid = started["pid"]
+    listing = await client.json("LIST --managed")
+    assert [row["pid"] for row in listing["processes"]] == [pid]
+    assert set(listing["processes"][0]) >= ROW_KEYS and listing["processes"][0]["managed"]
+    info = await client.json(f"INFO {pid}")
+    process = info["process"]
+    assert set(process) >= ROW_KEYS | {"cwd", "threads", "children", "restarts", "exit_code",
+                                       "exit_signal"}  # fmt: skip
+    assert process["restarts"] == 0 and process["exit_code"] is None
+    await wait_for(lambda: "hello" in open(f"{server.state_dir}/logs/1.out").read())
+    assert (await client.json(f"LOGS {pid}"))["lines"] == ["hello"]
+    assert await client.json(f"SIGNAL {pid} CONT") == {"ok": True, "pid": pid, "signal": "SIGCONT"}
+    assert (await client.json("HELP STOP"))["help"][0].startswith("usage: STOP")
+    assert await client.json(f"STOP {pid}") == {"ok": True, "pid": pid, "signal": "SIGTERM"}
+    error = await client.json("STOP nope")
+    assert error["ok"] is False and error["error"] == "bad-argument"
+    assert (await client.json("HISTORY 2"))["history"][-1]["command"] == "STOP nope"
+    assert await client.json("WATCH 0.2") == {"ok": True, "message": "watching", "interval": 0.2,
+                                              "delta": False}  # fmt: skip
+    event = json.loads(await client.line())
+    assert event["event"] == "table" and set(event["processes"][0]) >= ROW_KEYS
+    assert await client.json("EXIT") == {"ok": True, "message": "bye"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_table_sees_what_the_client_saw_and_refuses_a_reused_pid(server, spawned):
+    client = await connect(server.port, server.token)
+    other = subprocess.Popen(["sleep", "300"])
+    spawned.append(other.pid)
+    await listed_pids(client)
+    # The server remembers the table it sent this connection: pretend that table showed an
+    # older process under the same pid, as if the pid had been reused since.
+    table = server.core.sampler.latest
+    table.by_pid[other.pid] = table.by_pid[other.pid]._replace(started=1.0)
+    reply = await client.request(f"STOP {other.pid}")
+    assert reply.startswith("ERR no-such-process") and "reused" in reply
+    assert pid_alive(other.pid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_managed_processes_outlive_a_server_stop(make_server, tmp_path):
+    server = make_server()
+    client = await connect(server.port, server.token)
+    pid = await start(client, "sleep 300")
+    client.transport.loseConnection()
+    await server.service.stopService()
+    assert pid_alive(pid), "a stopping server leaves managed processes running"
+    os.kill(pid, signal.SIGKILL)
