@@ -6,12 +6,16 @@ import signal
 import subprocess
 
 import psutil
-import pytest
 import pytest_twisted
 
 from tests.support import connect, pid_alive, sleep, wait_for
 
 ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed"}
+
+
+def read_log(server, managed_id: int, stream: str = "out") -> str:
+    with open(f"{server.state_dir}/logs/{managed_id}.{stream}") as log:
+        return log.read()
 
 
 async def start(client, command: str) -> int:
@@ -38,7 +42,7 @@ async def test_start_list_stop_and_exit_status(server):
     assert await client.request(f"STOP {pid}") == f"OK {pid} stopped by SIGTERM"
     assert not pid_alive(pid)
     assert pid not in await listed_pids(client)
-    head, body = await client.request(f"INFO {pid}", body=True)
+    _, body = await client.request(f"INFO {pid}", body=True)
     fields = dict(line.split(": ", 1) for line in body)
     assert (fields["status"], fields["exit_signal"], fields["managed"]) == (
         "dead",
@@ -81,14 +85,14 @@ async def test_signal_pause_resume_and_logs(server):
     client = await connect(server.port, server.token)
     script = "trap 'echo got HUP' HUP; echo ready; while :; do sleep 0.05; done"
     pid = await start(client, f"sh -c {json.dumps(script)}")
-    await wait_for(lambda: "ready" in open(f"{server.state_dir}/logs/1.out").read())
+    await wait_for(lambda: "ready" in read_log(server, 1))
     assert await client.request(f"SIGNAL {pid} HUP") == f"OK {pid} sent SIGHUP"
     assert await client.request(f"PAUSE {pid}") == f"OK {pid} paused"
     assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
     assert await client.request(f"RESUME {pid}") == f"OK {pid} resumed"
     assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
     await sleep(0.5)
-    head, lines = await client.request(f"LOGS {pid}", body=True)
+    _, lines = await client.request(f"LOGS {pid}", body=True)
     assert lines == ["ready", "got HUP"]
     assert await client.request(f"SIGNAL {pid} 10") == f"OK {pid} sent SIGUSR1"
     await wait_for(lambda: not pid_alive(pid))
@@ -120,9 +124,9 @@ async def test_environment_working_directory_and_exit_code(server, tmp_path):
     pid = await start(client, command)
     await wait_for(lambda: not pid_alive(pid))
     await sleep(0.2)
-    head, lines = await client.request(f"LOGS {pid}", body=True)
+    _, lines = await client.request(f"LOGS {pid}", body=True)
     assert lines == [f"hi there {os.environ['HOME']}", str(tmp_path)]
-    head, body = await client.request(f"INFO {pid}", body=True)
+    _, body = await client.request(f"INFO {pid}", body=True)
     fields = dict(line.split(": ", 1) for line in body)
     assert (fields["exit_code"], fields["exit_signal"], fields["env"]) == ("3", "-", "GREETING")
 
@@ -208,10 +212,16 @@ async def test_json_mode_for_every_command(server):
     assert set(listing["processes"][0]) >= ROW_KEYS and listing["processes"][0]["managed"]
     info = await client.json(f"INFO {pid}")
     process = info["process"]
-    assert set(process) >= ROW_KEYS | {"cwd", "threads", "children", "restarts", "exit_code",
-                                       "exit_signal"}  # fmt: skip
+    assert set(process) >= ROW_KEYS | {
+        "cwd",
+        "threads",
+        "children",
+        "restarts",
+        "exit_code",
+        "exit_signal",
+    }
     assert process["restarts"] == 0 and process["exit_code"] is None
-    await wait_for(lambda: "hello" in open(f"{server.state_dir}/logs/1.out").read())
+    await wait_for(lambda: "hello" in read_log(server, 1))
     assert (await client.json(f"LOGS {pid}"))["lines"] == ["hello"]
     assert await client.json(f"SIGNAL {pid} CONT") == {"ok": True, "pid": pid, "signal": "SIGCONT"}
     assert (await client.json("HELP STOP"))["help"][0].startswith("usage: STOP")
@@ -219,8 +229,12 @@ async def test_json_mode_for_every_command(server):
     error = await client.json("STOP nope")
     assert error["ok"] is False and error["error"] == "bad-argument"
     assert (await client.json("HISTORY 2"))["history"][-1]["command"] == "STOP nope"
-    assert await client.json("WATCH 0.2") == {"ok": True, "message": "watching", "interval": 0.2,
-                                              "delta": False}  # fmt: skip
+    assert await client.json("WATCH 0.2") == {
+        "ok": True,
+        "message": "watching",
+        "interval": 0.2,
+        "delta": False,
+    }
     event = json.loads(await client.line())
     assert event["event"] == "table" and set(event["processes"][0]) >= ROW_KEYS
     assert await client.json("EXIT") == {"ok": True, "message": "bye"}

@@ -57,10 +57,26 @@ def run_server(tmp_path):
     def run(*extra: str, runner: tuple = ("twistd", "-n", "--pidfile=")) -> ServerProcess:
         state_dir = tmp_path / f"state{len(started)}"
         port_file = tmp_path / f"port{len(started)}"
-        command = [str(BIN / runner[0]), *runner[1:], "rpm", "--port", "0",
-                   "--state-dir", str(state_dir), "--port-file", str(port_file), *extra]  # fmt: skip
-        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+        command = [
+            str(BIN / runner[0]),
+            *runner[1:],
+            "rpm",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--port-file",
+            str(port_file),
+            *extra,
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         started.append(process)
         where = wait_for_file(port_file, process).splitlines()[0]
         return ServerProcess(process, int(where.rsplit(":", 1)[1]), state_dir)
@@ -77,8 +93,14 @@ def run_server(tmp_path):
 
 
 def run_cli(*args: str, cwd="/", timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_twistd_lists_the_plugin_from_the_installed_package():
@@ -86,8 +108,18 @@ def test_twistd_lists_the_plugin_from_the_installed_package():
     assert result.returncode == 0
     assert any(line.split()[:1] == ["rpm"] for line in result.stdout.splitlines()), result.stdout
     usage = run_cli("twistd", "rpm", "--help").stdout
-    for option in ("--port", "--interface", "--listen", "--state-dir", "--token-file", "--no-auth",
-                   "--insecure", "--signal-scope", "--idle-timeout", "--max-managed"):  # fmt: skip
+    for option in (
+        "--port",
+        "--interface",
+        "--listen",
+        "--state-dir",
+        "--token-file",
+        "--no-auth",
+        "--insecure",
+        "--signal-scope",
+        "--idle-timeout",
+        "--max-managed",
+    ):
         assert option in usage
 
 
@@ -128,8 +160,9 @@ def test_twist_runs_the_same_plugin(run_server):
     ],
 )
 def test_bad_options_end_with_one_line_and_a_failure_status(tmp_path, args, message):
-    result = run_cli("twistd", "-n", "--pidfile=", "rpm", "--state-dir", str(tmp_path / "s"), *args,
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "twistd", "-n", "--pidfile=", "rpm", "--state-dir", str(tmp_path / "s"), *args, cwd=tmp_path
+    )
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert message in result.stderr
@@ -140,8 +173,17 @@ def test_a_port_in_use_ends_the_server_with_a_clear_message(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("twistd", "-n", "--pidfile=", "rpm", "--port", str(port),
-                         "--state-dir", str(tmp_path / "s"), cwd=tmp_path)  # fmt: skip
+        result = run_cli(
+            "twistd",
+            "-n",
+            "--pidfile=",
+            "rpm",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path / "s"),
+            cwd=tmp_path,
+        )
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr
     assert result.stderr.strip().count("\n") == 0
@@ -151,8 +193,17 @@ def test_an_exposed_token_file_is_refused_at_start(tmp_path):
     token = tmp_path / "token"
     token.write_text("x" * 40)
     token.chmod(0o644)
-    result = run_cli("twistd", "-n", "--pidfile=", "rpm", "--token-file", str(token),
-                     "--state-dir", str(tmp_path / "s"), cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "twistd",
+        "-n",
+        "--pidfile=",
+        "rpm",
+        "--token-file",
+        str(token),
+        "--state-dir",
+        str(tmp_path / "s"),
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     assert "readable by group or others" in result.stderr and "chmod 600" in result.stderr
 
@@ -163,9 +214,14 @@ def test_make_run_serves_on_5002(tmp_path):
             pytest.skip("something already listens on 5002")
     environment = {**os.environ, "HOME": str(tmp_path)}
     environment.pop("XDG_STATE_HOME", None)
-    make = subprocess.Popen(["make", "-s", "run"], cwd=PROJECT, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    make = subprocess.Popen(
+        ["make", "-s", "run"],
+        cwd=PROJECT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -187,25 +243,54 @@ def test_make_run_serves_on_5002(tmp_path):
 def wheel_venv(tmp_path_factory):
     """rpm built as a wheel and installed (not editable) into a fresh virtual environment."""
     root = tmp_path_factory.mktemp("wheel")
-    subprocess.run([str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(root / "dist"),
-                    str(PROJECT)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(PROJECT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=120)
     wheel = next((root / "dist").glob("remote_process_manager-*.whl"))
-    subprocess.run([str(root / "venv/bin/pip"), "install", "-q", str(wheel)], check=True,
-                   capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [str(root / "venv/bin/pip"), "install", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return root / "venv/bin"
 
 
 def test_a_wheel_install_provides_the_plugin_and_the_tui(wheel_venv, tmp_path):
-    listed = subprocess.run([str(wheel_venv / "twistd"), "--help"], cwd="/", capture_output=True,
-                            text=True, timeout=60, check=True).stdout  # fmt: skip
+    listed = subprocess.run(
+        [str(wheel_venv / "twistd"), "--help"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert any(line.split()[:1] == ["rpm"] for line in listed.splitlines())
     assert (wheel_venv / "rpm-tui").exists()
     port_file = tmp_path / "port"
-    process = subprocess.Popen([str(wheel_venv / "twistd"), "-n", "--pidfile=", "rpm", "--port", "0",
-                                "--state-dir", str(tmp_path / "s"), "--port-file", str(port_file)],
-                               cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            str(wheel_venv / "twistd"),
+            "-n",
+            "--pidfile=",
+            "rpm",
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--port-file",
+            str(port_file),
+        ],
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         port = int(wait_for_file(port_file, process).split(":")[-1])
         assert talk(port, "PING", "EXIT")[1] == "OK pong"
@@ -235,16 +320,41 @@ def test_an_unprivileged_server_reports_what_the_system_refuses(nobody_dir, spaw
     root_owned = subprocess.Popen(["sleep", "300"])
     spawned.append(root_owned.pid)
     port_file = nobody_dir / "port"
-    command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-               str(BIN / "twistd"), "-n", "--pidfile=", "rpm", "--port", "0",
-               "--state-dir", str(nobody_dir / "state"), "--port-file", str(port_file)]  # fmt: skip
-    server = subprocess.Popen(command, cwd=nobody_dir, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    command = [
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        str(BIN / "twistd"),
+        "-n",
+        "--pidfile=",
+        "rpm",
+        "--port",
+        "0",
+        "--state-dir",
+        str(nobody_dir / "state"),
+        "--port-file",
+        str(port_file),
+    ]
+    server = subprocess.Popen(
+        command,
+        cwd=nobody_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         port = int(wait_for_file(port_file, server).split(":")[-1])
         token = (nobody_dir / "state/token").read_text().strip()
-        lines = talk(port, f"AUTH {token}", f"STOP {root_owned.pid}", f"SIGNAL {root_owned.pid} HUP",
-                     "START sleep 300", "EXIT")  # fmt: skip
+        lines = talk(
+            port,
+            f"AUTH {token}",
+            f"STOP {root_owned.pid}",
+            f"SIGNAL {root_owned.pid} HUP",
+            "START sleep 300",
+            "EXIT",
+        )
         assert lines[2].startswith("ERR not-permitted"), lines
         assert lines[3].startswith("ERR not-permitted"), lines
         started = int(lines[4].split()[1])
