@@ -86,7 +86,8 @@ class RPMService(service.Service):
     def _listening(self, port) -> None:
         self.ports.append(port)
         address = port.getHost()
-        where = getattr(address, "name", None) or f"{address.host}:{address.port}"
+        name = getattr(address, "name", None)
+        where = os.fsdecode(name) if name else f"{address.host}:{address.port}"
         log.info("rpm listening on {where}", where=where)
         if self.config.port_file:
             with open(self.config.port_file, "a", encoding="utf-8") as handle:

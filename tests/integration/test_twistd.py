@@ -364,3 +364,46 @@ def test_an_unprivileged_server_reports_what_the_system_refuses(nobody_dir, spaw
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
+
+
+def test_a_unix_socket_listener_is_private_and_serves_local_reads(tmp_path):
+    import shutil
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="rpm-", dir="/tmp"))  # socket paths must be short
+    socket_path = short / "rpm.sock"
+    port_file = tmp_path / "port"
+    process = subprocess.Popen(
+        [
+            str(BIN / "twistd"),
+            "-n",
+            "--pidfile=",
+            "rpm",
+            "--listen",
+            f"unix:{socket_path}",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--port-file",
+            str(port_file),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for_file(port_file, process).strip() == str(socket_path)
+        assert socket_path.stat().st_mode & 0o777 == 0o600
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(socket_path))
+            sock.sendall(b"LIST --managed\r\nEXIT\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        lines = data.decode().split("\r\n")
+        assert lines[0].startswith("OK rpm ") and lines[1] == "OK 0 processes"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+        shutil.rmtree(short, ignore_errors=True)
