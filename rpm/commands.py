@@ -84,6 +84,7 @@ WATCH_MIN, WATCH_MAX = 0.1, 3600.0
 GRACE_MAX = 3600.0
 LOGS_MAX = 100_000
 HISTORY_MAX = 10_000
+FOLLOW_BACKLOG_MAX = 10_000
 _DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
@@ -171,6 +172,7 @@ class Logs:
 class Follow:
     VERB: ClassVar[str] = "FOLLOW"
     pid: int
+    backlog: int = 0
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,12 @@ def _parse_logs(rest: str) -> Logs:
     return Logs(parse_pid(words[0]), count)
 
 
+def _parse_follow(rest: str) -> Follow:
+    words = _words(rest, "FOLLOW", 1, 2, "a pid and an optional backlog: FOLLOW <pid> [n]")
+    backlog = parse_count(words[1], "n", FOLLOW_BACKLOG_MAX) if len(words) > 1 else 0
+    return Follow(parse_pid(words[0]), backlog)
+
+
 def _parse_watch(rest: str) -> Watch:
     words = rest.split()
     numbers = [word for word in words if word != "--delta"]
@@ -392,7 +400,7 @@ _PARSERS = {
     "PAUSE": lambda rest: _parse_pid_only(Pause, rest),
     "RESUME": lambda rest: _parse_pid_only(Resume, rest),
     "LOGS": _parse_logs,
-    "FOLLOW": lambda rest: _parse_pid_only(Follow, rest),
+    "FOLLOW": _parse_follow,
     "UNFOLLOW": lambda rest: _parse_pid_only(Unfollow, rest),
     "WATCH": _parse_watch,
     "UNWATCH": lambda rest: _parse_bare(Unwatch, rest),

@@ -14,6 +14,7 @@ from rpm import commands as c
 from rpm import helptext, procinfo
 from rpm.auth import token_matches
 from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
+from rpm.logwatch import output_event
 from rpm.policy import PID_MAX, same_start
 from rpm.signames import signal_name
 from rpm.snapshot import TableReply
@@ -147,7 +148,18 @@ async def handle_logs(conn, command: c.Logs):
 
 async def handle_follow(conn, command: c.Follow):
     record = await managed_record(conn, command.pid)
-    conn.follow(command.pid, record.id)
+    logfiles = conn.core.logfiles
+    offsets = logfiles.sizes(record.id)
+    backlog = []
+    if command.backlog:
+        backlog = await threads.deferToThread(logfiles.tail, record.id, command.backlog, offsets)
+
+    def begin() -> None:
+        for line in backlog:
+            conn.send_event(output_event(command.pid, line.stream, line.text))
+        conn.follow(command.pid, record.id, offsets)
+
+    conn.after_reply(begin)
     return Ok(f"following {command.pid}", {"pid": command.pid, "message": "following"})
 
 

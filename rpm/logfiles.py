@@ -47,8 +47,9 @@ def _clean(raw: bytes) -> str:
     return text
 
 
-def last_lines(path: str, count: int) -> list[tuple[int, str]]:
-    """The last `count` lines of a file as (end offset, text); a final partial line counts."""
+def last_lines(path: str, count: int, until: int | None = None) -> list[tuple[int, str]]:
+    """The last `count` lines of a file (of its first `until` bytes) as (end offset, text);
+    a final partial line counts."""
     if count <= 0:
         return []
     try:
@@ -57,6 +58,8 @@ def last_lines(path: str, count: int) -> list[tuple[int, str]]:
         return []
     with handle:
         size = handle.seek(0, os.SEEK_END)
+        if until is not None:
+            size = min(size, until)
         floor = max(data_start(handle.fileno()), size - MAX_TAIL_BYTES)
         position, chunks, newlines = size, [], 0
         while position > floor and newlines <= count:
@@ -173,9 +176,13 @@ class LogFiles:
         records = _journal_records(self.journal_path(managed_id), dict.fromkeys(STREAMS, math.inf))
         return {stream: (ends[-1] if ends else 0) for stream, (ends, _) in records.items()}
 
-    def tail(self, managed_id: int, count: int) -> list[LogLine]:
-        """The last `count` lines of stdout and stderr, interleaved as the server saw them."""
-        per_stream = {s: last_lines(self.path(managed_id, s), count) for s in STREAMS}
+    def tail(
+        self, managed_id: int, count: int, until: dict[str, int] | None = None
+    ) -> list[LogLine]:
+        """The last `count` lines of stdout and stderr (up to the sizes in `until`),
+        interleaved as the server saw them."""
+        until = until or {}
+        per_stream = {s: last_lines(self.path(managed_id, s), count, until.get(s)) for s in STREAMS}
         needed = {s: lines[0][0] for s, lines in per_stream.items() if lines}
         journal = _journal_records(self.journal_path(managed_id), needed)
         merged = []

@@ -18,6 +18,11 @@ log = Logger()
 READ_PER_TICK = 65536
 
 
+def output_event(pid: int, stream: str, text: str) -> Event:
+    text = text.removesuffix("\r")
+    return Event("output", f"{pid} {stream} {text}", {"pid": pid, "stream": stream, "line": text})
+
+
 class Follower:
     """One connection following one managed program from given offsets onward."""
 
@@ -92,10 +97,10 @@ class LogWatcher:
             self.observe(managed_id, final=True)
             del self._noted[managed_id]
 
-    def follow(self, connection, pid: int, managed_id: int) -> Follower:
-        """Stream a program's output written from now on to connection."""
+    def follow(self, connection, pid: int, managed_id: int, offsets: dict[str, int]) -> Follower:
+        """Stream a program's output written past `offsets` (the stream sizes) to connection."""
         self.unfollow(connection, pid)
-        follower = Follower(connection, pid, self.logfiles.sizes(managed_id))
+        follower = Follower(connection, pid, offsets)
         self._followers.setdefault(managed_id, []).append(follower)
         return follower
 

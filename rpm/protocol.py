@@ -322,8 +322,8 @@ class RPMProtocol(LineReceiver):
         self.core.watching.add(self)
         self.after_reply(self.watcher.start)
 
-    def follow(self, pid: int, managed_id: int) -> None:
-        self.core.logwatch.follow(self, pid, managed_id)
+    def follow(self, pid: int, managed_id: int, offsets: dict[str, int]) -> None:
+        self.core.logwatch.follow(self, pid, managed_id, offsets)
         self.following.add(pid)
 
     def unfollow(self, pid: int) -> bool:

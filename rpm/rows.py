@@ -54,11 +54,13 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "+"
 
 
-def command_text(row: Row) -> str:
+def command_line(name: str, cmdline) -> str:
     """The command line as one string a shell would split back; [name] when there is none."""
-    if row.cmdline:
-        return shlex.join(row.cmdline)
-    return f"[{row.name}]"
+    return shlex.join(cmdline) if cmdline else f"[{name}]"
+
+
+def command_text(row: Row) -> str:
+    return command_line(row.name, row.cmdline)
 
 
 def started_text(started: float) -> str:

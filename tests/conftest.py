@@ -12,6 +12,7 @@ from twisted.internet import defer, reactor
 
 from rpm.config import ServerConfig
 from rpm.service import RPMService
+from tests.servers import ServerRunner
 from tests.support import kill_tree
 
 
@@ -78,3 +79,16 @@ def spawned():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             assert pid > 1
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def server_runner(tmp_path):
+    """Runs real `twistd rpm` processes; all are stopped at the end of the test."""
+    runner = ServerRunner(tmp_path)
+    yield runner
+    runner.stop_all()
+
+
+@pytest.fixture
+def run_server(server_runner):
+    return server_runner.run

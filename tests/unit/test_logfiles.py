@@ -89,7 +89,7 @@ def test_followers_get_new_complete_lines_only(tmp_path):
             events.append((event.fields["stream"], event.fields["line"]))
 
     connection = Connection()
-    watcher.follow(connection, 99, 4)
+    watcher.follow(connection, 99, 4, logs.sizes(4))
     write(logs, 4, "stdout", "new 1\nnew")
     write(logs, 4, "stderr", "oops\n")
     watcher.observe(4)

@@ -1,0 +1,128 @@
+"""Real rpm servers as separate processes (twistd from the installed package), for tests
+that need to kill, restart or drive one from another program."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rpm.signalling import alive_with_start
+from rpm.store import Store
+from tests.support import kill_tree
+
+BIN = Path(sys.executable).parent
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def talk(port: int, *lines: str, host: str = "127.0.0.1", timeout: float = 10.0) -> list[str]:
+    """Send lines over a fresh connection; return everything received until it closes."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall("".join(f"{line}\r\n" for line in lines).encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data.decode().split("\r\n")[:-1]
+
+
+def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().endswith("\n"):
+            return path.read_text()
+        if process.poll() is not None:
+            raise AssertionError(
+                f"server exited with {process.returncode}: {process.stderr.read()}"
+            )
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not appear")
+
+
+class ServerProcess:
+    """A running `twistd rpm`: its process, port and state directory."""
+
+    def __init__(self, process: subprocess.Popen, port: int, state_dir: Path):
+        self.process, self.port, self.state_dir = process, port, state_dir
+
+    @property
+    def token(self) -> str:
+        return (self.state_dir / "token").read_text().strip()
+
+
+def kill_managed(state_dir: Path) -> None:
+    """SIGKILL the live managed processes a state directory's registry knows (each leads its
+    own process group; pid and start time must both match, so a reused pid is left alone)."""
+    database = state_dir / "rpm.db"
+    if not database.exists():
+        return
+    store = Store(str(database))
+    try:
+        records = store.records(only_unfinished=True)
+    finally:
+        store.close()
+    for record in records:
+        if record.pid and record.pid > 1 and alive_with_start(record.pid, record.started):
+            kill_tree(record.pid)
+
+
+class ServerRunner:
+    """Starts `twistd -n rpm` (or another runner) in its own session; stop_all() ends them."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.started: list[subprocess.Popen] = []
+        self.state_dirs: list[Path] = []
+
+    def run(
+        self,
+        *extra: str,
+        runner: tuple = ("twistd", "-n", "--pidfile="),
+        port: int = 0,
+        state_dir: Path | None = None,
+    ) -> ServerProcess:
+        count = len(self.started)
+        state_dir = state_dir or self.directory / f"state{count}"
+        port_file = self.directory / f"port{count}"
+        command = [
+            str(BIN / runner[0]),
+            *runner[1:],
+            "rpm",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state_dir),
+            "--port-file",
+            str(port_file),
+            *extra,
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=self.directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.started.append(process)
+        if state_dir not in self.state_dirs:
+            self.state_dirs.append(state_dir)
+        where = wait_for_file(port_file, process).splitlines()[0]
+        return ServerProcess(process, int(where.rsplit(":", 1)[1]), state_dir)
+
+    def stop_all(self) -> None:
+        """Stop every server, then kill what they left running (managed processes outlive
+        their server by design)."""
+        for process in self.started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+        for state_dir in self.state_dirs:
+            kill_managed(state_dir)

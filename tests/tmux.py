@@ -1,0 +1,73 @@
+"""Drive a real program in a real terminal: tmux on a private socket, keys in, screen out."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+
+
+class Tmux:
+    """One tmux server (own socket) with one pane running a command."""
+
+    def __init__(self, command: list[str], width: int = 100, height: int = 30, env=None):
+        if shutil.which("tmux") is None:
+            pytest.skip("tmux is not installed (.ci/run installs it)")
+        self.socket = f"rpm-test-{uuid.uuid4().hex[:12]}"
+        environment = " ".join(f"{key}={value}" for key, value in (env or {}).items())
+        shell = f"{environment} {subprocess.list2cmdline(command)}".strip()
+        self._tmux("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height), shell)
+        self._tmux("set-option", "-t", "main", "remain-on-exit", "on")
+
+    def _tmux(self, *args: str) -> str:
+        result = subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return result.stdout
+
+    def send(self, *keys: str) -> None:
+        for key in keys:
+            self._tmux("send-keys", "-t", "main", key)
+            time.sleep(0.15)
+
+    def type(self, text: str) -> None:
+        self._tmux("send-keys", "-t", "main", "-l", text)
+        time.sleep(0.15)
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "main")
+
+    def wait_for(self, predicate, timeout: float = 15.0) -> str:
+        """Wait until predicate(screen text) is true (a string means: appears on screen)."""
+        check = (lambda text: predicate in text) if isinstance(predicate, str) else predicate
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if check(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {predicate!r}; screen:\n{text}")
+            time.sleep(0.1)
+
+    def exit_status(self, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = self._tmux(
+                "display-message", "-p", "-t", "main", "#{pane_dead} #{pane_dead_status}"
+            )
+            if dead.startswith("1 "):
+                return int(dead.split()[1])
+            time.sleep(0.1)
+        raise AssertionError("the program did not exit")
+
+    def close(self) -> None:
+        subprocess.run(
+            ["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10, check=False
+        )

@@ -1,0 +1,324 @@
+"""The TUI's widgets, rendered to text at fixed sizes with keys typed into the real tree."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from rpm.client import CommandError
+from tui import keys
+from tui.app import App
+from tui.detail import sparkline
+from tui.dialogs import LaunchDialog
+from tui.history import History
+from tui.model import ProcessModel
+from tui.table import format_line, header_text
+
+NOW = time.time()
+
+
+def row(pid, **extra):
+    base = {
+        "pid": pid,
+        "ppid": 1,
+        "user": "root",
+        "name": "sleep",
+        "cmdline": ["sleep", str(pid)],
+        "status": "sleeping",
+        "cpu": 0.0,
+        "rss": 1 << 20,
+        "started": NOW,
+        "managed": False,
+    }
+    return {**base, **extra}
+
+
+class FakeLink:
+    """Stands in for a HostLink: records requests, answers from a script."""
+
+    def __init__(self, label="127.0.0.1:5002", answers=None):
+        self.label = label
+        self.state, self.problem, self.retry_at, self.last_update = "connected", "", None, NOW
+        self.sent: list[str] = []
+        self.answers = answers or {}
+        self.on_output = self.on_connected = self.on_notice = None
+
+    def set_listener(self, on_change):
+        self.on_change = on_change
+
+    def command(self, line):
+        self.sent.append(line)
+        answer = self.answers.get(line.split()[0], {"ok": True})
+        if isinstance(answer, Exception):
+            return defer.fail(answer)
+        return defer.succeed(answer)
+
+    def stop(self):
+        self.state = "stopped"
+
+
+def make_app(rows=None, links=None, size=(80, 24)):
+    model = ProcessModel()
+    links = links or [FakeLink()]
+    for link in links:
+        model.replace_host(
+            link.label, rows if rows is not None else [row(p) for p in (11, 12, 13)], 0.0
+        )
+    app = App(Clock(), links, model, History(None))
+    return app, model, links
+
+
+def screen(app, size=(80, 24)) -> list[str]:
+    app.refresh()
+    return [line.decode("utf-8") for line in app.root.render(size, focus=True).text]
+
+
+def press(app, *typed, size=(80, 24)) -> None:
+    for key in typed:
+        app.root.keypress(size, key)
+
+
+def test_every_binding_maps_to_an_app_command():
+    for command in keys.KEYMAP.values():
+        name = command.split()[0]
+        assert callable(getattr(App, f"cmd_{name}")), command
+
+
+def test_the_table_at_80_by_24_has_header_rows_and_status():
+    app, _, _ = make_app()
+    lines = screen(app)
+    assert len(lines) == 24 and all(len(line) == 80 for line in lines)
+    assert lines[0].split()[:6] == ["PID", "USER", "STATE", "%CPU\u25bc", "MEM", "STARTED"]
+    assert lines[1].split()[0] == "11" and "sleep 11" in lines[1]
+    assert "connected 3 processes" in lines[22]
+
+
+def test_rows_mark_managed_and_paused_processes_and_escape_controls():
+    app, _, _ = make_app(
+        [row(5, managed=True, status="stopped", cmdline=["evil\x1b[2J", "a\nb"], name="x\x07")]
+    )
+    line = screen(app)[1]
+    assert " MP " in line
+    assert "\x1b" not in line and "\\x1b[2J" in line and "\\x0a" in line
+
+
+def test_format_line_with_hosts_and_tree_prefix():
+    model = ProcessModel()
+    model.replace_host("web1", [row(1, ppid=0), row(2, ppid=1)], 0.0)
+    model.toggle_tree()
+    lines = model.lines
+    assert format_line(lines[0], NOW, hosts=True).startswith("web1 ")
+    assert "[-] sleep 1" in format_line(lines[0], NOW, hosts=False)
+    assert "  `- sleep 2" in format_line(lines[1], NOW, hosts=False)
+    assert header_text(model, hosts=True).startswith("HOST")
+
+
+def test_sort_keys_reverse_and_show_direction_in_the_header():
+    app, model, _ = make_app([row(1, cpu=1.0), row(2, cpu=2.0)])
+    press(app, "N")
+    assert "PID\u25b2" in screen(app)[0]
+    press(app, "N")
+    assert "PID\u25bc" in screen(app)[0]
+    press(app, "M", "T", "P")
+    assert model.sort == "cpu"
+
+
+def test_arrow_keys_move_and_the_selection_survives_a_refresh():
+    app, model, _ = make_app([row(p) for p in range(10, 60)])
+    press(app, "down", "down")
+    selected = model.selected
+    model.apply_delta(model.selected[0], {"added": [row(5, cpu=99.0)]}, 1.0)
+    screen(app)
+    assert model.selected == selected
+    press(app, "end")
+    assert model.lines[model.focus_index()].key == model.selected
+    press(app, "home")
+    assert model.focus_index() == 0
+
+
+def test_filter_prompt_applies_on_enter_and_clears_on_escape():
+    app, model, _ = make_app([row(1, name="nginx", cmdline=["nginx"]), row(2)])
+    press(app, "/", "n", "g", "i", "n", "x")
+    assert "filter: nginx" in screen(app)[23]
+    assert len(model.lines) == 2, "nothing applies before Enter"
+    press(app, "enter")
+    assert [line.key[1] for line in model.lines] == [1]
+    assert "filter: nginx (1)" in screen(app)[22]
+    press(app, "/", "esc")
+    assert len(model.lines) == 2
+
+
+def test_stop_asks_first_and_y_confirms():
+    link = FakeLink(answers={"STOP": {"ok": True, "pid": 11, "signal": "SIGTERM"}})
+    app, _, _ = make_app(links=[link])
+    press(app, "k")
+    text = "\n".join(screen(app))
+    assert "Stop pid 11?" in text and "sleep 11" in text
+    press(app, "n")
+    assert link.sent == [] and "Stop pid" not in "\n".join(screen(app))
+    press(app, "k", "y")
+    assert link.sent == ["STOP 11"]
+    assert "11 stopped by SIGTERM" in screen(app)[23]
+
+
+def test_refused_actions_show_the_servers_code_and_message():
+    link = FakeLink(answers={"PAUSE": CommandError("protected", "pid 1 is protected")})
+    app, _, _ = make_app([row(1)], links=[link])
+    press(app, "p")
+    assert "protected: pid 1 is protected" in screen(app)[23]
+
+
+def test_signal_chooser_sends_the_chosen_signal():
+    link = FakeLink(answers={"SIGNAL": {"ok": True, "pid": 11, "signal": "SIGHUP"}})
+    app, _, _ = make_app(links=[link])
+    press(app, "f9")
+    text = "\n".join(screen(app))
+    assert all(
+        f"SIG{name}" in text
+        for name in ("TERM", "KILL", "HUP", "INT", "USR1", "USR2", "STOP", "CONT")
+    )
+    press(app, "down", "down", "enter")
+    assert link.sent == ["SIGNAL 11 HUP"]
+
+
+def test_pause_toggles_with_the_process_state():
+    link = FakeLink(
+        answers={
+            "PAUSE": {"ok": True, "message": "paused"},
+            "RESUME": {"ok": True, "message": "resumed"},
+        }
+    )
+    app, _, _ = make_app([row(11, status="stopped"), row(12)], links=[link])
+    press(app, "N", "p", "down", "p")
+    assert link.sent == ["RESUME 11", "PAUSE 12"]
+
+
+def test_launch_dialog_builds_start_with_history_and_selects_the_new_process():
+    link = FakeLink(answers={"START": {"ok": True, "pid": 99}})
+    app, model, _ = make_app(links=[link])
+    app.history.add("sleep 5")
+    press(app, "n")
+    assert "Launch a program" in "\n".join(screen(app))
+    press(app, "up")
+    assert "sleep 5" in "\n".join(screen(app))
+    press(app, "esc", "f2", *"echo 'a b'", "tab", *"/tmp", "tab", "right", " ", "enter")
+    assert link.sent == ["START --cwd /tmp --restart on-failure -- echo 'a b'"]
+    assert model.selected == (link.label, 99)
+    assert app.history.entries[-1] == "echo 'a b'"
+
+
+def test_launch_dialog_start_line_quotes_the_directory():
+    dialog = LaunchDialog([], "h", lambda line, command: None)
+    dialog.command.set_edit_text("ls -l")
+    dialog.cwd.set_edit_text("/tmp/my dir")
+    assert dialog.start_line() == "START --cwd '/tmp/my dir' -- ls -l"
+    dialog.command.set_edit_text("   ")
+    assert dialog.start_line() is None
+
+
+def test_detail_view_shows_info_and_sparklines():
+    info = {
+        "ok": True,
+        "process": {
+            "pid": 11,
+            "ppid": 1,
+            "user": "root",
+            "name": "sleep",
+            "cmdline": ["sleep", "11"],
+            "status": "sleeping",
+            "cwd": "/",
+            "threads": 1,
+            "children": [],
+            "managed": True,
+            "restarts": 2,
+        },
+    }
+    app, model, links = make_app(links=[FakeLink(answers={"INFO": info})])
+    model.apply_delta(links[0].label, {"changed": [row(11, cpu=50.0)]}, 1.0)
+    press(app, "N", "enter")
+    text = "\n".join(screen(app, (100, 30)))
+    assert "pid 11 on 127.0.0.1:5002" in text and "restarts" in text and "cwd" in text
+    assert "CPU" in text and "MEM" in text
+    press(app, "esc")
+    assert "PID" in screen(app)[0]
+
+
+def test_log_view_follows_output_and_unfollows_on_escape():
+    link = FakeLink(answers={"FOLLOW": {"ok": True}, "UNFOLLOW": {"ok": True}})
+    app, _, _ = make_app(links=[link])
+    press(app, "N", "l")
+    assert link.sent == ["FOLLOW 11 200"]
+    link.on_output({"event": "output", "pid": 11, "stream": "stdout", "line": "hello"})
+    link.on_output({"event": "output", "pid": 11, "stream": "stderr", "line": "bad\x1b[31m"})
+    link.on_output({"event": "output", "pid": 99, "stream": "stdout", "line": "not ours"})
+    text = "\n".join(screen(app))
+    assert "output of pid 11" in text and "hello" in text and "bad\\x1b[31m" in text
+    assert "not ours" not in text
+    link.on_connected()
+    assert link.sent[-1] == "FOLLOW 11 200" and "hello" not in "\n".join(screen(app))
+    press(app, "esc")
+    assert link.sent[-1] == "UNFOLLOW 11" and link.on_output is None
+
+
+def test_help_lists_every_key():
+    app, _, _ = make_app()
+    press(app, "?")
+    text = "\n".join(screen(app, (100, 40)))
+    for key_names, _ in keys.help_lines():
+        assert key_names.split()[0] in text
+    press(app, "esc")
+    assert "Keys" not in "\n".join(screen(app))
+
+
+def test_quit_finishes_with_status_zero_and_stops_links():
+    app, _, links = make_app()
+    press(app, "q")
+    assert app.finished.called and links[0].state == "stopped"
+    assert app.finished.result == 0
+
+
+def test_disconnected_host_is_shown_stale_with_its_retry():
+    link = FakeLink()
+    app, model, _ = make_app(links=[link])
+    link.state, link.problem, link.retry_at = "disconnected", "connection lost", 3.0
+    model.mark_stale(link.label)
+    status = screen(app)[22]
+    assert "disconnected, retry in 3 s (connection lost) STALE" in status
+
+
+def test_multiple_hosts_get_a_host_column():
+    app, _, _ = make_app(links=[FakeLink("alpha:5002"), FakeLink("beta:5002")])
+    lines = screen(app, (120, 24))
+    assert lines[0].startswith("HOST")
+    assert any(line.startswith("alpha:5002") for line in lines)
+    assert any(line.startswith("beta:5002") for line in lines)
+    assert "alpha:5002 connected 3 processes" in lines[22] and "beta:5002 connected" in lines[22]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 15), (200, 60)])
+def test_renders_at_any_size(size):
+    app, _, _ = make_app()
+    for view in ([], ["?"], ["k"], ["n"], ["enter"]):
+        press(app, *view, size=size)
+        assert len(screen(app, size)) == size[1]
+        press(app, "esc", size=size)
+
+
+def test_sparkline_scales_to_the_maximum():
+    assert sparkline([0, 5, 10], 10) == " \u2584\u2588"
+    assert sparkline([], 5) == ""
+    assert len(sparkline(list(range(100)), 60)) == 60
+
+
+def test_rows_above_the_selection_stay_visible_after_a_resort():
+    rows = [row(p, started=NOW + p) for p in range(11, 60)] + [row(10, started=NOW + 54.5)]
+    app, model, _ = make_app(rows)
+    press(app, "N")
+    assert screen(app)[1].split()[0] == "10" and model.selected[1] == 10
+    press(app, "T")
+    lines = screen(app)
+    assert [line.split()[0] for line in lines[1:7]] == ["59", "58", "57", "56", "55", "10"]
+    assert model.selected[1] == 10

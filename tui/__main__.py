@@ -1,0 +1,137 @@
+"""rpm-tui: the processes of one or more machines running rpm servers, in a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from twisted.internet import defer, task
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+from rpm import __version__
+from rpm.client import Address, default_token, parse_address
+from rpm.statedir import default_state_dir
+from tui.app import App
+from tui.connection import HostLink
+from tui.history import History
+from tui.keys import help_lines
+from tui.model import ProcessModel
+
+
+def tui_state_dir() -> str:
+    return os.path.join(os.path.dirname(default_state_dir()), "rpm-tui")
+
+
+DEFAULT_LOG = os.path.join(tui_state_dir(), "rpm-tui.log")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    keys = "\n".join(f"  {keys:<24} {text}" for keys, text in help_lines())
+    parser = argparse.ArgumentParser(
+        prog="rpm-tui",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A live, full-screen table of the processes of machines running rpm "
+        "servers: sort, filter, tree view, details, launch, stop, signal, pause and read "
+        "the output of programs.",
+        epilog=f"""hosts:
+  HOST[:PORT]              plain TCP (default 127.0.0.1:5002; the port defaults to 5002)
+  [IPv6]:PORT              an IPv6 address
+  tls://HOST:PORT          TLS, verifying the server's certificate (see --ca)
+  unix:/PATH               a unix socket
+  Several hosts give one merged table with a HOST column.
+
+token (needed to change anything; reading works without it on localhost):
+  --token-file FILE, else $RPM_TOKEN, else for a local server its default token file
+  ($XDG_STATE_HOME/rpm/token or ~/.local/state/rpm/token).
+
+keys:
+{keys}
+
+Unexpected errors go to the log file ({DEFAULT_LOG} unless --log-file),
+never to the screen. Exit status: 0 after q; 1 if a server cannot be reached at start
+(without --wait) or an argument is wrong.""",
+    )
+    parser.add_argument("hosts", nargs="*", metavar="HOST[:PORT]", help="servers to show")
+    parser.add_argument("--token-file", metavar="FILE", help="file holding the server token")
+    parser.add_argument(
+        "--ca",
+        metavar="CERT",
+        help="CA certificate (PEM) for tls:// servers; default: the system's trusted CAs",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="start even if a server cannot be reached yet, and keep trying",
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="FILE",
+        default=DEFAULT_LOG,
+        help=f"where unexpected errors are logged (default {DEFAULT_LOG})",
+    )
+    parser.add_argument("--version", action="version", version=f"rpm-tui {__version__}")
+    return parser.parse_args(argv)
+
+
+def read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as err:
+        raise SystemExit(f"rpm-tui: cannot read the token file {path}: {err.strerror}") from err
+    if not token:
+        raise SystemExit(f"rpm-tui: the token file {path} is empty")
+    return token
+
+
+def token_for(address: Address, token_file: str | None) -> str | None:
+    return read_token(token_file) if token_file else default_token(address)
+
+
+def start_logging(path: str) -> None:
+    """Send every log and warning to the file: nothing may write over the screen."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
+    except OSError as err:
+        raise SystemExit(f"rpm-tui: cannot write the log file {path}: {err.strerror}") from err
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(handle)], redirectStandardIO=False)
+    logging.basicConfig(stream=handle, level=logging.WARNING)
+
+
+async def run(reactor, args: argparse.Namespace, addresses: list[Address], tokens: list) -> int:
+    model = ProcessModel()
+    links = [
+        HostLink(reactor, address, token, args.ca, model)
+        for address, token in zip(addresses, tokens, strict=True)
+    ]
+    results = await defer.DeferredList([link.start() for link in links], consumeErrors=True)
+    failed = [link for link, (ok, _) in zip(links, results, strict=True) if not ok]
+    if failed and not args.wait:
+        for link in links:
+            link.stop()
+        for link in failed:
+            print(f"rpm-tui: cannot reach {link.label}: {link.problem}", file=sys.stderr)
+        raise SystemExit(1)
+    history = History(os.path.join(tui_state_dir(), "history"))
+    app = App(reactor, links, model, history)
+    return await app.start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        addresses = [parse_address(host) for host in args.hosts or ["127.0.0.1:5002"]]
+    except ValueError as err:
+        raise SystemExit(f"rpm-tui: {err}") from err
+    if args.ca and not os.path.isfile(args.ca):
+        raise SystemExit(f"rpm-tui: --ca {args.ca}: no such file")
+    tokens = [token_for(address, args.token_file) for address in addresses]
+    start_logging(args.log_file)
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args, addresses, tokens)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The TUI's process table as data: rows from every host, sorted, filtered, as a tree, and a
+selection that follows a process (host and pid) rather than a row number (pure)."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+Key = tuple[str, int]  # (host, pid)
+HISTORY_SECONDS = 60.0
+PENDING_UPDATES = 2
+
+# sort name -> (row field, descending by default)
+SORTS = {
+    "cpu": ("cpu", True),
+    "mem": ("rss", True),
+    "pid": ("pid", False),
+    "start": ("started", True),
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    """One visible line of the table: a row, and where it sits in the tree view."""
+
+    key: Key
+    row: dict
+    depth: int = 0
+    has_children: bool = False
+    collapsed: bool = False
+
+
+def row_text(row: dict) -> str:
+    """What the filter searches: pid, user, name and command line."""
+    command = " ".join(row.get("cmdline") or ())
+    return f"{row['pid']} {row.get('user') or ''} {row.get('name', '')} {command}"
+
+
+class ProcessModel:
+    """All rows the TUI knows, and how the operator wants to see them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[Key, dict] = {}
+        self.sort, self.reverse = "cpu", True
+        self.filter = ""
+        self.tree = False
+        self.collapsed: set[Key] = set()
+        self.selected: Key | None = None
+        self._pending: Key | None = None  # selected before its row arrived (a new process)
+        self._pending_waits = 0
+        self.stale_hosts: set[str] = set()
+        self.history: dict[Key, deque] = {}
+        self._lines: list[Line] | None = None
+        self._index: dict[Key, int] = {}
+        self._last_index = 0
+
+    # -- data from servers -----------------------------------------------------------------
+
+    def replace_host(self, host: str, rows: list[dict], now: float) -> None:
+        """A whole table from one host."""
+        for key in [key for key in self.rows if key[0] == host]:
+            del self.rows[key]
+        self._add(host, rows, now)
+        for key in [key for key in self.history if key[0] == host and key not in self.rows]:
+            del self.history[key]
+        self._updated(host)
+
+    def apply_delta(self, host: str, delta: dict, now: float) -> None:
+        """Rows added, changed and removed on one host since its last event."""
+        for pid in delta.get("removed", ()):
+            self.rows.pop((host, pid), None)
+            self.history.pop((host, pid), None)
+        self._add(host, delta.get("added", ()), now)
+        self._add(host, delta.get("changed", ()), now)
+        self._updated(host)
+
+    def _updated(self, host: str) -> None:
+        """After new data from a host: a pending selection waits two updates at most."""
+        self.stale_hosts.discard(host)
+        if self._pending is not None and self._pending[0] == host:
+            self._pending_waits += 1
+            if self._pending in self.rows or self._pending_waits > PENDING_UPDATES:
+                self._pending = None
+        self._changed()
+
+    def mark_stale(self, host: str) -> None:
+        """The host is unreachable: its rows stay, marked as out of date."""
+        self.stale_hosts.add(host)
+        self._changed()
+
+    def _add(self, host: str, rows, now: float) -> None:
+        for row in rows:
+            key = (host, row["pid"])
+            self.rows[key] = row
+            samples = self.history.setdefault(key, deque())
+            samples.append((now, row.get("cpu", 0.0), row.get("rss", 0)))
+            while len(samples) > 1 and samples[1][0] <= now - HISTORY_SECONDS:
+                samples.popleft()  # keep one sample from before the window: it still holds
+
+    def samples(self, key: Key, now: float, slots: int = 60) -> list[tuple[float, int]]:
+        """(cpu, rss) for each second of the last minute; a value holds until it changes
+        (only changes are stored), and seconds before the first sample are left out."""
+        history = self.history.get(key)
+        if not history:
+            return []
+        out, index, current = [], 0, None
+        for slot in range(slots):
+            moment = now - (slots - 1 - slot) * HISTORY_SECONDS / slots
+            while index < len(history) and history[index][0] <= moment:
+                current = history[index][1:]
+                index += 1
+            if current is not None:
+                out.append(current)
+        return out
+
+    # -- how to show it --------------------------------------------------------------------
+
+    def set_sort(self, name: str) -> None:
+        """Sort by name; choosing the current sort again reverses it."""
+        if name == self.sort:
+            self.reverse = not self.reverse
+        else:
+            self.sort, self.reverse = name, SORTS[name][1]
+        self._changed()
+
+    def set_filter(self, text: str) -> None:
+        self.filter = text
+        self._changed()
+
+    def toggle_tree(self) -> None:
+        self.tree = not self.tree
+        self._changed()
+
+    def toggle_collapse(self, key: Key | None = None) -> None:
+        key = key or self.selected
+        if key is not None:
+            self.collapsed.symmetric_difference_update({key})
+            self._changed()
+
+    def _changed(self) -> None:
+        self._lines = None
+
+    @property
+    def lines(self) -> list[Line]:
+        if self._lines is None:
+            self._lines = self._tree_lines() if self.tree else self._flat_lines()
+            self._index = {line.key: index for index, line in enumerate(self._lines)}
+        return self._lines
+
+    def _sort_key(self, key: Key):
+        return self.rows[key].get(SORTS[self.sort][0]) or 0
+
+    def _sorted(self, keys) -> list[Key]:
+        """By the sort column; equal values stay in host and pid order, whatever the direction."""
+        return sorted(sorted(keys), key=self._sort_key, reverse=self.reverse)
+
+    def _matching(self) -> list[Key]:
+        if not self.filter:
+            return list(self.rows)
+        needle = self.filter.lower()
+        return [key for key, row in self.rows.items() if needle in row_text(row).lower()]
+
+    def _flat_lines(self) -> list[Line]:
+        return [Line(key, self.rows[key]) for key in self._sorted(self._matching())]
+
+    def _tree_lines(self) -> list[Line]:
+        children: dict[Key, list[Key]] = defaultdict(list)
+        roots = []
+        for key, row in self.rows.items():
+            parent = (key[0], row.get("ppid", 0))
+            if parent in self.rows and parent != key:
+                children[parent].append(key)
+            else:
+                roots.append(key)
+        shown = self._with_ancestors(set(self._matching()))
+        lines: list[Line] = []
+        stack = [(key, 0) for key in reversed(self._sorted(roots))]
+        while stack:
+            key, depth = stack.pop()
+            if key not in shown:
+                continue
+            kids = [k for k in children.get(key, ()) if k in shown]
+            folded = key in self.collapsed and bool(kids)
+            lines.append(Line(key, self.rows[key], depth, bool(kids), folded))
+            if not folded:
+                stack.extend((kid, depth + 1) for kid in reversed(self._sorted(kids)))
+        return lines
+
+    def _with_ancestors(self, keys: set[Key]) -> set[Key]:
+        """The matching rows plus their ancestors, so a filtered tree keeps its shape."""
+        if not self.filter:
+            return keys
+        shown = set(keys)
+        for key in keys:
+            parent = (key[0], self.rows[key].get("ppid", 0))
+            while parent in self.rows and parent not in shown:
+                shown.add(parent)
+                parent = (parent[0], self.rows[parent].get("ppid", 0))
+        return shown
+
+    # -- selection -------------------------------------------------------------------------
+
+    def focus_index(self) -> int:
+        """Where the selection is now; a selected process that vanished hands over to the
+        row that took its place (or the last one)."""
+        lines = self.lines
+        if not lines:
+            return 0
+        index = self._index.get(self.selected) if self.selected is not None else None
+        if index is None:
+            index = min(self._last_index, len(lines) - 1)
+            if self._pending is None:
+                self.selected = lines[index].key
+        self._last_index = index
+        return index
+
+    def select_index(self, index: int) -> None:
+        lines = self.lines
+        self._pending = None
+        if lines:
+            index = max(0, min(index, len(lines) - 1))
+            self.selected, self._last_index = lines[index].key, index
+
+    def select(self, key: Key) -> None:
+        """Select a process, even one whose row has not arrived yet (a process just started)."""
+        self.selected = key
+        self._pending, self._pending_waits = (None, 0) if key in self.rows else (key, 0)
+        if key in self._index and self._lines is not None:
+            self._last_index = self._index[key]
+
+    @property
+    def selected_row(self) -> dict | None:
+        return self.rows.get(self.selected) if self.selected is not None else None
+
+    def count(self, host: str | None = None) -> int:
+        return sum(1 for key in self.rows if host is None or key[0] == host)
