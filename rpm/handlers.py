@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import psutil
 from twisted.internet import task, threads
 
 from rpm import commands as c
@@ -124,8 +125,7 @@ async def managed_record(conn, pid: int):
     record = await conn.core.supervisor.record_for_pid(pid) if 0 < pid <= PID_MAX else None
     if record is not None:
         return record
-    latest = conn.core.sampler.latest
-    if latest is not None and pid in latest.by_pid:
+    if 0 < pid <= PID_MAX and psutil.pid_exists(pid):
         raise NotManaged(f"pid {pid} was not started by this server, so it has no logs here")
     raise NoSuchProcess(f"no managed process has had pid {pid}")
 

@@ -79,9 +79,9 @@ TOPICS: dict[str, tuple[str, str, str, str]] = {
         "LOGS 4242 20",
     ),
     "FOLLOW": (
-        "FOLLOW <pid>",
+        "FOLLOW <pid> [n]",
         "stream a managed process's new output as output events",
-        "Until UNFOLLOW <pid> or the end of the session.",
+        "Until UNFOLLOW <pid> or the end of the session; with n, the last n lines first.",
         "FOLLOW 4242",
     ),
     "UNFOLLOW": ("UNFOLLOW <pid>", "stop the output events of FOLLOW", "", "UNFOLLOW 4242"),

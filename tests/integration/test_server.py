@@ -264,3 +264,19 @@ async def test_managed_processes_outlive_a_server_stop(make_server, tmp_path):
     await server.service.stopService()
     assert pid_alive(pid), "a stopping server leaves managed processes running"
     os.kill(pid, signal.SIGKILL)
+
+
+@pytest_twisted.ensureDeferred
+async def test_follow_streams_new_output_after_an_optional_backlog(server):
+    client = await connect(server.port, server.token)
+    script = "echo one; echo two >&2; sleep 1; echo three; sleep 300"
+    pid = await start(client, f"sh -c {json.dumps(script)}")
+    await wait_for(lambda: "one" in read_log(server, 1))
+    await sleep(0.3)
+    assert await client.request(f"FOLLOW {pid} 5") == f"OK following {pid}"
+    assert (await client.line()) == f"* output {pid} stdout one"
+    assert (await client.line()) == f"* output {pid} stderr two"
+    assert (await client.line(timeout=5)) == f"* output {pid} stdout three"
+    assert await client.request(f"UNFOLLOW {pid}") == f"OK not following {pid}"
+    assert (await client.request(f"UNFOLLOW {pid}")).startswith("ERR bad-argument")
+    assert (await client.request(f"FOLLOW {os.getpid()}")).startswith("ERR not-managed")
