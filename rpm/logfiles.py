@@ -16,6 +16,8 @@ import math
 import os
 from typing import NamedTuple
 
+from rpm import rotation
+
 STREAMS = ("stdout", "stderr")
 _SUFFIX = {"stdout": "out", "stderr": "err"}
 _JOURNAL_CODE = {"stdout": "o", "stderr": "e"}
@@ -60,7 +62,8 @@ def last_lines(path: str, count: int, until: int | None = None) -> list[tuple[in
         size = handle.seek(0, os.SEEK_END)
         if until is not None:
             size = min(size, until)
-        floor = max(data_start(handle.fileno()), size - MAX_TAIL_BYTES)
+        start = max(data_start(handle.fileno()), rotation.live_start(path))
+        floor = max(start, size - MAX_TAIL_BYTES)
         position, chunks, newlines = size, [], 0
         while position > floor and newlines <= count:
             step = min(BLOCK, position - floor)
@@ -121,6 +124,13 @@ def _parse_record(line: bytes, records: dict) -> None:
             records[_JOURNAL_STREAM[parts[1].decode()]].append((int(parts[2]), float(parts[0])))
 
 
+def _rotated_away(line: str, code: str, cut: rotation.Cut) -> bool:
+    parts = line.split()
+    if len(parts) != 3 or parts[1] != code:
+        return False
+    return cut.truncated or not parts[2].isdigit() or int(parts[2]) <= cut.end
+
+
 class LogFiles:
     """Paths, opening for a child, the order journal and reading back (blocking I/O)."""
 
@@ -145,14 +155,31 @@ class LogFiles:
             raise
         return {1: out, 2: err}
 
-    def read(self, managed_id: int, stream: str, start: int, size: int) -> bytes:
-        """Up to size bytes of a stream from offset start."""
+    def read(self, managed_id: int, stream: str, start: int, size: int) -> tuple[int, bytes]:
+        """Up to size bytes of a stream from offset start (from the rotated generation if
+        start was rotated out); returns the offset the data really starts at, and the data."""
+        return rotation.read_from(self.path(managed_id, stream), start, size)
+
+    def rotate(self, managed_id: int, stream: str, max_bytes: int) -> rotation.Cut | None:
+        """Cap one stream's file (blocking: call it in a worker thread)."""
+        return rotation.rotate(self.path(managed_id, stream), max_bytes)
+
+    def live_start(self, managed_id: int, stream: str) -> int:
+        return rotation.live_start(self.path(managed_id, stream))
+
+    def compact_journal(self, managed_id: int, stream: str, cut: rotation.Cut) -> None:
+        """Drop journal records of data rotated out of a stream's live file."""
+        path = self.journal_path(managed_id)
+        code = _JOURNAL_CODE[stream]
         try:
-            with open(self.path(managed_id, stream), "rb") as handle:
-                handle.seek(start)
-                return handle.read(size)
+            with open(path, encoding="ascii", errors="replace") as journal:
+                records = journal.readlines()
         except FileNotFoundError:
-            return b""
+            return
+        kept = [line for line in records if not _rotated_away(line, code, cut)]
+        with open(path + ".tmp", "w", encoding="ascii", errors="replace") as journal:
+            journal.writelines(kept)
+        os.replace(path + ".tmp", path)
 
     def sizes(self, managed_id: int) -> dict[str, int]:
         found = {}

@@ -1,21 +1,29 @@
-"""Watch managed processes' output files: journal their growth, and stream new lines to FOLLOW.
+"""Watch managed processes' output files: journal their growth, cap their size, and stream
+new lines to FOLLOW.
 
 A few times a second the server stats each watched stream. When one grew, the new size and
 the time go to the program's order journal (so LOGS can interleave stdout and stderr), and
-followers get the new complete lines as `output` events. A follower whose client is not
-reading simply stays behind at its file offset and catches up later: nothing is dropped.
+followers get the new complete lines as `output` events. A stream over the size cap is
+rotated in a worker thread (see rotation.py). A follower whose client is not reading stays
+behind at its file offset and catches up later, from the rotated file if need be.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from twisted.internet import threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from rpm.logfiles import MAX_LINE_CHARS, STREAMS, LogFiles
+from rpm.rotation import Cut
 from rpm.wire import Event
 
 log = Logger()
 READ_PER_TICK = 65536
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
 def output_event(pid: int, stream: str, text: str) -> Event:
@@ -40,13 +48,17 @@ class Follower:
             if self.connection.write_blocked:
                 return
             start = self.offsets[stream]
-            if sizes[stream] < start:  # truncated by someone: start over at its end
-                self.offsets[stream], self._partial[stream] = sizes[stream], b""
+            if sizes[stream] < start:  # truncated (rotation without holes): start over
+                self.offsets[stream], self._partial[stream] = 0, b""
+                start = 0
+            wanted = min(sizes[stream] - start, READ_PER_TICK)
+            if wanted <= 0:
                 continue
-            size = min(sizes[stream] - start, READ_PER_TICK)
-            data = logfiles.read(managed_id, stream, start, size) if size > 0 else b""
-            self.offsets[stream] = start + len(data)
-            at_end = self.offsets[stream] == sizes[stream]
+            begin, data = logfiles.read(managed_id, stream, start, wanted)
+            if begin != start:
+                self._partial[stream] = b""  # rotated away twice before we read it: skip
+            self.offsets[stream] = begin + len(data)
+            at_end = self.offsets[stream] >= sizes[stream]
             self._emit(stream, self._partial[stream] + data, final and at_end)
 
     def _emit(self, stream: str, data: bytes, final: bool) -> None:
@@ -56,25 +68,42 @@ class Follower:
             rest = b""
         self._partial[stream] = rest
         for raw in lines:
-            text = raw.removesuffix(b"\r").decode("utf-8", "replace")
             self.connection.send_event(
-                Event(
-                    "output",
-                    f"{self.pid} {stream} {text}",
-                    {"pid": self.pid, "stream": stream, "line": text},
-                )
+                output_event(self.pid, stream, raw.decode("utf-8", "replace"))
             )
 
 
-class LogWatcher:
-    """Tracks programs by registry id while they run or are followed, every `interval`."""
+def in_worker_thread(function, *args):
+    return threads.deferToThread(function, *args)
 
-    def __init__(self, reactor, logfiles: LogFiles, interval: float = 0.25):
+
+@dataclass
+class _Watched:
+    """What the watcher knows of one program's output files."""
+
+    noted: dict[str, int] | None = None  # sizes in the order journal; None: not journaled
+    followers: list[Follower] = field(default_factory=list)
+    rotating: set[str] = field(default_factory=set)
+    starts: dict[str, int] = field(default_factory=dict)  # where each live file's data begins
+
+
+class LogWatcher:
+    """Watches programs by registry id while they run or are followed, every `interval`."""
+
+    def __init__(
+        self,
+        reactor,
+        logfiles: LogFiles,
+        interval: float = 0.25,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        run: Callable = in_worker_thread,
+    ):
         self._reactor = reactor
         self.logfiles = logfiles
         self._interval = interval
-        self._noted: dict[int, dict[str, int]] = {}
-        self._followers: dict[int, list[Follower]] = {}
+        self.max_bytes = max_bytes
+        self._run = run
+        self._watched: dict[int, _Watched] = {}
         self._loop = LoopingCall(self._tick)
         self._loop.clock = reactor
 
@@ -85,56 +114,96 @@ class LogWatcher:
         if self._loop.running:
             self._loop.stop()
 
+    def _entry(self, managed_id: int) -> _Watched:
+        entry = self._watched.get(managed_id)
+        if entry is None:
+            starts = {stream: self.logfiles.live_start(managed_id, stream) for stream in STREAMS}
+            entry = self._watched[managed_id] = _Watched(starts=starts)
+        return entry
+
+    def _drop_if_idle(self, managed_id: int) -> None:
+        entry = self._watched.get(managed_id)
+        if entry is not None and entry.noted is None and not entry.followers and not entry.rotating:
+            del self._watched[managed_id]
+
     def track(self, managed_id: int) -> None:
         """Start journaling a program's output (a start, restart or adoption)."""
-        if managed_id not in self._noted:
-            self._noted[managed_id] = self.logfiles.journaled_sizes(managed_id)
+        entry = self._entry(managed_id)
+        if entry.noted is None:
+            entry.noted = self.logfiles.journaled_sizes(managed_id)
             self.observe(managed_id)
 
     def release(self, managed_id: int) -> None:
         """The program ended: note and deliver its last output, stop journaling it."""
-        if managed_id in self._noted:
+        entry = self._watched.get(managed_id)
+        if entry is not None and entry.noted is not None:
             self.observe(managed_id, final=True)
-            del self._noted[managed_id]
+            entry.noted = None
+            self._drop_if_idle(managed_id)
 
     def follow(self, connection, pid: int, managed_id: int, offsets: dict[str, int]) -> Follower:
         """Stream a program's output written past `offsets` (the stream sizes) to connection."""
         self.unfollow(connection, pid)
         follower = Follower(connection, pid, offsets)
-        self._followers.setdefault(managed_id, []).append(follower)
+        self._entry(managed_id).followers.append(follower)
         return follower
 
     def unfollow(self, connection, pid: int | None = None) -> bool:
         """Stop following pid (or everything) for connection; True if something stopped."""
         stopped = False
-        for managed_id, followers in list(self._followers.items()):
+        for managed_id, entry in list(self._watched.items()):
             keep = [
                 f
-                for f in followers
+                for f in entry.followers
                 if f.connection is not connection or (pid is not None and f.pid != pid)
             ]
-            stopped = stopped or len(keep) != len(followers)
-            if keep:
-                self._followers[managed_id] = keep
-            else:
-                del self._followers[managed_id]
+            stopped = stopped or len(keep) != len(entry.followers)
+            entry.followers = keep
+            self._drop_if_idle(managed_id)
         return stopped
 
     def observe(self, managed_id: int, final: bool = False) -> None:
-        """Journal any growth now and bring the followers up to date."""
+        """Journal any growth now, bring the followers up to date, rotate what is too big."""
+        entry = self._entry(managed_id)
         sizes = self.logfiles.sizes(managed_id)
-        noted = self._noted.get(managed_id)
-        if noted is not None:
-            growth = {stream: size for stream, size in sizes.items() if size > noted[stream]}
-            if growth:
-                try:
-                    self.logfiles.note(managed_id, self._reactor.seconds(), growth)
-                except OSError as err:
-                    log.warn("cannot journal the output of {id}: {err}", id=managed_id, err=err)
-                noted.update(growth)
-        for follower in self._followers.get(managed_id, []):
+        if entry.noted is not None:
+            self._journal(managed_id, entry, sizes)
+        for follower in entry.followers:
             follower.catch_up(self.logfiles, managed_id, sizes, final)
+        for stream in STREAMS:
+            over = sizes[stream] - entry.starts[stream] > self.max_bytes
+            if over and stream not in entry.rotating:
+                self._rotate(managed_id, entry, stream)
+
+    def _journal(self, managed_id: int, entry: _Watched, sizes: dict[str, int]) -> None:
+        for stream, size in sizes.items():
+            if size < entry.noted[stream]:  # truncated by a rotation: offsets start over
+                entry.noted[stream] = 0
+        growth = {stream: size for stream, size in sizes.items() if size > entry.noted[stream]}
+        if growth:
+            try:
+                self.logfiles.note(managed_id, self._reactor.seconds(), growth)
+            except OSError as err:
+                log.warn("cannot journal the output of {id}: {err}", id=managed_id, err=err)
+            entry.noted.update(growth)
+
+    def _rotate(self, managed_id: int, entry: _Watched, stream: str) -> None:
+        entry.rotating.add(stream)
+        done = self._run(self.logfiles.rotate, managed_id, stream, self.max_bytes)
+        done.addCallback(self._rotated, managed_id, entry, stream)
+        done.addErrback(
+            lambda failure: log.failure("cannot rotate the log of {id}", failure, id=managed_id)
+        )
+        done.addBoth(lambda _: (entry.rotating.discard(stream), self._drop_if_idle(managed_id)))
+
+    def _rotated(self, cut: Cut | None, managed_id: int, entry: _Watched, stream: str) -> None:
+        if cut is None:
+            return
+        entry.starts[stream] = 0 if cut.truncated else cut.end
+        self.logfiles.compact_journal(managed_id, stream, cut)
+        if cut.truncated and entry.noted is not None:
+            entry.noted[stream] = 0
 
     def _tick(self) -> None:
-        for managed_id in list(self._noted.keys() | self._followers.keys()):
+        for managed_id in list(self._watched):
             self.observe(managed_id)
