@@ -41,6 +41,7 @@ from rpm.wire import TEXT, Error, Event, err_line, ok_line
 
 log = Logger()
 MAX_LINE = 65536
+MAX_PENDING_INPUT = 4 * MAX_LINE  # read while requests wait, up to this much
 BUSY, WRITE_FULL = "busy", "write-full"
 
 
@@ -105,9 +106,12 @@ class RPMProtocol(LineReceiver):
         self.session = session
         self.watcher: Watcher | None = None
         self.following: set[int] = set()
+        self.dropped_events = 0
         self._telnet = TelnetFilter()
         self._gate = _WriteGate(self)
         self._holds: set[str] = set()
+        self._pending_input = 0
+        self._reading_paused = False
         self._discarding = False
         self._replay = b""
         self._after: list = []
@@ -159,8 +163,9 @@ class RPMProtocol(LineReceiver):
     # -- framing ---------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self._count_held_input(len(data))
         data = self._telnet.feed(data)
-        if not data:  # LineReceiver.resumeProducing: go on with what is buffered
+        if not data:  # release(): go on with what is buffered
             super().dataReceived(b"")
             return
         while data:
@@ -217,15 +222,27 @@ class RPMProtocol(LineReceiver):
     # -- flow control ----------------------------------------------------------------------
 
     def hold(self, reason: str) -> None:
-        """Stop reading requests until release(reason)."""
-        if not self._holds:
-            self.pauseProducing()
+        """Stop executing requests until release(reason). The socket is still read (a TLS
+        handshake needs that) until MAX_PENDING_INPUT bytes wait, then reading stops too."""
         self._holds.add(reason)
+        self.paused = True
 
     def release(self, reason: str) -> None:
         self._holds.discard(reason)
-        if not self._holds and self.paused:
-            self.resumeProducing()
+        if self._holds or not self.paused:
+            return
+        self.paused, self._pending_input = False, 0
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        self.dataReceived(b"")
+
+    def _count_held_input(self, size: int) -> None:
+        if self._holds and not self._reading_paused:
+            self._pending_input += size
+            if self._pending_input > MAX_PENDING_INPUT:
+                self._reading_paused = True
+                self.transport.pauseProducing()
 
     @property
     def write_blocked(self) -> bool:
@@ -233,6 +250,9 @@ class RPMProtocol(LineReceiver):
 
     def writable(self) -> None:
         """The client caught up with its output: resume events held back, then requests."""
+        if self.dropped_events:
+            count, self.dropped_events = self.dropped_events, 0
+            self.send_event(Event("dropped", f"{count} events", {"count": count}))
         if self.watcher is not None:
             self.watcher.writable()
         self.release(WRITE_FULL)
@@ -315,6 +335,13 @@ class RPMProtocol(LineReceiver):
 
     def send_event(self, event: Event) -> None:
         self.send_bytes(event.render(self.session.mode))
+
+    def send_lifecycle(self, event: Event) -> None:
+        """A started/exited event: dropped (and counted) while the client is not reading."""
+        if self.write_blocked:
+            self.dropped_events += 1
+        else:
+            self.send_event(event)
 
     def start_watch(self, interval: float, delta: bool) -> None:
         self.stop_watch()

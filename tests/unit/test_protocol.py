@@ -174,18 +174,29 @@ def test_replies_wait_for_a_slow_request_and_keep_their_order():
     core = FakeCore(token=None)
     protocol, transport, _ = connect(core)
     protocol.dataReceived(b"STOP 42\nPING\nPING\n")
-    assert transport.value() == b""
-    assert transport.producerState == "paused", "no more requests are read meanwhile"
+    assert transport.value() == b"", "later requests wait for the slow one"
     core.controller.stops[42].callback(15)
     assert lines(transport) == ["OK 42 stopped by SIGTERM", "OK pong", "OK pong"]
+
+
+def test_input_piling_up_behind_a_slow_request_stops_reading_from_the_socket():
+    core = FakeCore(token=None)
+    protocol, transport, _ = connect(core)
+    protocol.dataReceived(b"STOP 42\n")
+    for _ in range(3):
+        protocol.dataReceived(b"PING\n" * 20000)
+    assert transport.producerState == "paused", "no more than MAX_PENDING_INPUT is read"
+    core.controller.stops[42].callback(15)
     assert transport.producerState == "producing"
+    assert lines(transport).count("OK pong") == 60000
 
 
-def test_a_client_that_stops_reading_stops_being_read():
+def test_a_client_that_stops_reading_gets_no_more_replies_until_it_drains():
     protocol, transport, _ = connect()
     transport.producer.pauseProducing()
     protocol.dataReceived(b"PING\n")
     assert transport.value() == b""
+    assert transport.producerState == "producing", "still reading (a TLS handshake needs it)"
     transport.producer.resumeProducing()
     assert lines(transport) == ["OK pong"]
 
