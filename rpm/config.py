@@ -13,6 +13,7 @@ from rpm.policy import SCOPES
 from rpm.statedir import check_state_dir, default_state_dir
 
 SAFE_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
+MIN_LOG_BYTES = 64 * 1024
 UNIX_MODE = "600"
 
 
@@ -34,6 +35,7 @@ class ServerConfig:
     max_connections_per_peer: int = 100
     stop_children_on_exit: bool = False
     port_file: str | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
 
 
 def split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
@@ -70,6 +72,25 @@ def is_loopback(interface: str) -> bool:
         return False
 
 
+# Where each endpoint type takes its interface when given positionally (Twisted's parsers:
+# tcp:PORT:INTERFACE, ssl:PORT:KEY:CERT:METHOD:INTERFACE, tcp6:PORT:BACKLOG:INTERFACE).
+_INTERFACE_POSITION = {"tcp": 1, "ssl": 4, "tcp6": 2}
+
+
+def interface_of(kind: str, args: list[str], kwargs: dict[str, str]) -> str:
+    """The address a TCP-family endpoint binds to; empty means every interface."""
+    position = _INTERFACE_POSITION[kind]
+    return kwargs.get("interface", args[position] if len(args) > position else "")
+
+
+def is_local_listener(description: str) -> bool:
+    """A unix socket, or TCP/TLS bound to a loopback address."""
+    kind, args, kwargs = split_description(description)
+    if kind == "unix":
+        return True
+    return kind in _INTERFACE_POSITION and is_loopback(interface_of(kind, args, kwargs))
+
+
 def _port_of(args: list[str], kwargs: dict[str, str], description: str) -> int:
     text = kwargs.get("port", args[0] if args else "")
     if not text.isdigit() or not 0 <= int(text) <= 65535:
@@ -87,7 +108,7 @@ def check_listener(description: str, insecure: bool) -> str:
         )
     if kind in ("tcp", "tcp6"):
         _port_of(args, kwargs, description)
-        interface = kwargs.get("interface", args[2] if len(args) > 2 else "")
+        interface = interface_of(kind, args, kwargs)
         if not is_loopback(interface) and not insecure:
             where = interface or "every interface"
             raise ConfigError(
@@ -117,7 +138,7 @@ def probe_port(description: str) -> None:
     if kind not in ("tcp", "tcp6", "ssl"):
         return
     port = _port_of(args, kwargs, description)
-    interface = kwargs.get("interface", "::" if kind == "tcp6" else "0.0.0.0")
+    interface = interface_of(kind, args, kwargs) or ("::" if kind == "tcp6" else "0.0.0.0")
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in interface else socket.AF_INET
@@ -157,6 +178,11 @@ def build_config(options) -> ServerConfig:
             f"{'tcp6' if ':' in options['interface'] else 'tcp'}:{port}:interface={interface}"
         ]
     listen = [check_listener(description, insecure) for description in listen]
+    if options["no-auth"] and not insecure and not all(map(is_local_listener, listen)):
+        raise ConfigError(
+            "refusing --no-auth on a listener other machines can reach: anyone "
+            "could start programs. Drop --no-auth, or add --insecure"
+        )
     state_dir = os.path.abspath(os.path.expanduser(options["state-dir"] or default_state_dir()))
     problem = check_state_dir(state_dir)
     if problem:
@@ -178,4 +204,5 @@ def build_config(options) -> ServerConfig:
         max_connections_per_peer=_number(options, "max-connections-per-peer", 1),
         stop_children_on_exit=bool(options["stop-children-on-exit"]),
         port_file=options["port-file"],
+        log_max_bytes=_number(options, "log-max-bytes", MIN_LOG_BYTES),
     )

@@ -56,4 +56,4 @@ class Core:
         self.sampler.invalidate()
         message = lifecycle_event(event, record)
         for connection in list(self.watching):
-            connection.send_event(message)
+            connection.send_lifecycle(message)

@@ -57,7 +57,7 @@ class RPMService(service.Service):
         store = AsyncStore(reactor, Store(os.path.join(config.state_dir, "rpm.db")))
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
-        watcher = LogWatcher(reactor, logfiles)
+        watcher = LogWatcher(reactor, logfiles, max_bytes=config.log_max_bytes)
         supervisor = Supervisor(reactor, store, Launcher(reactor), watcher, config.max_managed)
         scanner = Scanner()
         sampler = Sampler(reactor, scanner.scan, supervisor.managed_keys)

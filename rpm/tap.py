@@ -67,6 +67,13 @@ class Options(usage.Options):
         ["max-connections", None, "1000", "open connections in total"],
         ["max-connections-per-peer", None, "100", "open connections from one address"],
         ["port-file", None, None, "append each listening address to FILE once listening"],
+        [
+            "log-max-bytes",
+            None,
+            str(10 * 1024 * 1024),
+            "size cap of each managed process's stdout and of its stderr; past it, older output "
+            "moves to a .1 file of the same size",
+        ],
     ]
 
     def __init__(self) -> None:

@@ -12,8 +12,9 @@ from twisted.internet import defer, reactor
 
 from rpm.config import ServerConfig
 from rpm.service import RPMService
-from tests.servers import ServerRunner
+from tests.servers import BIN, ServerRunner
 from tests.support import kill_tree
+from tests.tmux import Tmux
 
 
 class RunningServer:
@@ -55,7 +56,8 @@ def make_server(tmp_path):
     servers = []
 
     def make(**overrides) -> RunningServer:
-        server = start_server(tmp_path / f"state{len(servers)}", **overrides)
+        state_dir = overrides.pop("state_dir", tmp_path / f"state{len(servers)}")
+        server = start_server(state_dir, **overrides)
         servers.append(server)
         return server
 
@@ -92,3 +94,24 @@ def server_runner(tmp_path):
 @pytest.fixture
 def run_server(server_runner):
     return server_runner.run
+
+
+@pytest.fixture
+def terminal(tmp_path):
+    """Open rpm-tui in tmux: terminal(*args) -> Tmux; closed at the end of the test."""
+    opened: list[Tmux] = []
+
+    def open_tui(*args: str, width: int = 110, height: int = 30) -> Tmux:
+        environment = {"XDG_STATE_HOME": str(tmp_path / "tui-state"), "TERM": "xterm"}
+        tmux = Tmux(
+            [str(BIN / "rpm-tui"), *args, "--log-file", str(tmp_path / "tui.log")],
+            width,
+            height,
+            env=environment,
+        )
+        opened.append(tmux)
+        return tmux
+
+    yield open_tui
+    for tmux in opened:
+        tmux.close()

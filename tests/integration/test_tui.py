@@ -12,28 +12,6 @@ import pytest
 
 from tests.servers import BIN, talk
 from tests.support import pid_alive
-from tests.tmux import Tmux
-
-
-@pytest.fixture
-def terminal(tmp_path):
-    """Open rpm-tui in tmux: terminal(*args) -> Tmux; closed at the end of the test."""
-    opened: list[Tmux] = []
-
-    def open_tui(*args: str, width: int = 110, height: int = 30) -> Tmux:
-        environment = {"XDG_STATE_HOME": str(tmp_path / "tui-state"), "TERM": "xterm"}
-        tmux = Tmux(
-            [str(BIN / "rpm-tui"), *args, "--log-file", str(tmp_path / "tui.log")],
-            width,
-            height,
-            env=environment,
-        )
-        opened.append(tmux)
-        return tmux
-
-    yield open_tui
-    for tmux in opened:
-        tmux.close()
 
 
 def managed_pid(server, pattern: str) -> int | None:

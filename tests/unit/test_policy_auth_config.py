@@ -218,3 +218,32 @@ def test_probe_reports_a_port_in_use(tmp_path):
         port = taken.getsockname()[1]
         with pytest.raises(config.ConfigError, match="another server"):
             config.probe_port(f"tcp:{port}:interface=127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "listener",
+    ["tcp:5002:192.0.2.1", "tcp6:5002:50:2001\\:db8\\:\\:1", "tcp6:5002", "tcp:port=5002"],
+)
+def test_positional_and_default_interfaces_are_judged_exposed(listener):
+    with pytest.raises(config.ConfigError, match="refusing plain TCP"):
+        parse("--listen", listener)
+
+
+def test_loopback_listeners_in_every_spelling_are_accepted():
+    for listener in ("tcp:5002:127.0.0.1", "tcp6:5002:50:\\:\\:1", "tcp:5002:interface=localhost"):
+        assert parse("--listen", listener).listen == [listener]
+
+
+def test_no_auth_is_refused_where_other_machines_can_connect():
+    exposed = "ssl:5003:privateKey=k:certKey=c:interface=0.0.0.0"
+    with pytest.raises(config.ConfigError, match="--no-auth"):
+        parse("--no-auth", "--listen", exposed)
+    assert parse("--no-auth", "--insecure", "--listen", exposed).no_auth
+    assert parse("--no-auth").no_auth
+    assert parse("--no-auth", "--listen", "unix:/tmp/r.sock").no_auth
+
+
+def test_log_cap_has_a_floor():
+    assert parse("--log-max-bytes", "1048576").log_max_bytes == 1048576
+    with pytest.raises(config.ConfigError, match="--log-max-bytes"):
+        parse("--log-max-bytes", "100")
