@@ -4,9 +4,12 @@ Telnet clients send IAC (0xFF) commands: option negotiation (IAC WILL/WONT/DO/DO
 subnegotiation (IAC SB ... IAC SE) and one-byte commands such as IAC IP on Ctrl-C. None of
 them is a request, so they are removed; IAC IAC stands for a literal 0xFF byte. The filter
 keeps its state between calls, so a sequence split across TCP packets is still removed.
+A line feed always stays data and ends any sequence in progress: however malformed the
+telnet bytes, they can never join two requests into one or swallow a request.
 """
 
 IAC, SB, SE = 255, 250, 240
+LF = 10
 WILL, WONT, DO, DONT = 251, 252, 253, 254
 
 _DATA, _COMMAND, _OPTION, _SUB, _SUB_IAC = range(5)
@@ -30,13 +33,13 @@ class TelnetFilter:
 
     @staticmethod
     def _step(state: int, byte: int, out: bytearray) -> int:
-        if state == _DATA:
+        if state == _DATA or byte == LF:
             if byte != IAC:
                 out.append(byte)
             return _COMMAND if byte == IAC else _DATA
         if state == _COMMAND:
-            if byte == IAC:  # IAC IAC: a literal 0xFF data byte
-                out.append(IAC)
+            if byte == IAC or byte < SE:  # IAC IAC is a 0xFF data byte; IAC <not a command>
+                out.append(byte)  # keeps the byte, dropping the stray IAC
             return _AFTER_COMMAND.get(byte, _DATA)
         if state == _OPTION:
             return _DATA

@@ -38,3 +38,12 @@ def test_sequences_split_across_packets(cut):
 
 def test_ctrl_c_from_telnet_produces_no_request_bytes():
     assert feed_all([bytes([IAC, IP, IAC, 253, 6])]) == b""
+
+
+def test_a_line_feed_is_never_swallowed_by_a_telnet_sequence():
+    for junk in (b"\xff", b"\xff\xfb", b"\xff\xfa\x18junk"):
+        assert feed_all([b"EXIT " + junk + b"\nPING\n"]).split(b"\n")[1:] == [b"PING", b""]
+
+
+def test_a_stray_iac_before_an_ordinary_byte_drops_only_the_iac():
+    assert feed_all([b"PI\xffNG\n"]) == b"PING\n"
