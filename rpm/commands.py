@@ -221,6 +221,8 @@ def canonical_verb(word: str) -> str:
 def split_verb(line: str) -> tuple[str, str]:
     """Split a request into its canonical verb and the (stripped) rest of the line."""
     parts = line.strip().split(None, 1)
+    if not parts:
+        raise UnknownCommand("empty request; send HELP for the list of commands")
     return canonical_verb(parts[0]), parts[1].strip() if len(parts) > 1 else ""
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from rpm.auth import AuthThrottle
@@ -34,6 +37,7 @@ class Core:
     controller: Controller
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     watching: set = field(default_factory=set)
+    in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
 
     def audit(self, session, command: str, result: str) -> None:
         """Record a mutating command in the store and the log (never a token)."""

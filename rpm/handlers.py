@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import psutil
-from twisted.internet import task, threads
+from twisted.internet import task
 
 from rpm import commands as c
 from rpm import helptext, procinfo
@@ -73,7 +73,7 @@ async def handle_info(conn, command: c.Info):
         raise NoSuchProcess(f"no process has pid {pid}")
     record = await core.supervisor.record_for_pid(pid)
     try:
-        details = await threads.deferToThread(procinfo.read_live, pid)
+        details = await core.in_thread(procinfo.read_live, pid)
     except NoSuchProcess:
         if record is None:
             raise
@@ -132,7 +132,7 @@ async def managed_record(conn, pid: int):
 
 async def handle_logs(conn, command: c.Logs):
     record = await managed_record(conn, command.pid)
-    lines = await threads.deferToThread(conn.core.logfiles.tail, record.id, command.lines)
+    lines = await conn.core.in_thread(conn.core.logfiles.tail, record.id, command.lines)
     texts = [line.text for line in lines]
     return Body(
         len(lines),
@@ -152,7 +152,7 @@ async def handle_follow(conn, command: c.Follow):
     offsets = logfiles.sizes(record.id)
     backlog = []
     if command.backlog:
-        backlog = await threads.deferToThread(logfiles.tail, record.id, command.backlog, offsets)
+        backlog = await conn.core.in_thread(logfiles.tail, record.id, command.backlog, offsets)
 
     def begin() -> None:
         for line in backlog:
