@@ -83,6 +83,7 @@ class ServerRunner:
         runner: tuple = ("twistd", "-n", "--pidfile="),
         port: int = 0,
         state_dir: Path | None = None,
+        env: dict | None = None,
     ) -> ServerProcess:
         count = len(self.started)
         state_dir = state_dir or self.directory / f"state{count}"
@@ -101,6 +102,7 @@ class ServerRunner:
         ]
         process = subprocess.Popen(
             command,
+            env=env,
             cwd=self.directory,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
