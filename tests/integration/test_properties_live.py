@@ -40,7 +40,7 @@ ERROR_CODES = {
 }
 NOT_START = [word for word in VERB_WORDS if ALIASES.get(word.upper(), word.upper()) != "START"]
 LIVE = settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
