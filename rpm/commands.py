@@ -88,6 +88,7 @@ FOLLOW_BACKLOG_MAX = 10_000
 _DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_VERB_AND_REST = re.compile(r"[ \t]*([^ \t]+)(?:[ \t]+(.*?))?[ \t]*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -219,11 +220,12 @@ def canonical_verb(word: str) -> str:
 
 
 def split_verb(line: str) -> tuple[str, str]:
-    """Split a request into its canonical verb and the (stripped) rest of the line."""
-    parts = line.strip().split(None, 1)
-    if not parts:
+    """Split a request into its canonical verb and the rest of the line. Only spaces and tabs
+    separate them (as in shlex): other characters, a form feed say, belong to the arguments."""
+    match = _VERB_AND_REST.fullmatch(line)
+    if match is None:
         raise UnknownCommand("empty request; send HELP for the list of commands")
-    return canonical_verb(parts[0]), parts[1].strip() if len(parts) > 1 else ""
+    return canonical_verb(match[1]), match[2] or ""
 
 
 def parse_pid(text: str) -> int:

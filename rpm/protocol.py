@@ -195,7 +195,7 @@ class RPMProtocol(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         self._touch()
         line = line.removesuffix(b"\r")
-        if not line.strip():
+        if not line.strip(b" \t"):  # an empty line (or only blanks) gets no reply
             return
         if len(line) > MAX_LINE:
             self._respond(

@@ -44,6 +44,7 @@ LIVE = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+PONG = {"ok": True, "message": "pong"}
 RECORDER = """#!/bin/sh
 for arg in "$@"; do printf '%s\\0' "$arg"; done > "$RPM_RECORDS/$$.tmp"
 /bin/mv "$RPM_RECORDS/$$.tmp" "$RPM_RECORDS/$$"
@@ -81,32 +82,37 @@ class Session:
         assert json.loads(self.file.readline()) == {"ok": True, "mode": "json"}
         assert json.loads(self.file.readline())["ok"] is True
 
-    def replies_until_pong(self, raw: bytes) -> list[dict] | None:
-        """Send raw, then PING; the non-event replies before pong (None: closed on us)."""
+    def exchange(self, raw: bytes, expected: int) -> list[dict] | None:
+        """Send raw then PING; return the `expected` replies raw got (None: closed on us).
+        A second PING must be answered next, so an extra reply cannot go unnoticed."""
         if self.sock is None:
             self.open()
         try:
-            return self._exchange(raw)
+            self.sock.sendall(raw + b"\nPING\n")
+            replies = self._replies(expected + 1)
+            if replies is None:
+                return None
+            assert replies[-1] == PONG, f"{len(replies) - 1} replies were expected: {replies}"
+            self.sock.sendall(b"PING\n")
+            assert self._replies(1) == [PONG], "a request got more than one reply"
+            return replies[:-1]
         except BaseException:
             self.sock.close()  # leave no half-read conversation to the next example
             self.sock = None
             raise
 
-    def _exchange(self, raw: bytes) -> list[dict] | None:
-        self.sock.sendall(raw + b"\nPING\n")
+    def _replies(self, count: int) -> list[dict] | None:
         replies = []
-        while True:
+        while len(replies) < count:
             line = self.file.readline()
             if not line:
                 self.sock.close()
                 self.sock = None
                 return None
             message = json.loads(line)
-            if "event" in message:
-                continue
-            if message == {"ok": True, "message": "pong"}:
-                return replies
-            replies.append(message)
+            if "event" not in message:
+                replies.append(message)
+        return replies
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +123,7 @@ def session(confined):
 def expected_replies(raw: bytes) -> int:
     """A request line gets one reply unless it is blank once telnet sequences are removed."""
     text = TelnetFilter().feed(raw).removesuffix(b"\r")
-    return 0 if not text.strip() else 1
+    return 0 if not text.strip(b" \t") else 1
 
 
 @LIVE
@@ -125,10 +131,9 @@ def expected_replies(raw: bytes) -> int:
 def test_every_request_gets_one_reply_or_a_clean_close(confined, session, raw):
     records = confined[1]
     before = set(os.listdir(records))
-    replies = session.replies_until_pong(raw)
+    replies = session.exchange(raw, expected_replies(raw))
     if replies is None:
         return  # EXIT, or the third wrong AUTH: a clean close is an answer too
-    assert len(replies) == expected_replies(raw), (raw, replies)
     for reply in replies:
         assert reply["ok"] is True or reply["error"] in ERROR_CODES, reply
     assert set(os.listdir(records)) == before, "nothing but START may start anything"
@@ -148,8 +153,8 @@ def recorded(records: Path, pid: int) -> list[str]:
 def test_start_runs_exactly_the_argv_it_parsed(confined, session, arguments):
     records = confined[1]
     line = f"START recorder {arguments}".encode("utf-8", "surrogatepass").replace(b"\n", b" ")
-    replies = session.replies_until_pong(line)
-    assert replies is not None and len(replies) == 1
+    replies = session.exchange(line, 1)
+    assert replies is not None
     reply = replies[0]
     try:
         expected = shlex.split(line.decode("utf-8"))[2:]

@@ -256,3 +256,11 @@ def test_error_messages_clip_huge_user_input():
     with pytest.raises(UnknownCommand) as caught:
         c.canonical_verb("X" * 10000)
     assert len(caught.value.message) < 200
+
+
+def test_only_spaces_and_tabs_separate_the_verb_as_in_shlex():
+    assert c.parse_line("START echo \x0c").argv == ("echo", "\x0c")
+    assert c.parse_line("\tSTART\t echo  x \t").argv == ("echo", "x")
+    assert c.parse_line("LIST \x85weird").pattern == "\x85weird"
+    with pytest.raises(UnknownCommand):
+        c.parse_line("\x0cLIST")

@@ -120,7 +120,7 @@ def complete_start_commands(data: bytes) -> list:
 def nonblank_lines(data: bytes) -> int:
     """How many requests a byte stream holds: complete lines not blank once telnet-filtered."""
     lines = TelnetFilter().feed(data).split(b"\n")[:-1]
-    return sum(1 for line in lines if line.removesuffix(b"\r").strip())
+    return sum(1 for line in lines if line.removesuffix(b"\r").strip(b" \t"))
 
 
 @PROPERTY
