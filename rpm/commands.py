@@ -88,7 +88,7 @@ FOLLOW_BACKLOG_MAX = 10_000
 _DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
-_VERB_AND_REST = re.compile(r"[ \t]*([^ \t]+)(?:[ \t]+(.*?))?[ \t]*", re.DOTALL)
+_VERB_AND_REST = re.compile(r"[ \t]*([^ \t]+)(?:[ \t]+(.*))?", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,9 @@ def canonical_verb(word: str) -> str:
 
 
 def split_verb(line: str) -> tuple[str, str]:
-    """Split a request into its canonical verb and the rest of the line. Only spaces and tabs
-    separate them (as in shlex): other characters, a form feed say, belong to the arguments."""
+    """Split a request into its canonical verb and the rest of the line, untouched. Only spaces
+    and tabs separate them (as in shlex): a form feed, or a trailing escaped space, belongs to
+    the arguments."""
     match = _VERB_AND_REST.fullmatch(line)
     if match is None:
         raise UnknownCommand("empty request; send HELP for the list of commands")
@@ -272,6 +273,7 @@ def _parse_mode(rest: str) -> Mode:
 
 
 def _parse_list(rest: str) -> List:
+    rest = rest.strip(" \t")
     managed = False
     while rest.startswith("--"):
         option, remainder = [*rest.split(None, 1), ""][:2]

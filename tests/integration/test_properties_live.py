@@ -157,7 +157,7 @@ def test_start_runs_exactly_the_argv_it_parsed(confined, session, arguments):
     assert replies is not None
     reply = replies[0]
     try:
-        expected = shlex.split(line.decode("utf-8"))[2:]
+        expected = shlex.split(line.decode("utf-8").removesuffix("\r"))[2:]  # CR before LF goes
     except (ValueError, UnicodeDecodeError):
         assert reply["error"] in ("bad-argument", "bad-encoding"), reply
         return

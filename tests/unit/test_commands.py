@@ -264,3 +264,9 @@ def test_only_spaces_and_tabs_separate_the_verb_as_in_shlex():
     assert c.parse_line("LIST \x85weird").pattern == "\x85weird"
     with pytest.raises(UnknownCommand):
         c.parse_line("\x0cLIST")
+
+
+def test_the_arguments_reach_shlex_untouched():
+    assert c.parse_line("START echo \\ ").argv == ("echo", " ")
+    assert c.parse_line("LIST sleep  \t").pattern == "sleep"
+    assert c.parse_line("STOP 5 ") == c.Stop(5)
