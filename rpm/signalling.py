@@ -92,6 +92,22 @@ def process_gone(pid: int, started: float) -> bool:
         return False
 
 
+def zombie_exit_status(pid: int, started: float) -> tuple[int | None, int | None] | None:
+    """(exit code, signal) of an exited process that its parent has not reaped yet (Linux
+    keeps the status in /proc/<pid>/stat until then); None when it cannot be known."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() != psutil.STATUS_ZOMBIE or not same_start(proc.create_time(), started):
+            return None
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            status = int(stat.read().rsplit(b")", 1)[1].split()[49])
+    except (psutil.Error, OSError, IndexError, ValueError):
+        return None
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
 def alive_with_start(pid: int | None, started: float | None) -> bool:
     return pid is not None and started is not None and not process_gone(pid, started)
 

@@ -27,7 +27,7 @@ from rpm.errors import LimitReached, RPMError
 from rpm.launch import Launcher, check_cwd, resolve_program
 from rpm.logwatch import LogWatcher
 from rpm.policy import same_start
-from rpm.signalling import ExitWatch, alive_with_start, process_gone
+from rpm.signalling import ExitWatch, alive_with_start, process_gone, zombie_exit_status
 from rpm.store import AsyncStore, ManagedRecord
 
 log = Logger()
@@ -284,7 +284,7 @@ class Supervisor:
             if not record.ended and alive_with_start(record.pid, record.started):
                 self._adopt(managed)
             elif not record.ended:
-                self._ended(managed, None, None, known=False)
+                self._ended_elsewhere(managed)
             elif record.restart != "no" and not record.policy_ended:
                 self._schedule_restart(managed)
 
@@ -304,7 +304,16 @@ class Supervisor:
 
     def _adopted_ended(self, managed: Managed) -> None:
         if managed.running:
-            self._ended(managed, None, None, known=False)
+            self._ended_elsewhere(managed)
+
+    def _ended_elsewhere(self, managed: Managed) -> None:
+        """A run we are not the parent of ended: its status is known only while it is a
+        zombie its parent has not reaped yet."""
+        status = None
+        if managed.record.pid is not None and managed.record.started is not None:
+            status = zombie_exit_status(managed.record.pid, managed.record.started)
+        code, signum = status or (None, None)
+        self._ended(managed, code, signum, known=status is not None)
 
 
 class _Poll:

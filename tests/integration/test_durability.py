@@ -1,0 +1,193 @@
+"""Nothing lost: a real server killed with SIGKILL, its managed processes adopted by the next
+one, with their logs, restart policies and records intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import threading
+import time
+
+from tests.servers import talk
+from tests.support import pid_alive
+
+COUNTER = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done"
+
+
+class Client:
+    """A blocking, authenticated JSON-mode connection to a server process."""
+
+    def __init__(self, server):
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+        self.file = self.sock.makefile("rb")
+        assert self.file.readline().startswith(b"OK rpm ")
+        self.sock.sendall(f"MODE json\nAUTH {server.token}\n".encode())
+        self.file.readline()
+        assert json.loads(self.file.readline())["ok"]
+
+    def __call__(self, line: str) -> dict:
+        self.sock.sendall(line.encode() + b"\n")
+        while True:
+            message = json.loads(self.file.readline())
+            if "event" not in message:
+                return message
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def kill9(server) -> None:
+    os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=10)
+
+
+def wait_until(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.05)
+    return value
+
+
+def numbers(lines: list[str]) -> list[int]:
+    return [int(line.split()[1]) for line in lines if line.startswith("line ")]
+
+
+def test_managed_processes_survive_a_sigkill_of_the_server_and_are_adopted(server_runner):
+    server = server_runner.run()
+    client = Client(server)
+    counter = client(f"START sh -c '{COUNTER}'")["pid"]
+    sleepers = [client(f"START sleep {300 + n}")["pid"] for n in range(8)]
+    short = client("START sh -c 'sleep 1.5; exit 7'")["pid"]
+    time.sleep(0.7)
+    client.close()
+    kill9(server)
+    assert pid_alive(counter) and all(map(pid_alive, sleepers)), "they outlive the server"
+    time.sleep(2.5)  # the counter keeps writing; `short` ends while no server runs
+    again = server_runner.run(port=server.port, state_dir=server.state_dir)
+    client = Client(again)
+    managed = {row["pid"] for row in client("LIST --managed")["processes"]}
+    assert managed == {counter, *sleepers}, "every survivor is adopted"
+    ended = client(f"INFO {short}")["process"]
+    assert ended["managed"] and ended["ended"] is not None
+    if ended["status"] == "zombie":  # its new parent has not reaped it: the status is there
+        assert (ended["exit_known"], ended["exit_code"]) == (True, 7)
+    else:
+        assert (ended["status"], ended["exit_known"], ended["exit_code"]) == ("dead", False, None)
+    time.sleep(1.0)
+    lines = client(f"LOGS {counter} 1000")["lines"]
+    got = numbers(lines)
+    assert got == list(range(len(got))) and len(got) >= 40, "no numbered line is missing"
+    assert client(f"PAUSE {sleepers[0]}")["ok"] and client(f"RESUME {sleepers[0]}")["ok"]
+    assert client(f"SIGNAL {sleepers[1]} TERM") == {
+        "ok": True,
+        "pid": sleepers[1],
+        "signal": "SIGTERM",
+    }
+    reply = client(f"STOP {counter}")
+    assert reply == {"ok": True, "pid": counter, "signal": "SIGTERM"}
+    assert not pid_alive(counter)
+    wait_until(lambda: not pid_alive(sleepers[1]))
+    info = client(f"INFO {counter}")["process"]
+    assert info["status"] in ("dead", "zombie") and info["ended"] is not None
+    if info["exit_known"]:  # caught as a zombie before its new parent reaped it
+        assert info["exit_signal"] == "SIGTERM"
+
+
+def test_following_loses_nothing_across_a_server_restart(server_runner):
+    server = server_runner.run()
+    client = Client(server)
+    pid = client(f"START sh -c '{COUNTER}'")["pid"]
+    time.sleep(0.5)
+    kill9(server)
+    time.sleep(1.0)
+    again = server_runner.run(port=server.port, state_dir=server.state_dir)
+    client = Client(again)
+    client.sock.sendall(f"FOLLOW {pid} 1000\n".encode())
+    seen = []
+    deadline = time.monotonic() + 10
+    while len(numbers(seen)) < 40:
+        assert time.monotonic() < deadline
+        message = json.loads(client.file.readline())
+        if message.get("event") == "output":
+            seen.append(message["line"])
+    got = numbers(seen)
+    assert got == list(range(len(got))), "backlog and live lines join without gap or repeat"
+    client("UNFOLLOW " + str(pid))
+
+
+def test_a_restart_policy_keeps_working_across_a_server_restart(server_runner, tmp_path):
+    marker = tmp_path / "runs"
+    server = server_runner.run()
+    client = Client(server)
+    pid = client(f"START --restart always -- sh -c 'echo run >> {marker}; sleep 1; exit 3'")["pid"]
+    wait_until(lambda: marker.exists() and marker.read_text().count("run") >= 2)
+    kill9(server)
+    count = marker.read_text().count("run")
+    time.sleep(2.5)  # the run in progress ends while no server runs
+    assert marker.read_text().count("run") == count, "nothing restarts it without a server"
+    again = server_runner.run(port=server.port, state_dir=server.state_dir)
+    wait_until(lambda: marker.read_text().count("run") >= count + 2, timeout=20)
+    client = Client(again)
+    current = client("LIST --managed")["processes"]
+    assert len(current) == 1 and current[0]["pid"] != pid
+    info = client(f"INFO {current[0]['pid']}")["process"]
+    assert info["restart"] == "always" and info["restarts"] >= 2
+    assert client(f"STOP {current[0]['pid']}")["ok"]
+    runs = marker.read_text().count("run")
+    time.sleep(2.5)
+    assert marker.read_text().count("run") == runs, "STOP ended the policy"
+    kill9(again)
+    third = server_runner.run(port=server.port, state_dir=server.state_dir)
+    time.sleep(2.5)
+    assert marker.read_text().count("run") == runs, "an ended policy stays ended"
+    assert Client(third)("LIST --managed")["processes"] == []
+
+
+def test_stop_children_on_exit_stops_them_and_the_default_does_not(server_runner):
+    keep = server_runner.run()
+    pid = Client(keep)("START sleep 300")["pid"]
+    os.killpg(keep.process.pid, signal.SIGTERM)
+    keep.process.wait(timeout=15)
+    assert pid_alive(pid)
+    stopping = server_runner.run("--stop-children-on-exit")
+    client = Client(stopping)
+    pids = [
+        client("START sleep 300")["pid"],
+        client("START sh -c 'trap \"\" TERM; sleep 300'")["pid"],
+    ]
+    os.killpg(stopping.process.pid, signal.SIGTERM)
+    stopping.process.wait(timeout=20)
+    assert not any(map(pid_alive, pids)), "TERM, then KILL for the one ignoring it"
+
+
+def test_the_registry_survives_a_sigkill_in_the_middle_of_a_burst_of_starts(server_runner):
+    server = server_runner.run()
+    client = Client(server)
+    started: list[int] = []
+    stop = threading.Event()
+
+    def burst() -> None:
+        try:
+            while not stop.is_set():
+                started.append(client("START true")["pid"])
+        except (OSError, ValueError):
+            pass  # the server died mid-reply
+
+    worker = threading.Thread(target=burst)
+    worker.start()
+    wait_until(lambda: len(started) >= 50)
+    kill9(server)
+    stop.set()
+    worker.join(timeout=10)
+    database = sqlite3.connect(str(server.state_dir / "rpm.db"))
+    assert database.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    recorded = {pid for (pid,) in database.execute("SELECT pid FROM runs")}
+    database.close()
+    assert set(started) <= recorded, "every START answered OK was committed"
+    again = server_runner.run(port=server.port, state_dir=server.state_dir)
+    lines = talk(again.port, f"AUTH {again.token}", f"INFO {started[-1]}", "EXIT")
+    assert "managed: yes" in lines
