@@ -61,6 +61,7 @@ class Snapshot:
         self._rendered: dict[str, list[bytes]] = {}
         self._cache: dict[tuple, bytes] = {}
         self._children: dict[int, list[int]] | None = None
+        self.sampled_field = b'"sampled":%.3f,' % taken_at
 
     def rendered_rows(self, mode: str) -> list[bytes]:
         """Each row's bytes in this mode (JSON object, or a stuffed text line)."""
@@ -88,7 +89,16 @@ class Snapshot:
             return cached
         selected = self._select(mode, managed_only, pattern)
         if mode == JSON:
-            data = b'{"ok":true,"processes":[' + b",".join(selected) + b"]}" + CRLF
+            data = b"".join(
+                (
+                    b'{"ok":true,',
+                    self.sampled_field,
+                    b'"processes":[',
+                    b",".join(selected),
+                    b"]}",
+                    CRLF,
+                )
+            )
         else:
             data = b"".join((ok_line(f"{len(selected)} processes"), _HEADER, *selected, _END))
         if not managed_only and not pattern:
@@ -102,7 +112,16 @@ class Snapshot:
         if cached is None:
             rendered = self.rendered_rows(mode)
             if mode == JSON:
-                cached = b'{"event":"table","processes":[' + b",".join(rendered) + b"]}" + CRLF
+                cached = b"".join(
+                    (
+                        b'{"event":"table",',
+                        self.sampled_field,
+                        b'"processes":[',
+                        b",".join(rendered),
+                        b"]}",
+                        CRLF,
+                    )
+                )
             else:
                 head = text_line(f"* table {len(rendered)} processes")
                 cached = b"".join((head, _HEADER, *rendered, _END))
@@ -153,7 +172,9 @@ def _render_delta(old: Snapshot, new: Snapshot, mode: str) -> bytes:
     if mode == JSON:
         return b"".join(
             (
-                b'{"event":"delta","added":[',
+                b'{"event":"delta",',
+                new.sampled_field,
+                b'"added":[',
                 b",".join(added),
                 b'],"changed":[',
                 b",".join(changed),

@@ -13,7 +13,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from rpm import __version__
 from rpm.client import Address, default_token, parse_address
 from rpm.statedir import default_state_dir
-from tui.app import App
+from tui.app import App, tune_garbage_collector
 from tui.connection import HostLink
 from tui.history import History
 from tui.keys import help_lines
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"rpm-tui: --ca {args.ca}: no such file")
     tokens = [token_for(address, args.token_file) for address in addresses]
     start_logging(args.log_file)
+    tune_garbage_collector()
     task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args, addresses, tokens)))
 
 

@@ -4,7 +4,7 @@ selection that follows a process (host and pid) rather than a row number (pure).
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 Key = tuple[str, int]  # (host, pid)
 HISTORY_SECONDS = 60.0
@@ -19,8 +19,7 @@ SORTS = {
 }
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """One visible line of the table: a row, and where it sits in the tree view."""
 
     key: Key
@@ -51,6 +50,7 @@ class ProcessModel:
         self.stale_hosts: set[str] = set()
         self.history: dict[Key, deque] = {}
         self._lines: list[Line] | None = None
+        self._structure: tuple[list[Key], dict[Key, list[Key]]] | None = None
         self._index: dict[Key, int] = {}
         self._last_index = 0
 
@@ -81,7 +81,7 @@ class ProcessModel:
             self._pending_waits += 1
             if self._pending in self.rows or self._pending_waits > PENDING_UPDATES:
                 self._pending = None
-        self._changed()
+        self._changed(structure=True)
 
     def mark_stale(self, host: str) -> None:
         """The host is unreachable: its rows stay, marked as out of date."""
@@ -121,7 +121,7 @@ class ProcessModel:
             self.reverse = not self.reverse
         else:
             self.sort, self.reverse = name, SORTS[name][1]
-        self._changed()
+        self._changed(structure=True)
 
     def set_filter(self, text: str) -> None:
         self.filter = text
@@ -137,8 +137,11 @@ class ProcessModel:
             self.collapsed.symmetric_difference_update({key})
             self._changed()
 
-    def _changed(self) -> None:
+    def _changed(self, structure: bool = False) -> None:
+        """What is shown changed; `structure`: so did the rows or their order."""
         self._lines = None
+        if structure:
+            self._structure = None
 
     @property
     def lines(self) -> list[Line]:
@@ -147,12 +150,13 @@ class ProcessModel:
             self._index = {line.key: index for index, line in enumerate(self._lines)}
         return self._lines
 
-    def _sort_key(self, key: Key):
-        return self.rows[key].get(SORTS[self.sort][0]) or 0
-
     def _sorted(self, keys) -> list[Key]:
         """By the sort column; equal values stay in host and pid order, whatever the direction."""
-        return sorted(sorted(keys), key=self._sort_key, reverse=self.reverse)
+        rows, field = self.rows, SORTS[self.sort][0]
+        sign = -1 if self.reverse else 1
+        decorated = [(sign * (rows[key].get(field) or 0), key) for key in keys]
+        decorated.sort()
+        return [key for _, key in decorated]
 
     def _matching(self) -> list[Key]:
         if not self.filter:
@@ -164,26 +168,50 @@ class ProcessModel:
         return [Line(key, self.rows[key]) for key in self._sorted(self._matching())]
 
     def _tree_lines(self) -> list[Line]:
-        children: dict[Key, list[Key]] = defaultdict(list)
-        roots = []
-        for key, row in self.rows.items():
-            parent = (key[0], row.get("ppid", 0))
-            if parent in self.rows and parent != key:
-                children[parent].append(key)
-            else:
-                roots.append(key)
-        shown = self._with_ancestors(set(self._matching()))
-        lines: list[Line] = []
-        stack = [(key, 0) for key in reversed(self._sorted(roots))]
+        roots, children = self._tree_structure()
+        shown = self._with_ancestors(set(self._matching())) if self.filter else None
+        return self._walk(roots, children, shown)
+
+    def _tree_structure(self) -> tuple[list[Key], dict[Key, list[Key]]]:
+        """Roots and children, each in sort order; kept until the rows or the sort change (so
+        showing the tree, folding and filtering are cheap)."""
+        if self._structure is None:
+            children: dict[Key, list[Key]] = defaultdict(list)
+            roots = []
+            for key in self._sorted(self.rows):  # one sort: all children come out in order
+                parent = self._parent(key)
+                if parent is None:
+                    roots.append(key)
+                else:
+                    children[parent].append(key)
+            self._structure = roots, children
+        return self._structure
+
+    def _parent(self, key: Key) -> Key | None:
+        """The row's parent, if listed and older: a parent is always older than its child, so a
+        younger one is a stranger that reused the pid. This also keeps the tree acyclic."""
+        row = self.rows[key]
+        parent = (key[0], row.get("ppid", 0))
+        above = self.rows.get(parent)
+        if above is None or (above.get("started", 0), parent[1]) >= (row.get("started", 0), key[1]):
+            return None
+        return parent
+
+    def _walk(self, roots: list[Key], children: dict, shown: set[Key] | None) -> list[Line]:
+        """Depth first from the roots: folded branches closed, rows not shown left out."""
+        rows, collapsed, lines = self.rows, self.collapsed, []
+        stack = [(key, 0) for key in reversed(roots)]
         while stack:
             key, depth = stack.pop()
-            if key not in shown:
+            if shown is not None and key not in shown:
                 continue
-            kids = [k for k in children.get(key, ()) if k in shown]
-            folded = key in self.collapsed and bool(kids)
-            lines.append(Line(key, self.rows[key], depth, bool(kids), folded))
-            if not folded:
-                stack.extend((kid, depth + 1) for kid in reversed(self._sorted(kids)))
+            kids = children.get(key)
+            if kids and shown is not None:
+                kids = [kid for kid in kids if kid in shown]
+            folded = bool(kids) and key in collapsed
+            lines.append(Line(key, rows[key], depth, bool(kids), folded))
+            if kids and not folded:
+                stack.extend([(kid, depth + 1) for kid in reversed(kids)])
         return lines
 
     def _with_ancestors(self, keys: set[Key]) -> set[Key]:
@@ -192,10 +220,10 @@ class ProcessModel:
             return keys
         shown = set(keys)
         for key in keys:
-            parent = (key[0], self.rows[key].get("ppid", 0))
-            while parent in self.rows and parent not in shown:
+            parent = self._parent(key)
+            while parent is not None and parent not in shown:
                 shown.add(parent)
-                parent = (parent[0], self.rows[parent].get("ppid", 0))
+                parent = self._parent(parent)
         return shown
 
     # -- selection -------------------------------------------------------------------------

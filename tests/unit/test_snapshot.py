@@ -58,6 +58,7 @@ def test_table_event_in_both_modes():
     assert shot.table_event(TEXT).startswith(b"* table 1 processes\r\n")
     assert json.loads(shot.table_event(JSON)) == {
         "event": "table",
+        "sampled": 0.0,
         "processes": json.loads(shot.list_bytes(JSON))["processes"],
     }
 

@@ -169,3 +169,22 @@ def test_samples_cover_the_last_minute_holding_values_between_changes():
     assert model.samples(("h", 1), 200.0) == [(30.0, 7)] * 60
     model.apply_delta("h", {"removed": [1]}, 201.0)
     assert model.samples(("h", 1), 201.0) == []
+
+
+def test_a_parent_younger_than_its_child_is_a_reused_pid_not_a_parent():
+    model = model_with(
+        [
+            row(1, ppid=0, started=1),
+            row(10, ppid=20, started=5),
+            row(20, ppid=10, started=9),
+            row(30, ppid=20, started=12),
+        ]
+    )
+    model.set_sort("pid")
+    model.toggle_tree()
+    assert [(line.key[1], line.depth) for line in model.lines] == [
+        (1, 0),
+        (10, 0),
+        (20, 1),
+        (30, 2),
+    ]

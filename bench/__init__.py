@@ -1,0 +1,1 @@
+"""rpm's benchmark suite: `make bench` (python -m bench)."""

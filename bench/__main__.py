@@ -1,0 +1,200 @@
+"""`make bench`: rpm measured against the ways it replaces, side by side in one run.
+
+Creates N extra host processes (default 2,000 sleeps, removed afterwards), starts a real
+server, and prints one table: each figure, its baseline, their ratio and the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+
+import psutil
+
+from bench import measure, tui
+from bench.hostprocs import HostProcesses
+from bench.measure import percentile
+from bench.server import BenchServer
+
+ROW = "{:<44} {:>16} {:>20} {:>9} {:>11} {:>4}"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.failed: list[str] = []
+
+    def add(
+        self,
+        what: str,
+        value: str,
+        baseline: str = "",
+        ratio: float | None = None,
+        target: str = "",
+        ok: bool | None = None,
+    ) -> None:
+        ratio_text = f"{ratio:.1f}x" if ratio is not None else ""
+        verdict = "" if ok is None else ("yes" if ok else "NO")
+        if ok is False:
+            self.failed.append(what)
+        self.rows.append((what, value, baseline, ratio_text, target, verdict))
+        print(ROW.format(*self.rows[-1]), flush=True)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        models = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{models[0] if models else cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def server_figures(report: Report, server: BenchServer, quick: bool) -> None:
+    samples = 50 if quick else 200
+    ps = measure.ps_latencies(20 if quick else 50)
+    ps_p50 = percentile(ps, 0.5)
+    for mode in ("text", "json"):
+        latencies, ages = measure.list_latencies(server, mode, samples)
+        p50 = percentile(latencies, 0.5)
+        report.add(
+            f"LIST {mode} p50, one client",
+            ms(p50),
+            f"{ms(ps_p50)} ps",
+            ps_p50 / p50,
+            ">= 10x",
+            ps_p50 / p50 >= 10,
+        )
+        if ages:
+            report.add(
+                "  age of the data, max", f"{max(ages):.2f} s", target="<= 1 s", ok=max(ages) <= 1.0
+            )
+    load = measure.concurrent_lists(server, 100, 10)
+    p99 = percentile(load["latencies"], 0.99) if load["latencies"] else float("inf")
+    ps_rate = 1 / statistics.mean(ps)
+    report.add(
+        "100 clients x 10 LIST: failures",
+        str(len(load["failures"])),
+        target="0",
+        ok=not load["failures"],
+    )
+    report.add("  p99", f"{p99:.2f} s", target="<= 2 s", ok=p99 <= 2)
+    report.add(
+        "  throughput",
+        f"{load['per_second']:.0f}/s",
+        f"{ps_rate:.0f}/s ps loop",
+        load["per_second"] / ps_rate,
+        ">= 10x",
+        load["per_second"] >= 10 * ps_rate,
+    )
+    pings = measure.ping_under_load(server, 3 if quick else 8)
+    report.add(
+        "PING p99, 4 LIST loops + a 0.2 s watcher",
+        ms(percentile(pings, 0.99)),
+        target="<= 50 ms",
+        ok=percentile(pings, 0.99) <= 0.05,
+    )
+    starts = percentile(measure.start_latencies(server, samples), 0.5)
+    spawn = percentile(measure.spawn_latencies(samples), 0.5)
+    report.add(
+        "START /bin/true p50",
+        ms(starts),
+        f"{ms(spawn)} spawn+wait",
+        starts / spawn,
+        "<= 5x",
+        starts <= 5 * spawn,
+    )
+    stop = percentile(measure.stop_latencies(server, 30 if quick else 100), 0.5)
+    report.add("STOP (obeys SIGTERM) p50", ms(stop), target="<= 50 ms", ok=stop <= 0.05)
+    per = measure.memory_per_connection(server, 1000)
+    report.add(
+        "memory per idle connection (1,000 open)",
+        f"{per / 1024:.1f} KB",
+        target="<= 30 KB",
+        ok=per <= 30 * 1024,
+    )
+    seconds = 4 if quick else 10
+    for delta in (False, True):
+        one = measure.watcher_cpu(server, 1, seconds, delta)
+        fifty = measure.watcher_cpu(server, 50, seconds, delta)
+        label = "--delta" if delta else "tables"
+        report.add(
+            f"CPU, 50 watchers vs 1 at 0.5 s ({label})",
+            f"{fifty:.2f} core",
+            f"{one:.2f} core",
+            fifty / one,
+            "<= 3x",
+            fifty <= 3 * one,
+        )
+
+
+def tui_figures(report: Report) -> None:
+    figures = tui.measure()
+    snapshot = figures.pop("snapshot")
+    report.add(
+        "TUI: 5,000-row snapshot applied+drawn, p50",
+        ms(percentile(snapshot, 0.5)),
+        target="<= 50 ms",
+        ok=percentile(snapshot, 0.5) <= 0.05,
+    )
+    report.add("  worst", ms(max(snapshot)))
+    for key, samples in figures.items():
+        report.add(
+            f"TUI key {key}, p50 (worst)",
+            f"{ms(percentile(samples, 0.5))}",
+            f"({ms(max(samples))})",
+            target="<= 20 ms",
+            ok=percentile(samples, 0.5) <= 0.02,
+        )
+
+
+def scaling(report: Report, hosts: HostProcesses, sizes: list[int], quick: bool) -> None:
+    for size in sizes:
+        hosts.resize(size)
+        with BenchServer("--stop-children-on-exit") as server:
+            latencies, cpu = measure.list_cpu(server, 3 if quick else 8)
+            total = len(psutil.pids())
+            report.add(
+                f"scaling: {size} extra ({total} total), LIST p50", ms(percentile(latencies, 0.5))
+            )
+            report.add("  server CPU while LIST loops", f"{cpu:.2f} core")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--procs", type=int, default=2000, help="extra host processes")
+    parser.add_argument(
+        "--scaling",
+        default="500,2000,8000",
+        help="host process counts for the scaling rows ('' to skip)",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter windows")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    report = Report()
+    with HostProcesses(args.procs) as hosts:
+        print(f"rpm benchmark on {machine()}")
+        print(f"{len(psutil.pids())} processes on the host ({args.procs} extra sleeps)\n")
+        print(ROW.format("measure", "rpm", "baseline", "ratio", "target", "ok"))
+        with BenchServer("--stop-children-on-exit") as server:
+            server_figures(report, server, args.quick)
+        tui_figures(report)
+        sizes = [int(size) for size in args.scaling.split(",") if size]
+        scaling(report, hosts, sizes, args.quick)
+    if report.failed:
+        print(f"\ntargets missed: {', '.join(report.failed)}")
+    raise SystemExit(1 if report.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

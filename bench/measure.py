@@ -1,0 +1,250 @@
+"""The measurements: each returns plain numbers, taken against a running BenchServer."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import socket
+import subprocess
+import threading
+import time
+
+from bench.server import BenchServer
+
+TEXT_END, JSON_END = b"\r\n.\r\n", b"\r\n"
+
+
+class Conn:
+    """A blocking client that reads replies whole (text bodies up to '.', JSON lines)."""
+
+    def __init__(self, server: BenchServer, mode: str = "json", auth: bool = True):
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        self.buffer = b""
+        self.read_until(b"\r\n")
+        if auth:
+            self.request(f"AUTH {server.token}")
+        if mode == "json":
+            self.request("MODE json")
+
+    def read_until(self, end: bytes) -> bytes:
+        while (index := self.buffer.find(end)) < 0:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            self.buffer += chunk
+        reply, self.buffer = self.buffer[: index + len(end)], self.buffer[index + len(end) :]
+        return reply
+
+    def request(self, line: str, end: bytes = JSON_END) -> bytes:
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.read_until(end)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def timed(function, count: int) -> list[float]:
+    """Seconds taken by each of `count` calls."""
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def sampled_at(reply: bytes) -> float:
+    """The `sampled` time of a JSON LIST reply (read from its head, not the whole reply)."""
+    return json.loads(reply[: reply.index(b',"processes"')] + b"}")["sampled"]
+
+
+def ps_latencies(count: int) -> list[float]:
+    """The C prototype's way: fork `ps -e -o pid,comm` for every request."""
+    command = ["ps", "-e", "-o", "pid,comm"]
+    return timed(lambda: subprocess.run(command, capture_output=True, check=True), count)
+
+
+def list_latencies(server: BenchServer, mode: str, count: int) -> tuple[list[float], list[float]]:
+    """LIST round trips, and (JSON mode) the age of the data when it arrived."""
+    conn = Conn(server, mode)
+    ages: list[float] = []
+
+    def one() -> None:
+        if mode == "json":
+            ages.append(time.time() - sampled_at(conn.request("LIST")))
+        else:
+            conn.request("LIST", TEXT_END)
+
+    one()  # wakes the sampler if it was idle
+    ages.clear()
+    samples = timed(one, count)
+    conn.close()
+    return samples, ages
+
+
+def concurrent_lists(server: BenchServer, clients: int, each: int) -> dict:
+    """`clients` connections at once, `each` LISTs apiece: latencies, failures, throughput."""
+    latencies: list[float] = []
+    failures = []
+    barrier = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        try:
+            conn = Conn(server, "json")
+            barrier.wait()
+            latencies.extend(timed(lambda: conn.request("LIST"), each))
+            conn.close()
+        except Exception as err:  # a failure is a result here, not a crash
+            failures.append(repr(err))
+            barrier.abort()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    return {"latencies": latencies, "failures": failures, "per_second": len(latencies) / wall}
+
+
+class Drain:
+    """Reads and discards everything arriving on a set of sockets, in one thread."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def add(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            for key, _ in self.selector.select(timeout=0.1):
+                with contextlib.suppress(BlockingIOError):
+                    key.fileobj.recv(1 << 20)
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+
+def watchers(server: BenchServer, count: int, interval: float, delta: bool = False) -> list[Conn]:
+    """`count` connections watching the table, their output drained by one thread."""
+    conns = [Conn(server, "json") for _ in range(count)]
+    for conn in conns:
+        conn.sock.sendall(f"WATCH {interval}{' --delta' if delta else ''}\r\n".encode())
+    return conns
+
+
+def ping_under_load(server: BenchServer, seconds: float) -> list[float]:
+    """PING round trips while 4 clients loop on LIST and a watcher refreshes every 0.2 s."""
+    stop = threading.Event()
+
+    def lister() -> None:
+        conn = Conn(server, "json")
+        while not stop.is_set():
+            conn.request("LIST")
+        conn.close()
+
+    listers = [threading.Thread(target=lister) for _ in range(4)]
+    drain = Drain()
+    for conn in watchers(server, 1, 0.2):
+        drain.add(conn.sock)
+    drain.start()
+    for thread in listers:
+        thread.start()
+    pinger = Conn(server, "json")
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples.extend(timed(lambda: pinger.request("PING"), 1))
+        time.sleep(0.01)
+    stop.set()
+    for thread in listers:
+        thread.join()
+    drain.stop()
+    return samples
+
+
+def start_latencies(server: BenchServer, count: int) -> list[float]:
+    conn = Conn(server, "json")
+    samples = timed(lambda: conn.request("START /bin/true"), count)
+    conn.close()
+    return samples
+
+
+def spawn_latencies(count: int) -> list[float]:
+    """The floor: posix_spawn and waitpid of /bin/true in this process."""
+
+    def spawn() -> None:
+        os.waitpid(os.posix_spawn("/bin/true", ["true"], os.environ), 0)
+
+    return timed(spawn, count)
+
+
+def stop_latencies(server: BenchServer, count: int) -> list[float]:
+    """STOP round trips of managed processes that obey SIGTERM."""
+    conn = Conn(server, "json")
+    samples = []
+    for _ in range(count):
+        pid = json.loads(conn.request("START sleep 60"))["pid"]
+        samples.extend(timed(lambda pid=pid: conn.request(f"STOP {pid}"), 1))
+    conn.close()
+    return samples
+
+
+def memory_per_connection(server: BenchServer, count: int) -> float:
+    """Bytes of server memory (USS) per idle connection, with `count` of them open."""
+    time.sleep(0.5)
+    before = server.memory()
+    conns = [Conn(server, "text", auth=False) for _ in range(count)]
+    time.sleep(1.0)
+    after = server.memory()
+    for conn in conns:
+        conn.close()
+    return (after - before) / count
+
+
+def watcher_cpu(server: BenchServer, count: int, seconds: float, delta: bool = False) -> float:
+    """Server CPU seconds per second with `count` watchers at 0.5 s."""
+    drain = Drain()
+    conns = watchers(server, count, 0.5, delta)
+    for conn in conns:
+        drain.add(conn.sock)
+    drain.start()
+    time.sleep(1.0)
+    before = server.cpu_seconds()
+    time.sleep(seconds)
+    used = server.cpu_seconds() - before
+    drain.stop()
+    for conn in conns:
+        conn.sock.close()
+    return used / seconds
+
+
+def list_cpu(server: BenchServer, seconds: float) -> tuple[list[float], float]:
+    """LIST latencies of one client looping for `seconds`, and the server's CPU meanwhile."""
+    conn = Conn(server, "json")
+    conn.request("LIST")
+    before = server.cpu_seconds()
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples.extend(timed(lambda: conn.request("LIST"), 1))
+    used = server.cpu_seconds() - before
+    conn.close()
+    return samples, used / seconds
