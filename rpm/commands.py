@@ -426,8 +426,11 @@ def parse_line(line: str):
     return parse_arguments(verb, rest)
 
 
-def redact(line: str) -> str:
-    """The request line as it may appear in logs and the audit: no token, no env values."""
+def redact(line: str, command=None) -> str:
+    """The request line as it may appear in logs and the audit: no token, no env values.
+    `command`, if the line was already parsed, spares parsing it again."""
+    if isinstance(command, Start):
+        return describe_start(command)
     try:
         verb, rest = split_verb(line)
     except UnknownCommand:

@@ -20,6 +20,7 @@ from rpm.supervisor import Supervisor
 from rpm.watch import lifecycle_event
 
 log = Logger()
+AUDIT_DELAY = 0.02
 
 
 @dataclass
@@ -38,22 +39,39 @@ class Core:
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     watching: set = field(default_factory=set)
     in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
+    _audits: list[AuditRecord] = field(default_factory=list)
+    _audit_call: object = None
 
     def audit(self, session, command: str, result: str) -> None:
-        """Record a mutating command in the store and the log (never a token)."""
-        record = AuditRecord(
-            self.reactor.seconds(), session.peer, session.authenticated, command, result
+        """Record a mutating command in the store and the log (never a token). Written a
+        moment later, in batches: a reply goes out only when its reactor turn ends, and this
+        work would delay it."""
+        self._audits.append(
+            AuditRecord(
+                self.reactor.seconds(), session.peer, session.authenticated, command, result
+            )
         )
-        log.info(
-            "{peer} {auth} {command} -> {result}",
-            peer=session.peer,
-            command=command,
-            auth="auth" if session.authenticated else "anon",
-            result=result,
-        )
-        self.store.call("add_audit", record).addErrback(
-            lambda failure: log.failure("cannot write the audit record", failure)
-        )
+        if self._audit_call is None:
+            self._audit_call = self.reactor.callLater(AUDIT_DELAY, self.flush_audit)
+
+    def flush_audit(self) -> None:
+        """Log and store the pending audit records now."""
+        if self._audit_call is not None and self._audit_call.active():
+            self._audit_call.cancel()
+        self._audit_call = None
+        records, self._audits = self._audits, []
+        for record in records:
+            log.info(
+                "{peer} {auth} {command} -> {result}",
+                peer=record.peer,
+                auth="auth" if record.authenticated else "anon",
+                command=record.command,
+                result=record.result,
+            )
+        if records:
+            self.store.call("add_audits", records).addErrback(
+                lambda failure: log.failure("cannot write the audit records", failure)
+            )
 
     def broadcast(self, event: str, record: ManagedRecord) -> None:
         """Send a lifecycle event to every watching connection."""

@@ -46,6 +46,7 @@ class Launcher:
         self._reactor = reactor
         self._setsid = setsid if setsid is not None else shutil.which("setsid")
         self._environ = os.environ if environ is None else environ
+        self._devnull: int | None = None  # every child's stdin, opened once
 
     @property
     def search_path(self) -> str:
@@ -66,7 +67,8 @@ class Launcher:
         check_cwd(record.cwd)
         program, args = self.argv_for(record, executable)
         environment = {**self._environ, **record.env}
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             return self._reactor.spawnProcess(
                 protocol,
@@ -74,9 +76,7 @@ class Launcher:
                 args,
                 env=environment,
                 path=record.cwd,
-                childFDs={0: devnull, **output_fds},
+                childFDs={0: self._devnull, **output_fds},
             )
         except OSError as err:
             raise SpawnFailed(f"cannot start {record.argv[0]!r}: {err.strerror or err}") from err
-        finally:
-            os.close(devnull)

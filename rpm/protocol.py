@@ -116,6 +116,7 @@ class RPMProtocol(LineReceiver):
         self._replay = b""
         self._after: list = []
         self._idle_call = None
+        self._command = None  # the request being executed, once parsed
 
     # -- connection life -------------------------------------------------------------------
 
@@ -260,6 +261,7 @@ class RPMProtocol(LineReceiver):
     # -- requests --------------------------------------------------------------------------
 
     def _execute(self, text: str) -> None:
+        self._command = None
         try:
             result = self._dispatch(text)
         except Exception:
@@ -285,7 +287,7 @@ class RPMProtocol(LineReceiver):
             raise AuthRequired(
                 f"{verb} needs AUTH <token> first; the token is in the server's state directory"
             )
-        command = parse_arguments(verb, rest)
+        command = self._command = parse_arguments(verb, rest)
         result = HANDLERS[type(command)](self, command)
         return Deferred.fromCoroutine(result) if iscoroutine(result) else result
 
@@ -322,7 +324,7 @@ class RPMProtocol(LineReceiver):
         failed_auth = verb == "AUTH" and isinstance(reply, Error)
         if verb in MUTATING or failed_auth:
             result = reply.render(TEXT).split(b"\r\n", 1)[0].decode("utf-8", "replace")
-            self.core.audit(self.session, redact(text), shown(result, 200))
+            self.core.audit(self.session, redact(text, self._command), shown(result, 200))
 
     def after_reply(self, action) -> None:
         """Run action once the current request's reply has been written."""

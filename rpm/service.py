@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from rpm import procfs
 from rpm.auth import load_token
 from rpm.config import ServerConfig
 from rpm.control import Controller
@@ -19,6 +20,7 @@ from rpm.launch import Launcher
 from rpm.logfiles import LogFiles
 from rpm.logwatch import LogWatcher
 from rpm.policy import SignalPolicy
+from rpm.procfs import ProcfsScanner
 from rpm.protocol import RPMFactory
 from rpm.sampler import Sampler
 from rpm.scan import Scanner
@@ -59,7 +61,7 @@ class RPMService(service.Service):
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
         watcher = LogWatcher(reactor, logfiles, max_bytes=config.log_max_bytes)
         supervisor = Supervisor(reactor, store, Launcher(reactor), watcher, config.max_managed)
-        scanner = Scanner()
+        scanner = ProcfsScanner() if procfs.available() else Scanner()
         sampler = Sampler(reactor, scanner.scan, supervisor.managed_keys)
         policy = SignalPolicy(config.signal_scope, supervisor.is_managed)
         controller = Controller(reactor, supervisor, policy, sampler)
@@ -114,4 +116,5 @@ class RPMService(service.Service):
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.sampler.stop()
         core.logwatch.stop()
+        core.flush_audit()
         core.store.stop()

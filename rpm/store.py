@@ -224,18 +224,12 @@ class Store:
         row = self._db.execute(_RUN_BY_PID, (pid,)).fetchone()
         return None if row is None else _record(row)
 
-    def add_audit(self, record: AuditRecord) -> None:
+    def add_audits(self, records: list[AuditRecord]) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO audit (time, peer, authenticated, command, result) VALUES (?,?,?,?,?)",
-                (
-                    record.time,
-                    record.peer,
-                    int(record.authenticated),
-                    record.command,
-                    record.result,
-                ),
+                [(r.time, r.peer, int(r.authenticated), r.command, r.result) for r in records],
             )
 
     def history(self, count: int) -> list[AuditRecord]:

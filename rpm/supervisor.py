@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from rpm import procfs
 from rpm.commands import Start
 from rpm.errors import LimitReached, RPMError
 from rpm.launch import Launcher, check_cwd, resolve_program
@@ -75,10 +77,14 @@ class _Child(ProcessProtocol):
 
 
 def _start_time(pid: int) -> float:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return time.time()
+    """The start time of our child (not reaped yet, so it is there to read)."""
+    started = procfs.start_time(pid) if procfs.available() else None
+    if started is None:
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.Error:
+            started = time.time()
+    return started
 
 
 class Supervisor:
@@ -99,6 +105,8 @@ class Supervisor:
         self.max_managed = max_managed
         self._by_id: dict[int, Managed] = {}
         self._by_pid: dict[int, Managed] = {}
+        self._live: set[Managed] = set()  # running now
+        self._finished: deque[Managed] = deque()  # ended for good, oldest first
         self._observers: list[Callable[[str, ManagedRecord], None]] = []
         self._exit_listeners: dict[int, list[Callable[[], None]]] = {}
         self._next_id = self._next_run_id = 1
@@ -110,10 +118,10 @@ class Supervisor:
         self._observers.append(observer)
 
     def running(self) -> list[Managed]:
-        return [m for m in self._by_id.values() if m.running]
+        return list(self._live)
 
     def managed_keys(self) -> frozenset[tuple[int, float]]:
-        return frozenset((m.record.pid, m.record.started) for m in self.running())
+        return frozenset((m.record.pid, m.record.started) for m in self._live)
 
     def is_managed(self, pid: int, started: float) -> bool:
         managed = self._by_pid.get(pid)
@@ -140,7 +148,7 @@ class Supervisor:
 
     def start(self, command: Start) -> Deferred:
         """Start a program; fires with its record once the registry has it."""
-        if len(self.running()) >= self.max_managed:
+        if len(self._live) >= self.max_managed:
             raise LimitReached(
                 f"{self.max_managed} managed processes are running, the "
                 "server's --max-managed; stop some first"
@@ -192,6 +200,7 @@ class Supervisor:
         record.pid, record.spawned_at = transport.pid, self._reactor.seconds()
         record.started = _start_time(transport.pid)
         self._by_pid[record.pid] = managed
+        self._live.add(managed)
 
     def _announce_run(self, managed: Managed) -> None:
         """After a spawn: tell observers, and finish a run that already ended meanwhile."""
@@ -207,6 +216,7 @@ class Supervisor:
         record.ended_at = self._reactor.seconds()
         record.exit_code, record.exit_signal, record.exit_known = code, signum, known
         managed.transport = None
+        self._live.discard(managed)
         if managed.exit_watch is not None:
             managed.exit_watch.cancel()
             managed.exit_watch = None
@@ -219,8 +229,9 @@ class Supervisor:
         self._watcher.release(managed.record.id)
         self._store.call("end_run", dataclasses.replace(managed.record))
         self._emit("exited", managed.record)
-        self._forget_old_ended()
         self._schedule_restart(managed)
+        if managed.restart_call is None:
+            self._forget_old_ended(managed)
 
     def _schedule_restart(self, managed: Managed) -> None:
         record = managed.record
@@ -257,12 +268,17 @@ class Supervisor:
             managed.record.policy_ended = True
             self._store.call("end_policy", managed.record.id)
 
-    def _forget_old_ended(self) -> None:
-        ended = [m for m in self._by_id.values() if m.record.ended and m.restart_call is None]
-        for managed in ended[: max(0, len(ended) - KEEP_ENDED)]:
-            del self._by_id[managed.record.id]
-            if self._by_pid.get(managed.record.pid) is managed:
-                del self._by_pid[managed.record.pid]
+    def _forget_old_ended(self, managed: Managed) -> None:
+        """Keep the last KEEP_ENDED finished programs in memory; older ones are answered from
+        the registry."""
+        self._finished.append(managed)
+        while len(self._finished) > KEEP_ENDED:
+            old = self._finished.popleft()
+            if old.running or old.restart_call is not None:
+                continue  # restarted since
+            self._by_id.pop(old.record.id, None)
+            if self._by_pid.get(old.record.pid) is old:
+                del self._by_pid[old.record.pid]
 
     def _emit(self, event: str, record: ManagedRecord) -> None:
         for observer in self._observers:
@@ -290,6 +306,7 @@ class Supervisor:
 
     def _adopt(self, managed: Managed) -> None:
         pid, started = managed.record.pid, managed.record.started
+        self._live.add(managed)
         self._watcher.track(managed.record.id)
         managed.exit_watch = ExitWatch.maybe(
             self._reactor, pid, lambda: self._adopted_ended(managed)

@@ -57,13 +57,15 @@ class Tmux:
             time.sleep(0.1)
 
     def exit_status(self, timeout: float = 10.0) -> int:
+        """The program's exit status once it ended (-N if a signal N killed it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead = self._tmux(
-                "display-message", "-p", "-t", "main", "#{pane_dead} #{pane_dead_status}"
+            fields = "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}"
+            dead, status, killer = (
+                self._tmux("display-message", "-p", "-t", "main", fields).rstrip("\n").split(" ")
             )
-            if dead.startswith("1 "):
-                return int(dead.split()[1])
+            if dead == "1" and (status or killer):  # tmux sees the pty close before the reap
+                return int(status) if status else -int(killer)
             time.sleep(0.1)
         raise AssertionError("the program did not exit")
 

@@ -93,6 +93,7 @@ class HostileCore(FakeCore):
         self.supervisor = RecordingSupervisor()
         self.controller = ImmediateController()
         self.store = SimpleNamespace(call=lambda method, *args: defer.succeed([]))
+        self.flush_audit = lambda: None
         self.logfiles = SimpleNamespace(sizes=lambda managed_id: {}, tail=lambda *args: [])
         self.logwatch.follow = lambda *args: None
         self.sampler.invalidate = lambda: None

@@ -75,10 +75,9 @@ def test_unfinished_means_alive_or_waiting_for_a_restart(tmp_path):
 
 def test_audit_history_is_newest_last_and_bounded(tmp_path):
     store = Store(str(tmp_path / "db"))
-    for number in range(30):
-        store.add_audit(
-            AuditRecord(float(number), "127.0.0.1:1", number % 2 == 0, f"STOP {number}", "OK")
-        )
+    store.add_audits(
+        [AuditRecord(float(n), "127.0.0.1:1", n % 2 == 0, f"STOP {n}", "OK") for n in range(30)]
+    )
     history = store.history(5)
     assert [h.command for h in history] == [f"STOP {n}" for n in range(25, 30)]
     assert history[-1].authenticated is False
