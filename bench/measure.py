@@ -122,6 +122,7 @@ class Drain:
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
         self.running = True
+        self.received = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def add(self, sock: socket.socket) -> None:
@@ -135,7 +136,7 @@ class Drain:
         while self.running:
             for key, _ in self.selector.select(timeout=0.1):
                 with contextlib.suppress(BlockingIOError):
-                    key.fileobj.recv(1 << 20)
+                    self.received += len(key.fileobj.recv(1 << 20))
 
     def stop(self) -> None:
         self.running = False
@@ -219,21 +220,23 @@ def memory_per_connection(server: BenchServer, count: int) -> float:
     return (after - before) / count
 
 
-def watcher_cpu(server: BenchServer, count: int, seconds: float, delta: bool = False) -> float:
-    """Server CPU seconds per second with `count` watchers at 0.5 s."""
+def watcher_cpu(server: BenchServer, count: int, seconds: float, delta: bool = False):
+    """Server CPU seconds per second with `count` watchers at 0.5 s, and the bytes per second
+    they received (to see that they really were sent every table)."""
     drain = Drain()
     conns = watchers(server, count, 0.5, delta)
     for conn in conns:
         drain.add(conn.sock)
     drain.start()
     time.sleep(1.0)
-    before = server.cpu_seconds()
+    before, received = server.cpu_seconds(), drain.received
     time.sleep(seconds)
     used = server.cpu_seconds() - before
+    rate = (drain.received - received) / seconds
     drain.stop()
     for conn in conns:
         conn.sock.close()
-    return used / seconds
+    return used / seconds, rate
 
 
 def list_cpu(server: BenchServer, seconds: float) -> tuple[list[float], float]:
