@@ -61,10 +61,13 @@ class Launcher:
             return self._setsid, ["setsid", "--", target, *record.argv[1:]]
         return sys.executable, [sys.executable, "-c", _PY_SETSID, target, *record.argv[1:]]
 
-    def spawn(self, record: ManagedRecord, protocol, output_fds: dict[int, int]):
-        """Spawn the program; returns the process transport. The caller closes output_fds."""
-        executable = resolve_program(record.argv[0], record.cwd, self.search_path)
+    def prepare(self, record: ManagedRecord) -> str:
+        """Check the run can start (its directory, its program); returns the executable."""
         check_cwd(record.cwd)
+        return resolve_program(record.argv[0], record.cwd, self.search_path)
+
+    def spawn(self, record: ManagedRecord, executable: str, protocol, output_fds: dict[int, int]):
+        """Spawn the program; returns the process transport. The caller closes output_fds."""
         program, args = self.argv_for(record, executable)
         environment = {**self._environ, **record.env}
         if self._devnull is None:

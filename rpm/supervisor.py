@@ -25,8 +25,8 @@ from twisted.logger import Logger
 
 from rpm import procfs
 from rpm.commands import Start
-from rpm.errors import LimitReached, RPMError
-from rpm.launch import Launcher, check_cwd, resolve_program
+from rpm.errors import LimitReached, RPMError, SpawnFailed
+from rpm.launch import Launcher
 from rpm.logwatch import LogWatcher
 from rpm.policy import same_start
 from rpm.signalling import ExitWatch, alive_with_start, process_gone, zombie_exit_status
@@ -153,8 +153,6 @@ class Supervisor:
                 f"{self.max_managed} managed processes are running, the "
                 "server's --max-managed; stop some first"
             )
-        check_cwd(command.cwd)
-        resolve_program(command.argv[0], command.cwd, self._launcher.search_path)
         record = ManagedRecord(
             id=self._next_id,
             argv=command.argv,
@@ -173,31 +171,32 @@ class Supervisor:
         return committed
 
     def _spawn(self, managed: Managed) -> None:
+        """Start a run; the record changes only once the process exists (see _spawned)."""
         record = managed.record
-        record.run_id, record.pid, record.ended_at = self._next_run_id, None, None
-        record.exit_code = record.exit_signal = None
-        record.exit_known = False
-        fds = self._launcher_fds(record)
+        executable = self._launcher.prepare(record)
+        try:
+            fds = self._watcher.logfiles.open_for_child(record.id)
+        except OSError as err:
+            raise SpawnFailed(
+                f"cannot open the log files for {record.argv[0]!r}: {err.strerror or err}"
+            ) from err
         managed.spawning = True
         try:
-            self._launcher.spawn(record, _Child(self, managed), fds)
+            self._launcher.spawn(record, executable, _Child(self, managed), fds)
         finally:
             managed.spawning = False
             for fd in fds.values():
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._next_run_id += 1
-
-    def _launcher_fds(self, record: ManagedRecord) -> dict[int, int]:
-        try:
-            return self._watcher.logfiles.open_for_child(record.id)
-        except OSError as err:
-            raise RPMError(f"cannot open the log files for {record.argv[0]!r}: {err}") from err
 
     def _spawned(self, managed: Managed, transport) -> None:
+        """The process exists (Twisted calls this before it could report its end)."""
         record = managed.record
         managed.transport = transport
+        record.run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
         record.pid, record.spawned_at = transport.pid, self._reactor.seconds()
+        record.ended_at = record.exit_code = record.exit_signal = None
+        record.exit_known = False
         record.started = _start_time(transport.pid)
         self._by_pid[record.pid] = managed
         self._live.add(managed)
