@@ -16,7 +16,7 @@ from rpm import helptext, procinfo
 from rpm.auth import token_matches
 from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
 from rpm.logwatch import output_event
-from rpm.policy import PID_MAX, same_start
+from rpm.policy import check_possible, same_start
 from rpm.signames import signal_name
 from rpm.snapshot import TableReply
 from rpm.wire import Body, Ok
@@ -69,8 +69,7 @@ async def handle_list(conn, command: c.List):
 
 async def handle_info(conn, command: c.Info):
     pid, core = command.pid, conn.core
-    if not 0 < pid <= PID_MAX:
-        raise NoSuchProcess(f"no process has pid {pid}")
+    check_possible(pid)
     record = await core.supervisor.record_for_pid(pid)
     try:
         details = await core.in_thread(procinfo.read_live, pid)
@@ -82,15 +81,14 @@ async def handle_info(conn, command: c.Info):
         if record is not None and same_start(record.started, details["started"]):
             details.update(procinfo.managed_fields(record))
         row = core.sampler.latest.by_pid.get(pid) if core.sampler.latest else None
-        if row is not None and row.started == details["started"]:
+        if row is not None and same_start(row.started, details["started"]):
             details["cpu"] = row.cpu
     lines = procinfo.text_lines(details)
     return Body(len(lines), "fields", lines, {"process": details})
 
 
 async def handle_start(conn, command: c.Start):
-    record = await conn.core.supervisor.start(command)
-    conn.core.sampler.invalidate()
+    record = await conn.core.supervisor.start(command)  # its started event refreshes the table
     return Ok(
         f"{record.pid} started",
         {"pid": record.pid, "message": "started", "argv": list(record.argv), "id": record.id},
@@ -122,10 +120,11 @@ def handle_resume(conn, command: c.Resume):
 
 async def managed_record(conn, pid: int):
     """The managed run with this pid, or NotManaged / NoSuchProcess."""
-    record = await conn.core.supervisor.record_for_pid(pid) if 0 < pid <= PID_MAX else None
+    check_possible(pid)
+    record = await conn.core.supervisor.record_for_pid(pid)
     if record is not None:
         return record
-    if 0 < pid <= PID_MAX and psutil.pid_exists(pid):
+    if psutil.pid_exists(pid):
         raise NotManaged(f"pid {pid} was not started by this server, so it has no logs here")
     raise NoSuchProcess(f"no managed process has had pid {pid}")
 

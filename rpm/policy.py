@@ -20,6 +20,12 @@ PF_KTHREAD = 0x00200000
 SCOPES = ("owned", "managed")
 
 
+def check_possible(pid: int) -> None:
+    """Raise NoSuchProcess for a number no process can have."""
+    if not 0 < pid <= PID_MAX:
+        raise NoSuchProcess(f"no process has pid {pid}")
+
+
 def is_kernel_thread(pid: int) -> bool:
     """True for Linux kernel threads (PF_KTHREAD in /proc/<pid>/stat); False elsewhere."""
     try:
@@ -75,8 +81,7 @@ class SignalPolicy:
                 f"pid {pid} is protected: 1 is init, 0 and negative pids address "
                 "process groups or every process"
             )
-        if pid > PID_MAX:
-            raise NoSuchProcess(f"no process has pid {pid}")
+        check_possible(pid)
         if pid == self._own_pid or pid in ancestors(self._own_pid):
             raise Protected(f"pid {pid} is protected: it is the rpm server or one of its parents")
         started = start_time(pid)

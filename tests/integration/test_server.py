@@ -88,9 +88,9 @@ async def test_signal_pause_resume_and_logs(server):
     await wait_for(lambda: "ready" in read_log(server, 1))
     assert await client.request(f"SIGNAL {pid} HUP") == f"OK {pid} sent SIGHUP"
     assert await client.request(f"PAUSE {pid}") == f"OK {pid} paused"
-    assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    await wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED)
     assert await client.request(f"RESUME {pid}") == f"OK {pid} resumed"
-    assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
+    await wait_for(lambda: psutil.Process(pid).status() != psutil.STATUS_STOPPED)
     await sleep(0.5)
     _, lines = await client.request(f"LOGS {pid}", body=True)
     assert lines == ["ready", "got HUP"]
