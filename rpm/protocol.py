@@ -3,20 +3,17 @@
 Framing follows the contract: LF or CRLF in, CRLF out; telnet IAC sequences are removed
 before lines are split; a line over 64 KiB or not in UTF-8 gets its error and the connection
 stays usable. Requests are executed one at a time: while one is in progress (STOP waits for
-the process to end) or while the client is not reading what we send, no further line is
-read, so a client can never make the server buffer without bound.
+the process to end) or while the client is not reading what we send, the next waits, and
+no more than MAX_PENDING_INPUT bytes are read ahead, so a client can never make the server
+buffer without bound.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections import Counter
-from dataclasses import dataclass
 from inspect import iscoroutine
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -34,47 +31,18 @@ from rpm.commands import (
 )
 from rpm.errors import AuthRequired, RPMError
 from rpm.handlers import HANDLERS
-from rpm.snapshot import Snapshot
+from rpm.session import Session
 from rpm.telnet import TelnetFilter
 from rpm.watch import Watcher
-from rpm.wire import TEXT, Error, Event, err_line, ok_line
+from rpm.wire import TEXT, Error, Event, ok_line
 
 log = Logger()
 MAX_LINE = 65536
 MAX_PENDING_INPUT = 4 * MAX_LINE  # read while requests wait, up to this much
 BUSY, WRITE_FULL = "busy", "write-full"
-
-
-@dataclass
-class Session:
-    """What the server knows about one connection."""
-
-    peer: str
-    host: str
-    local: bool
-    authenticated: bool
-    mode: str = TEXT
-    auth_failures: int = 0
-    seen: Snapshot | None = None  # the last table this client was sent
-
-    def seen_started(self, pid: int) -> float | None:
-        """The start time of pid in the last table this client saw, if it saw pid."""
-        row = self.seen.by_pid.get(pid) if self.seen is not None else None
-        return row.started if row is not None else None
-
-
-def describe_peer(address) -> tuple[str, str, bool]:
-    """(peer for logs, host for per-peer limits, whether it is local) of a client address."""
-    host = getattr(address, "host", None)
-    if host is None:
-        return "unix", "unix", True
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-        ip = getattr(ip, "ipv4_mapped", None) or ip
-        local = ip.is_loopback
-    except ValueError:
-        local = False
-    return f"{host}:{address.port}", host, local
+TOO_LONG = Error(
+    "line-too-long", f"a request line may be at most {MAX_LINE} bytes; the line was discarded"
+)
 
 
 @implementer(IPushProducer)
@@ -116,7 +84,7 @@ class RPMProtocol(LineReceiver):
         self._replay = b""
         self._after: list = []
         self._idle_call = None
-        self._command = None  # the request being executed, once parsed
+        self._verb = self._command = None  # of the request being executed, once known
 
     # -- connection life -------------------------------------------------------------------
 
@@ -185,13 +153,7 @@ class RPMProtocol(LineReceiver):
             self._discarding = True
         else:
             self._replay = line[end + 1 :]
-        self._respond(
-            "",
-            Error(
-                "line-too-long",
-                f"a request line may be at most {MAX_LINE} bytes; the line was discarded",
-            ),
-        )
+        self._respond("", TOO_LONG)
 
     def lineReceived(self, line: bytes) -> None:
         self._touch()
@@ -199,13 +161,7 @@ class RPMProtocol(LineReceiver):
         if not line.strip(b" \t"):  # an empty line (or only blanks) gets no reply
             return
         if len(line) > MAX_LINE:
-            self._respond(
-                "",
-                Error(
-                    "line-too-long",
-                    f"a request line may be at most {MAX_LINE} bytes; the line was discarded",
-                ),
-            )
+            self._respond("", TOO_LONG)
             return
         try:
             text = line.decode("utf-8")
@@ -261,7 +217,7 @@ class RPMProtocol(LineReceiver):
     # -- requests --------------------------------------------------------------------------
 
     def _execute(self, text: str) -> None:
-        self._command = None
+        self._verb = self._command = None
         try:
             result = self._dispatch(text)
         except Exception:
@@ -279,6 +235,7 @@ class RPMProtocol(LineReceiver):
 
     def _dispatch(self, text: str):
         verb, rest = split_verb(text)
+        self._verb = verb
         if not (
             verb in ALWAYS_ALLOWED
             or self.session.authenticated
@@ -317,12 +274,8 @@ class RPMProtocol(LineReceiver):
             action()
 
     def _audit(self, text: str, reply) -> None:
-        try:
-            verb, _ = split_verb(text)
-        except RPMError:
-            return
-        failed_auth = verb == "AUTH" and isinstance(reply, Error)
-        if verb in MUTATING or failed_auth:
+        failed_auth = self._verb == "AUTH" and isinstance(reply, Error)
+        if self._verb in MUTATING or failed_auth:
             result = reply.render(TEXT).split(b"\r\n", 1)[0].decode("utf-8", "replace")
             self.core.audit(self.session, redact(text, self._command), shown(result, 200))
 
@@ -364,51 +317,3 @@ class RPMProtocol(LineReceiver):
             self.watcher.stop()
             self.watcher = None
         self.core.watching.discard(self)
-
-
-class _Refusal(Protocol):
-    """Answers a connection over a limit with ERR limit and closes it."""
-
-    def __init__(self, message: str):
-        self._message = message
-
-    def connectionMade(self) -> None:
-        self.transport.write(err_line("limit", self._message))
-        self.transport.loseConnection()
-
-
-class RPMFactory(Factory):
-    """Builds one RPMProtocol per connection, within the total and per-peer caps."""
-
-    def __init__(self, core):
-        self.core = core
-        self._per_host: Counter[str] = Counter()
-        self._total = 0
-
-    def buildProtocol(self, addr):
-        config = self.core.config
-        peer, host, local = describe_peer(addr)
-        if self._total >= config.max_connections:
-            log.warn("refused {peer}: {n} connections open", peer=peer, n=self._total)
-            return _Refusal(
-                f"the server has {self._total} connections open, its "
-                "--max-connections; try again later"
-            )
-        if self._per_host[host] >= config.max_connections_per_peer:
-            log.warn("refused {peer}: too many connections from {host}", peer=peer, host=host)
-            return _Refusal(
-                f"{host} already has {self._per_host[host]} connections, the "
-                "server's --max-connections-per-peer; close some first"
-            )
-        self._total += 1
-        self._per_host[host] += 1
-        session = Session(peer, host, local, authenticated=self.core.token is None)
-        protocol = RPMProtocol(self.core, session)
-        protocol.factory = self
-        return protocol
-
-    def released(self, host: str) -> None:
-        self._total -= 1
-        self._per_host[host] -= 1
-        if self._per_host[host] <= 0:
-            del self._per_host[host]

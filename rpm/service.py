@@ -16,12 +16,12 @@ from rpm.auth import load_token
 from rpm.config import ServerConfig
 from rpm.control import Controller
 from rpm.core import Core
+from rpm.factory import RPMFactory
 from rpm.launch import Launcher
 from rpm.logfiles import LogFiles
 from rpm.logwatch import LogWatcher
 from rpm.policy import SignalPolicy
 from rpm.procfs import ProcfsScanner
-from rpm.protocol import RPMFactory
 from rpm.sampler import Sampler
 from rpm.scan import Scanner
 from rpm.statedir import prepare_state_dir

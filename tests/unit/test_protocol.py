@@ -12,7 +12,8 @@ from rpm import handlers
 from rpm.auth import AuthThrottle
 from rpm.config import ServerConfig
 from rpm.errors import NoSuchProcess
-from rpm.protocol import MAX_LINE, RPMFactory
+from rpm.factory import RPMFactory
+from rpm.protocol import MAX_LINE
 from rpm.rows import Row
 from rpm.snapshot import Renderers, Snapshot
 
