@@ -20,17 +20,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from rpm import __version__
-from rpm.commands import (
-    ALWAYS_ALLOWED,
-    LOOPBACK_READ_ONLY,
-    MUTATING,
-    parse_arguments,
-    redact,
-    shown,
-    split_verb,
-)
+from rpm.commands import ALWAYS_ALLOWED, LOOPBACK_READ_ONLY, MUTATING, shown
 from rpm.errors import AuthRequired, RPMError
 from rpm.handlers import HANDLERS
+from rpm.parser import parse_arguments, redact, split_verb
 from rpm.session import Session
 from rpm.telnet import TelnetFilter
 from rpm.watch import Watcher

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
 
-from rpm import commands
+from rpm import commands, parser
 from rpm.errors import Protected, RPMError
 from rpm.store import ManagedRecord
 from rpm.telnet import TelnetFilter
@@ -27,7 +27,7 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 @given(st.one_of(request_text(), st.text(max_size=200)))
 def test_the_parser_only_ever_raises_protocol_errors(line):
     try:
-        command = commands.parse_line(line)
+        command = parser.parse_line(line)
     except RPMError as err:
         assert err.code in {"unknown-command", "bad-argument"}
         assert "\n" not in escape_text(err.message)
@@ -110,7 +110,7 @@ def complete_start_commands(data: bytes) -> list:
         if len(line) > 65536:
             continue
         try:
-            command = commands.parse_line(line.decode("utf-8"))
+            command = parser.parse_line(line.decode("utf-8"))
         except (UnicodeDecodeError, RPMError):
             continue
         if isinstance(command, commands.Start):

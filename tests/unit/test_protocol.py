@@ -325,10 +325,10 @@ def test_connection_caps_refuse_with_err_limit():
 
 
 def test_every_command_has_a_handler():
-    from rpm import commands
+    from rpm import parser
 
     parsed = {
-        type(commands.parse_line(line))
+        type(parser.parse_line(line))
         for line in (
             "HELP",
             "PING",

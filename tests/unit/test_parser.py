@@ -1,8 +1,9 @@
-"""The request parser: verbs, aliases, arguments and every error it can report."""
+"""The request parser and vocabulary: verbs, aliases, arguments and every error reported."""
 
 import pytest
 
 from rpm import commands as c
+from rpm import parser as p
 from rpm.errors import BadArgument, UnknownCommand
 
 
@@ -70,17 +71,17 @@ def test_unknown_verbs_are_refused(word):
 
 
 def test_verbs_are_case_insensitive_and_arguments_keep_their_case():
-    assert c.parse_line("start Sleep 5") == c.Start(("Sleep", "5"))
-    assert c.parse_line("sTaRt -- Sleep 5").argv == ("Sleep", "5")
+    assert p.parse_line("start Sleep 5") == c.Start(("Sleep", "5"))
+    assert p.parse_line("sTaRt -- Sleep 5").argv == ("Sleep", "5")
 
 
 def test_ping_help_exit_and_mode():
-    assert c.parse_line("PING") == c.Ping()
-    assert c.parse_line("help") == c.Help(None)
-    assert c.parse_line("HELP kill") == c.Help("STOP")
-    assert c.parse_line("quit") == c.Exit()
-    assert c.parse_line("MODE JSON") == c.Mode("json")
-    assert c.parse_line("mode text") == c.Mode("text")
+    assert p.parse_line("PING") == c.Ping()
+    assert p.parse_line("help") == c.Help(None)
+    assert p.parse_line("HELP kill") == c.Help("STOP")
+    assert p.parse_line("quit") == c.Exit()
+    assert p.parse_line("MODE JSON") == c.Mode("json")
+    assert p.parse_line("mode text") == c.Mode("text")
 
 
 @pytest.mark.parametrize(
@@ -99,41 +100,41 @@ def test_ping_help_exit_and_mode():
 )
 def test_wrong_argument_counts_are_bad_arguments(line):
     with pytest.raises(BadArgument):
-        c.parse_line(line)
+        p.parse_line(line)
 
 
 def test_help_of_an_unknown_verb():
     with pytest.raises(UnknownCommand):
-        c.parse_line("HELP FROB")
+        p.parse_line("HELP FROB")
 
 
 def test_list_options_and_patterns():
-    assert c.parse_line("LIST") == c.List(False, "")
-    assert c.parse_line("ls --managed") == c.List(True, "")
-    assert c.parse_line("LIST --managed sleep 30") == c.List(True, "sleep 30")
-    assert c.parse_line("LIST -bash") == c.List(False, "-bash")
-    assert c.parse_line("LIST -- --weird") == c.List(False, "--weird")
+    assert p.parse_line("LIST") == c.List(False, "")
+    assert p.parse_line("ls --managed") == c.List(True, "")
+    assert p.parse_line("LIST --managed sleep 30") == c.List(True, "sleep 30")
+    assert p.parse_line("LIST -bash") == c.List(False, "-bash")
+    assert p.parse_line("LIST -- --weird") == c.List(False, "--weird")
     with pytest.raises(BadArgument, match="unknown LIST option"):
-        c.parse_line("LIST --frob")
+        p.parse_line("LIST --frob")
 
 
 @pytest.mark.parametrize("text", ["abc", "1.5", "0x10", "1e3", "", "\u0661\u0662", "12a"])
 def test_pids_must_be_decimal_integers(text):
     with pytest.raises(BadArgument, match="decimal integer"):
-        c.parse_pid(text)
+        p.parse_pid(text)
 
 
 def test_pids_keep_their_sign_for_the_policy_to_judge():
-    assert c.parse_pid("007") == 7
-    assert c.parse_pid("-1") == -1
-    assert c.parse_pid("0") == 0
-    assert c.parse_pid("99999999999999999999") == 99999999999999999999
+    assert p.parse_pid("007") == 7
+    assert p.parse_pid("-1") == -1
+    assert p.parse_pid("0") == 0
+    assert p.parse_pid("99999999999999999999") == 99999999999999999999
 
 
 def test_stop_with_and_without_grace():
-    assert c.parse_line("STOP 42") == c.Stop(42, 5.0)
-    assert c.parse_line("kill 42 0.5") == c.Stop(42, 0.5)
-    assert c.parse_line("STOP 42 0") == c.Stop(42, 0.0)
+    assert p.parse_line("STOP 42") == c.Stop(42, 5.0)
+    assert p.parse_line("kill 42 0.5") == c.Stop(42, 0.5)
+    assert p.parse_line("STOP 42 0") == c.Stop(42, 0.0)
     for bad in (
         "STOP",
         "STOP 42 -1",
@@ -144,43 +145,43 @@ def test_stop_with_and_without_grace():
         "STOP 42 99999",
     ):
         with pytest.raises(BadArgument):
-            c.parse_line(bad)
+            p.parse_line(bad)
 
 
 def test_signal_by_name_or_number():
-    assert c.parse_line("SIGNAL 42 HUP") == c.Signal(42, 1)
-    assert c.parse_line("SIGNAL 42 sigusr1") == c.Signal(42, 10)
-    assert c.parse_line("SIGNAL 42 15") == c.Signal(42, 15)
+    assert p.parse_line("SIGNAL 42 HUP") == c.Signal(42, 1)
+    assert p.parse_line("SIGNAL 42 sigusr1") == c.Signal(42, 10)
+    assert p.parse_line("SIGNAL 42 15") == c.Signal(42, 15)
     for bad in ("SIGNAL 42", "SIGNAL 42 FROB", "SIGNAL 42 0", "SIGNAL 42 999", "SIGNAL x HUP"):
         with pytest.raises(BadArgument):
-            c.parse_line(bad)
+            p.parse_line(bad)
 
 
 def test_pause_resume_info_follow():
-    assert c.parse_line("PAUSE 7") == c.Pause(7)
-    assert c.parse_line("RESUME 7") == c.Resume(7)
-    assert c.parse_line("INFO 7") == c.Info(7)
-    assert c.parse_line("FOLLOW 7") == c.Follow(7)
-    assert c.parse_line("UNFOLLOW 7") == c.Unfollow(7)
+    assert p.parse_line("PAUSE 7") == c.Pause(7)
+    assert p.parse_line("RESUME 7") == c.Resume(7)
+    assert p.parse_line("INFO 7") == c.Info(7)
+    assert p.parse_line("FOLLOW 7") == c.Follow(7)
+    assert p.parse_line("UNFOLLOW 7") == c.Unfollow(7)
     with pytest.raises(BadArgument):
-        c.parse_line("PAUSE")
+        p.parse_line("PAUSE")
 
 
 def test_logs_and_history_counts():
-    assert c.parse_line("LOGS 7") == c.Logs(7, 100)
-    assert c.parse_line("LOGS 7 3") == c.Logs(7, 3)
-    assert c.parse_line("HISTORY") == c.History(20)
-    assert c.parse_line("HISTORY 5") == c.History(5)
+    assert p.parse_line("LOGS 7") == c.Logs(7, 100)
+    assert p.parse_line("LOGS 7 3") == c.Logs(7, 3)
+    assert p.parse_line("HISTORY") == c.History(20)
+    assert p.parse_line("HISTORY 5") == c.History(5)
     for bad in ("LOGS 7 -3", "LOGS 7 x", "LOGS 7 100001", "HISTORY -1", "HISTORY 10001"):
         with pytest.raises(BadArgument):
-            c.parse_line(bad)
+            p.parse_line(bad)
 
 
 def test_watch_interval_and_delta():
-    assert c.parse_line("WATCH") == c.Watch(1.0, False)
-    assert c.parse_line("WATCH 2") == c.Watch(2.0, False)
-    assert c.parse_line("WATCH 0.5 --delta") == c.Watch(0.5, True)
-    assert c.parse_line("WATCH --delta") == c.Watch(1.0, True)
+    assert p.parse_line("WATCH") == c.Watch(1.0, False)
+    assert p.parse_line("WATCH 2") == c.Watch(2.0, False)
+    assert p.parse_line("WATCH 0.5 --delta") == c.Watch(0.5, True)
+    assert p.parse_line("WATCH --delta") == c.Watch(1.0, True)
     for bad in (
         "WATCH 0",
         "WATCH 0.01",
@@ -191,13 +192,13 @@ def test_watch_interval_and_delta():
         "WATCH inf",
     ):
         with pytest.raises(BadArgument):
-            c.parse_line(bad)
+            p.parse_line(bad)
 
 
 def test_start_splits_like_a_shell_without_running_one():
-    command = c.parse_line("""START sh -c 'echo "a b"; exit 3' x\\ y""")
+    command = p.parse_line("""START sh -c 'echo "a b"; exit 3' x\\ y""")
     assert command.argv == ("sh", "-c", 'echo "a b"; exit 3', "x y")
-    assert c.parse_line("START echo $HOME `id` ; rm -rf /").argv == (
+    assert p.parse_line("START echo $HOME `id` ; rm -rf /").argv == (
         "echo",
         "$HOME",
         "`id`",
@@ -206,16 +207,16 @@ def test_start_splits_like_a_shell_without_running_one():
         "-rf",
         "/",
     )
-    assert c.parse_line("START echo # not a comment").argv == ("echo", "#", "not", "a", "comment")
+    assert p.parse_line("START echo # not a comment").argv == ("echo", "#", "not", "a", "comment")
 
 
 def test_start_options():
-    command = c.parse_line(
+    command = p.parse_line(
         "START --cwd /tmp --env A=1 --env=B=two\\ words --restart on-failure -- -x --y"
     )
     assert command == c.Start(("-x", "--y"), "/tmp", (("A", "1"), ("B", "two words")), "on-failure")
-    assert c.parse_line("START --restart=ALWAYS true").restart == "always"
-    assert c.parse_line("START --cwd ~ true").cwd.startswith("/")
+    assert p.parse_line("START --restart=ALWAYS true").restart == "always"
+    assert p.parse_line("START --cwd ~ true").cwd.startswith("/")
 
 
 @pytest.mark.parametrize(
@@ -239,17 +240,17 @@ def test_start_options():
 )
 def test_start_errors(line, message):
     with pytest.raises(BadArgument, match=message):
-        c.parse_line(line)
+        p.parse_line(line)
 
 
 def test_redact_hides_tokens_and_environment_values():
-    assert c.redact("auth s3cret") == "AUTH ***"
-    assert c.redact("START --env PASSWORD=hunter2 --env 'X=a b' -- true") == (
+    assert p.redact("auth s3cret") == "AUTH ***"
+    assert p.redact("START --env PASSWORD=hunter2 --env 'X=a b' -- true") == (
         "START --env PASSWORD=*** --env X=*** true"
     )
-    assert c.redact("START 'unbalanced --env A=secret") == "START (unparsable command line)"
-    assert c.redact("kill 12 3") == "STOP 12 3"
-    assert c.redact("s3cret-typed-by-mistake") == "(unknown command)"
+    assert p.redact("START 'unbalanced --env A=secret") == "START (unparsable command line)"
+    assert p.redact("kill 12 3") == "STOP 12 3"
+    assert p.redact("s3cret-typed-by-mistake") == "(unknown command)"
 
 
 def test_error_messages_clip_huge_user_input():
@@ -259,14 +260,14 @@ def test_error_messages_clip_huge_user_input():
 
 
 def test_only_spaces_and_tabs_separate_the_verb_as_in_shlex():
-    assert c.parse_line("START echo \x0c").argv == ("echo", "\x0c")
-    assert c.parse_line("\tSTART\t echo  x \t").argv == ("echo", "x")
-    assert c.parse_line("LIST \x85weird").pattern == "\x85weird"
+    assert p.parse_line("START echo \x0c").argv == ("echo", "\x0c")
+    assert p.parse_line("\tSTART\t echo  x \t").argv == ("echo", "x")
+    assert p.parse_line("LIST \x85weird").pattern == "\x85weird"
     with pytest.raises(UnknownCommand):
-        c.parse_line("\x0cLIST")
+        p.parse_line("\x0cLIST")
 
 
 def test_the_arguments_reach_shlex_untouched():
-    assert c.parse_line("START echo \\ ").argv == ("echo", " ")
-    assert c.parse_line("LIST sleep  \t").pattern == "sleep"
-    assert c.parse_line("STOP 5 ") == c.Stop(5)
+    assert p.parse_line("START echo \\ ").argv == ("echo", " ")
+    assert p.parse_line("LIST sleep  \t").pattern == "sleep"
+    assert p.parse_line("STOP 5 ") == c.Stop(5)
