@@ -13,20 +13,19 @@ import urwid
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from rpm.client import CommandError
-from rpm.rows import command_line
 from rpm.wire import escape_text
-from tui.connection import HostLink, describe_error
+from tui.actions import ProcessActions
+from tui.connection import HostLink
 from tui.detail import DetailView
-from tui.dialogs import ConfirmStop, FilterPrompt, HelpView, LaunchDialog, SignalChooser
+from tui.dialogs import FilterPrompt, HelpView
 from tui.history import History
 from tui.keys import KEYMAP
 from tui.logview import LogView
 from tui.model import ProcessModel
+from tui.statusbar import status_parts
 from tui.table import ProcessWalker, TableBox, header_text
 
 log = Logger()
-LOG_BACKLOG = 200
 ANSWER_SECONDS = 3.0  # an answer stays on the message line at least this long
 
 PALETTE = [
@@ -82,7 +81,9 @@ class Root(urwid.WidgetWrap):
         return None
 
 
-class App:
+class App(ProcessActions):
+    """The window stack (table, a view, a dialog), key routing and redraws."""
+
     def __init__(
         self, reactor, links: list[HostLink], model: ProcessModel, history: History, clock=time.time
     ):
@@ -154,29 +155,7 @@ class App:
             self.view.refresh()
 
     def _status_text(self) -> list:
-        parts: list = []
-        for link in self.links.values():
-            parts += self._link_status(link)
-        if self.model.filter:
-            parts.append(f"  filter: {escape_text(self.model.filter)} ({len(self.model.lines)})")
-        return parts or [""]
-
-    def _link_status(self, link: HostLink) -> list:
-        """One host in the status bar: name, connection state, rows and last update."""
-        parts: list = [" ", escape_text(link.label), " "]
-        if link.state == "connected":
-            updated = time.strftime("%H:%M:%S", time.localtime(link.last_update or 0))
-            count = self.model.count(link.label)
-            return [*parts, ("good", "connected"), f" {count} processes, updated {updated}"]
-        retry = ""
-        if link.retry_at is not None:
-            retry = f", retry in {max(0.0, link.retry_at - self.reactor.seconds()):.0f} s"
-        parts.append(("bad", f"{link.state}{retry}"))
-        if link.problem:
-            parts.append(f" ({escape_text(link.problem)})")
-        if link.label in self.model.stale_hosts:
-            parts.append(("bad", " STALE"))
-        return parts
+        return status_parts(self.links.values(), self.model, self.reactor.seconds())
 
     def say(self, text: str) -> None:
         """Show the outcome of the operator's action."""
@@ -269,27 +248,6 @@ class App:
 
     # -- requests --------------------------------------------------------------------------
 
-    def selection(self):
-        """(link, pid, row) of the selected process, or None (with a message)."""
-        row = self.model.selected_row
-        if row is None:
-            self.say_error("no process selected")
-            return None
-        host, pid = self.model.selected
-        return self.links[host], pid, row
-
-    def send(self, link: HostLink, line: str, on_ok) -> defer.Deferred:
-        """Send a request; show its outcome (or the server's error code and message)."""
-        done = link.command(line)
-        done.addCallbacks(on_ok, self._refused)
-        return done
-
-    def _refused(self, failure) -> None:
-        if failure.check(CommandError):
-            self.say_error(f"{failure.value.code}: {failure.value.message}")
-        else:
-            self.say_error(describe_error(failure.value))
-
     # -- commands --------------------------------------------------------------------------
 
     def cmd_quit(self) -> None:
@@ -327,92 +285,3 @@ class App:
         self.frame.focus_position = "body"
         self.model.set_filter(text)
         self.refresh()
-
-    def cmd_detail(self) -> None:
-        selected = self.selection()
-        if selected is None:
-            return
-        link, pid, _ = selected
-        view = DetailView(self.model, (link.label, pid), self.clock)
-        self.open_view(view)
-        link.command(f"INFO {pid}").addCallbacks(
-            lambda reply: (view.show_info(reply.get("process", {})), self.changed()),
-            lambda failure: (view.show_error(describe_error(failure.value)), self.changed()),
-        )
-
-    def cmd_stop(self) -> None:
-        selected = self.selection()
-        if selected is None:
-            return
-        link, pid, row = selected
-        command = command_line(row.get("name", "?"), row.get("cmdline"))
-
-        def confirmed() -> None:
-            self.close_dialog()
-            self.say(f"stopping {pid}...")
-            self.send(link, f"STOP {pid}", lambda r: self.say(f"{pid} stopped by {r['signal']}"))
-
-        self.open_dialog(ConfirmStop(pid, command, confirmed, self.close_dialog), height=8)
-
-    def cmd_signal(self) -> None:
-        selected = self.selection()
-        if selected is None:
-            return
-        link, pid, _ = selected
-
-        def chosen(name: str) -> None:
-            self.close_dialog()
-            self.send(
-                link, f"SIGNAL {pid} {name}", lambda r: self.say(f"{pid}: sent {r['signal']}")
-            )
-
-        self.open_dialog(SignalChooser(pid, chosen), width=30, height=13)
-
-    def cmd_pause(self) -> None:
-        selected = self.selection()
-        if selected is None:
-            return
-        link, pid, row = selected
-        verb = "RESUME" if row.get("status") == "stopped" else "PAUSE"
-        self.send(link, f"{verb} {pid}", lambda r: self.say(f"{pid} {r['message']}"))
-
-    def cmd_launch(self) -> None:
-        selected = self.model.selected
-        link = self.links.get(selected[0]) if selected else None
-        link = link or next(iter(self.links.values()))
-
-        def submitted(line: str, command: str) -> None:
-            self.history.add(command)
-            self.close_dialog()
-            self.send(link, line, lambda reply: self._launched(link, reply))
-
-        self.open_dialog(LaunchDialog(self.history.entries, link.label, submitted), height=9)
-
-    def _launched(self, link: HostLink, reply: dict) -> None:
-        self.model.select((link.label, reply["pid"]))
-        self.say(f"started pid {reply['pid']} on {link.label}")
-
-    def cmd_logs(self) -> None:
-        selected = self.selection()
-        if selected is None:
-            return
-        link, pid, _ = selected
-        view = LogView((link.label, pid))
-        self.open_view(view)
-
-        def output(event: dict) -> None:
-            if event.get("pid") == pid and self.view is view:
-                view.add(event.get("stream", "stdout"), event.get("line", ""))
-                self.changed()
-
-        def follow() -> None:  # also after a reconnection: start over with the backlog
-            view.clear()
-            view.set_status("following")
-            link.command(f"FOLLOW {pid} {LOG_BACKLOG}").addErrback(refused)
-
-        def refused(failure) -> None:
-            view.set_status(describe_error(failure.value))
-            self._refused(failure)
-
-        link.on_output, link.on_connected = output, follow
-        follow()
