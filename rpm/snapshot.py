@@ -81,60 +81,44 @@ class Snapshot:
             if (row.managed or not managed_only) and (not pattern or matches(row, pattern))
         ]
 
+    def _cached(self, key: tuple, build) -> bytes:
+        data = self._cache.get(key)
+        if data is None:
+            data = self._cache[key] = build()
+        return data
+
+    def _table(self, mode: str, rows: list[bytes], json_opening: bytes, text_head: bytes) -> bytes:
+        """Rows as a JSON object's `processes` (after json_opening) or a header and a body."""
+        if mode == JSON:
+            return b"".join(
+                (json_opening, self.sampled_field, b'"processes":[', b",".join(rows), b"]}", CRLF)
+            )
+        return b"".join((text_head, _HEADER, *rows, _END))
+
     def list_bytes(self, mode: str, managed_only: bool = False, pattern: str = "") -> bytes:
         """The whole LIST reply; cached when unfiltered, since every client asks for that."""
-        key = ("list", mode, managed_only, pattern)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        selected = self._select(mode, managed_only, pattern)
-        if mode == JSON:
-            data = b"".join(
-                (
-                    b'{"ok":true,',
-                    self.sampled_field,
-                    b'"processes":[',
-                    b",".join(selected),
-                    b"]}",
-                    CRLF,
-                )
-            )
-        else:
-            data = b"".join((ok_line(f"{len(selected)} processes"), _HEADER, *selected, _END))
-        if not managed_only and not pattern:
-            self._cache[key] = data
-        return data
+
+        def build() -> bytes:
+            rows = self._select(mode, managed_only, pattern)
+            return self._table(mode, rows, b'{"ok":true,', ok_line(f"{len(rows)} processes"))
+
+        if managed_only or pattern:
+            return build()
+        return self._cached(("list", mode), build)
 
     def table_event(self, mode: str) -> bytes:
         """The WATCH `table` event carrying the whole table."""
-        key = ("table", mode)
-        cached = self._cache.get(key)
-        if cached is None:
-            rendered = self.rendered_rows(mode)
-            if mode == JSON:
-                cached = b"".join(
-                    (
-                        b'{"event":"table",',
-                        self.sampled_field,
-                        b'"processes":[',
-                        b",".join(rendered),
-                        b"]}",
-                        CRLF,
-                    )
-                )
-            else:
-                head = text_line(f"* table {len(rendered)} processes")
-                cached = b"".join((head, _HEADER, *rendered, _END))
-            self._cache[key] = cached
-        return cached
+
+        def build() -> bytes:
+            rows = self.rendered_rows(mode)
+            head = text_line(f"* table {len(rows)} processes")
+            return self._table(mode, rows, b'{"event":"table",', head)
+
+        return self._cached(("table", mode), build)
 
     def delta_event(self, since: Snapshot, mode: str) -> bytes:
         """The WATCH --delta `delta` event: rows added, changed and removed since `since`."""
-        key = ("delta", since.seq, mode)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._cache[key] = _render_delta(since, self, mode)
-        return cached
+        return self._cached(("delta", since.seq, mode), lambda: _render_delta(since, self, mode))
 
     def children_of(self, pid: int) -> list[int]:
         """Pids whose parent is pid, from this snapshot."""
