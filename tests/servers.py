@@ -43,10 +43,14 @@ def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 20.0) 
 
 
 class ServerProcess:
-    """A running `twistd rpm`: its process, port and state directory."""
+    """A running `twistd rpm`: its process, first listening address and state directory."""
 
-    def __init__(self, process: subprocess.Popen, port: int, state_dir: Path):
-        self.process, self.port, self.state_dir = process, port, state_dir
+    def __init__(self, process: subprocess.Popen, address: str, state_dir: Path, log: Path):
+        self.process, self.address, self.state_dir, self.log = process, address, state_dir, log
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
 
     @property
     def token(self) -> str:
@@ -84,11 +88,15 @@ class ServerRunner:
         port: int = 0,
         state_dir: Path | None = None,
         env: dict | None = None,
+        prefix: tuple = (),
     ) -> ServerProcess:
+        """Start a server (`prefix` goes before the command, as setpriv would) and wait until it
+        listens; `runner[0]` is found beside this Python unless it is an absolute path."""
         count = len(self.started)
         state_dir = state_dir or self.directory / f"state{count}"
         port_file = self.directory / f"port{count}"
         command = [
+            *prefix,
             str(BIN / runner[0]),
             *runner[1:],
             "rpm",
@@ -100,20 +108,22 @@ class ServerRunner:
             str(port_file),
             *extra,
         ]
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=self.directory,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        log = self.directory / f"server{count}.log"  # a pipe nobody reads would fill up
+        with open(log, "w") as output:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                cwd=self.directory,
+                stdout=output,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
         self.started.append(process)
         if state_dir not in self.state_dirs:
             self.state_dirs.append(state_dir)
-        where = wait_for_file(port_file, process).splitlines()[0]
-        return ServerProcess(process, int(where.rsplit(":", 1)[1]), state_dir)
+        address = wait_for_file(port_file, process).splitlines()[0]
+        return ServerProcess(process, address, state_dir, log)
 
     def stop_all(self) -> None:
         """Stop every server, then kill what they left running (managed processes outlive
@@ -128,3 +138,9 @@ class ServerRunner:
                     process.wait(timeout=10)
         for state_dir in self.state_dirs:
             kill_managed(state_dir)
+
+
+def run_tui_once(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run rpm-tui for a case where it must stop before taking the screen."""
+    command = [str(BIN / "rpm-tui"), *args, "--log-file", str(log_dir / "tui.log")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)

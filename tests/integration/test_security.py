@@ -19,7 +19,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from rpm.client import connect as client_connect
 from rpm.client import parse_address
 from tests.certs import make_certificates
-from tests.servers import BIN
+from tests.servers import run_tui_once
 from tests.support import LineClient, connect, pid_alive, sleep, wait_for
 
 
@@ -29,6 +29,12 @@ async def start(client, command: str) -> int:
     return int(reply.split()[1])
 
 
+def tls_listener(certificates) -> str:
+    return (
+        f"ssl:0:privateKey={certificates['key']}:certKey={certificates['cert']}:interface=127.0.0.1"
+    )
+
+
 @pytest.fixture
 def certificates(tmp_path):
     return make_certificates(tmp_path)
@@ -36,9 +42,7 @@ def certificates(tmp_path):
 
 @pytest.fixture
 def tls_server(make_server, certificates):
-    listen = (
-        f"ssl:0:privateKey={certificates['key']}:certKey={certificates['cert']}:interface=127.0.0.1"
-    )
+    listen = tls_listener(certificates)
     return make_server(listen=[listen])
 
 
@@ -246,9 +250,7 @@ async def test_control_characters_from_processes_never_reach_a_text_client_raw(s
 
 
 def test_the_tui_connects_over_tls_verifying_the_certificate(run_server, certificates, terminal):
-    listen = (
-        f"ssl:0:privateKey={certificates['key']}:certKey={certificates['cert']}:interface=127.0.0.1"
-    )
+    listen = tls_listener(certificates)
     server = run_server("--listen", listen)
     tui = terminal(
         f"tls://localhost:{server.port}",
@@ -263,17 +265,9 @@ def test_the_tui_connects_over_tls_verifying_the_certificate(run_server, certifi
 
 
 def test_the_tui_refuses_an_unverified_server(run_server, certificates, tmp_path):
-    listen = (
-        f"ssl:0:privateKey={certificates['key']}:certKey={certificates['cert']}:interface=127.0.0.1"
-    )
+    listen = tls_listener(certificates)
     server = run_server("--listen", listen)
-    result = subprocess.run(
-        [str(BIN / "rpm-tui"), f"tls://localhost:{server.port}", "--log-file", str(tmp_path / "l")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_tui_once(tmp_path, f"tls://localhost:{server.port}")
     assert result.returncode == 1
     assert result.stderr.startswith(f"rpm-tui: cannot reach tls://localhost:{server.port}: ")
-    assert "certificate" in result.stderr.lower() or "verify" in result.stderr.lower()
+    assert "certificate verify failed" in result.stderr

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
-from tests.servers import BIN, talk
+from tests.servers import run_tui_once, talk
 from tests.support import pid_alive
 
 
@@ -88,13 +87,7 @@ def test_an_unreachable_server_is_reported_before_the_screen_is_taken(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     started = time.monotonic()
-    result = subprocess.run(
-        [str(BIN / "rpm-tui"), f"127.0.0.1:{port}", "--log-file", str(tmp_path / "log")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_tui_once(tmp_path, f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"rpm-tui: cannot reach 127.0.0.1:{port}: Connection was "
@@ -105,13 +98,7 @@ def test_an_unreachable_server_is_reported_before_the_screen_is_taken(tmp_path):
 
 @pytest.mark.parametrize("address", ["nohost:99999", "tls://:x", "unix:"])
 def test_bad_addresses_are_one_line_errors(address, tmp_path):
-    result = subprocess.run(
-        [str(BIN / "rpm-tui"), address, "--log-file", str(tmp_path / "l")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_tui_once(tmp_path, address)
     assert result.returncode == 1
     assert result.stderr.startswith("rpm-tui: ") and result.stderr.count("\n") == 1
 

@@ -4,47 +4,65 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.servers import BIN, PROJECT, talk, wait_for_file
+from tests.servers import BIN, PROJECT, ServerRunner, talk
+
+OPTIONS = (
+    "--port",
+    "--interface",
+    "--listen",
+    "--state-dir",
+    "--token-file",
+    "--no-auth",
+    "--insecure",
+    "--signal-scope",
+    "--idle-timeout",
+    "--max-managed",
+)
 
 
 def run_cli(*args: str, cwd="/", timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run one of the installed commands to completion."""
+    command = [str(BIN / args[0]), *args[1:]]
     return subprocess.run(
-        [str(BIN / args[0]), *args[1:]],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def start_rpm(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
+    """`twistd -n rpm` with options that should stop it at once."""
+    return run_cli(
+        "twistd",
+        "-n",
+        "--pidfile=",
+        "rpm",
+        "--state-dir",
+        str(tmp_path / "s"),
+        *options,
+        cwd=tmp_path,
+    )
+
+
+def listed(twistd_help: str) -> bool:
+    return any(line.split()[:1] == ["rpm"] for line in twistd_help.splitlines())
 
 
 def test_twistd_lists_the_plugin_from_the_installed_package():
     result = run_cli("twistd", "--help")
-    assert result.returncode == 0
-    assert any(line.split()[:1] == ["rpm"] for line in result.stdout.splitlines()), result.stdout
+    assert result.returncode == 0 and listed(result.stdout), result.stdout
     usage = run_cli("twistd", "rpm", "--help").stdout
-    for option in (
-        "--port",
-        "--interface",
-        "--listen",
-        "--state-dir",
-        "--token-file",
-        "--no-auth",
-        "--insecure",
-        "--signal-scope",
-        "--idle-timeout",
-        "--max-managed",
-    ):
-        assert option in usage
+    assert all(option in usage for option in OPTIONS)
 
 
 def test_twistd_rpm_serves_and_stops_on_sigterm_leaving_children_running(run_server):
@@ -59,7 +77,7 @@ def test_twistd_rpm_serves_and_stops_on_sigterm_leaving_children_running(run_ser
         os.killpg(server.process.pid, signal.SIGTERM)
         # Twisted shuts down cleanly, then re-raises the signal so the exit status says why.
         assert server.process.wait(timeout=10) in (0, -signal.SIGTERM)
-        log = server.process.stdout.read()
+        log = server.log.read_text()
         assert "Main loop terminated." in log
         assert Path(f"/proc/{pid}").exists(), "the managed process outlives the server"
         assert server.token not in log
@@ -84,9 +102,7 @@ def test_twist_runs_the_same_plugin(run_server):
     ],
 )
 def test_bad_options_end_with_one_line_and_a_failure_status(tmp_path, args, message):
-    result = run_cli(
-        "twistd", "-n", "--pidfile=", "rpm", "--state-dir", str(tmp_path / "s"), *args, cwd=tmp_path
-    )
+    result = start_rpm(tmp_path, *args)
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert message in result.stderr
@@ -97,17 +113,7 @@ def test_a_port_in_use_ends_the_server_with_a_clear_message(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(
-            "twistd",
-            "-n",
-            "--pidfile=",
-            "rpm",
-            "--port",
-            str(port),
-            "--state-dir",
-            str(tmp_path / "s"),
-            cwd=tmp_path,
-        )
+        result = start_rpm(tmp_path, "--port", str(port))
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr
     assert result.stderr.strip().count("\n") == 0
@@ -117,17 +123,7 @@ def test_an_exposed_token_file_is_refused_at_start(tmp_path):
     token = tmp_path / "token"
     token.write_text("x" * 40)
     token.chmod(0o644)
-    result = run_cli(
-        "twistd",
-        "-n",
-        "--pidfile=",
-        "rpm",
-        "--token-file",
-        str(token),
-        "--state-dir",
-        str(tmp_path / "s"),
-        cwd=tmp_path,
-    )
+    result = start_rpm(tmp_path, "--token-file", str(token))
     assert result.returncode != 0
     assert "readable by group or others" in result.stderr and "chmod 600" in result.stderr
 
@@ -167,25 +163,23 @@ def test_make_run_serves_on_5002(tmp_path):
 def wheel_venv(tmp_path_factory):
     """rpm built as a wheel and installed (not editable) into a fresh virtual environment."""
     root = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(PROJECT)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=120)
-    wheel = next((root / "dist").glob("remote_process_manager-*.whl"))
-    subprocess.run(
-        [str(root / "venv/bin/pip"), "install", "-q", str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=600,
+
+    def run(*command):
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+
+    run(str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(PROJECT))
+    run(sys.executable, "-m", "venv", str(root / "venv"))
+    run(
+        str(root / "venv/bin/pip"),
+        "install",
+        "-q",
+        str(next((root / "dist").glob("remote_process_manager-*.whl"))),
     )
     return root / "venv/bin"
 
 
-def test_a_wheel_install_provides_the_plugin_and_the_tui(wheel_venv, tmp_path):
-    listed = subprocess.run(
+def test_a_wheel_install_provides_the_plugin_and_the_tui(wheel_venv, server_runner):
+    help_text = subprocess.run(
         [str(wheel_venv / "twistd"), "--help"],
         cwd="/",
         capture_output=True,
@@ -193,131 +187,53 @@ def test_a_wheel_install_provides_the_plugin_and_the_tui(wheel_venv, tmp_path):
         timeout=60,
         check=True,
     ).stdout
-    assert any(line.split()[:1] == ["rpm"] for line in listed.splitlines())
+    assert listed(help_text)
     assert (wheel_venv / "rpm-tui").exists()
-    port_file = tmp_path / "port"
-    process = subprocess.Popen(
-        [
-            str(wheel_venv / "twistd"),
-            "-n",
-            "--pidfile=",
-            "rpm",
-            "--port",
-            "0",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--port-file",
-            str(port_file),
-        ],
-        cwd="/",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        port = int(wait_for_file(port_file, process).split(":")[-1])
-        assert talk(port, "PING", "EXIT")[1] == "OK pong"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+    server = server_runner.run(runner=(str(wheel_venv / "twistd"), "-n", "--pidfile="))
+    assert talk(server.port, "PING", "EXIT")[1] == "OK pong"
 
 
 @pytest.fixture
-def nobody_dir():
-    """A scratch directory the unprivileged user `nobody` owns (removed afterwards)."""
-    import pwd
-    import shutil
-    import tempfile
-
+def nobody_runner():
+    """Runs servers as the unprivileged user `nobody`, in a directory it owns."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run a server as another user")
     user = pwd.getpwnam("nobody")
     path = Path(tempfile.mkdtemp(prefix="rpm-nobody-"))
     path.chmod(0o755)
     os.chown(path, user.pw_uid, user.pw_gid)
-    yield path
+    runner = ServerRunner(path)
+    yield runner
+    runner.stop_all()
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_an_unprivileged_server_reports_what_the_system_refuses(nobody_dir, spawned):
+def test_an_unprivileged_server_reports_what_the_system_refuses(nobody_runner, spawned):
     root_owned = subprocess.Popen(["sleep", "300"])
     spawned.append(root_owned.pid)
-    port_file = nobody_dir / "port"
-    command = [
-        "setpriv",
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        str(BIN / "twistd"),
-        "-n",
-        "--pidfile=",
-        "rpm",
-        "--port",
-        "0",
-        "--state-dir",
-        str(nobody_dir / "state"),
-        "--port-file",
-        str(port_file),
-    ]
-    server = subprocess.Popen(
-        command,
-        cwd=nobody_dir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    setpriv = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+    server = nobody_runner.run(prefix=setpriv)
+    lines = talk(
+        server.port,
+        f"AUTH {server.token}",
+        f"STOP {root_owned.pid}",
+        f"SIGNAL {root_owned.pid} HUP",
+        "START sleep 300",
+        "EXIT",
     )
-    try:
-        port = int(wait_for_file(port_file, server).split(":")[-1])
-        token = (nobody_dir / "state/token").read_text().strip()
-        lines = talk(
-            port,
-            f"AUTH {token}",
-            f"STOP {root_owned.pid}",
-            f"SIGNAL {root_owned.pid} HUP",
-            "START sleep 300",
-            "EXIT",
-        )
-        assert lines[2].startswith("ERR not-permitted"), lines
-        assert lines[3].startswith("ERR not-permitted"), lines
-        started = int(lines[4].split()[1])
-        spawned.append(started)
-        assert Path(f"/proc/{started}").stat().st_uid == 65534
-        assert root_owned.poll() is None
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
+    assert lines[2].startswith("ERR not-permitted"), lines
+    assert lines[3].startswith("ERR not-permitted"), lines
+    started = int(lines[4].split()[1])
+    assert Path(f"/proc/{started}").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    assert root_owned.poll() is None
 
 
-def test_a_unix_socket_listener_is_private_and_serves_local_reads(tmp_path):
-    import shutil
-    import tempfile
-
+def test_a_unix_socket_listener_is_private_and_serves_local_reads(server_runner):
     short = Path(tempfile.mkdtemp(prefix="rpm-", dir="/tmp"))  # socket paths must be short
     socket_path = short / "rpm.sock"
-    port_file = tmp_path / "port"
-    process = subprocess.Popen(
-        [
-            str(BIN / "twistd"),
-            "-n",
-            "--pidfile=",
-            "rpm",
-            "--listen",
-            f"unix:{socket_path}",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--port-file",
-            str(port_file),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
     try:
-        assert wait_for_file(port_file, process).strip() == str(socket_path)
+        server = server_runner.run("--listen", f"unix:{socket_path}")
+        assert server.address == str(socket_path)
         assert socket_path.stat().st_mode & 0o777 == 0o600
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(str(socket_path))
@@ -328,6 +244,5 @@ def test_a_unix_socket_listener_is_private_and_serves_local_reads(tmp_path):
         lines = data.decode().split("\r\n")
         assert lines[0].startswith("OK rpm ") and lines[1] == "OK 0 processes"
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+        server_runner.stop_all()
         shutil.rmtree(short, ignore_errors=True)
