@@ -105,6 +105,8 @@ class RPMService(service.Service):
 
     @defer.inlineCallbacks
     def stopService(self):
+        if not self.running:  # stopping twice (shutdown racing a test's teardown) is harmless
+            return
         super().stopService()
         yield defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in self.ports])
         self.ports = []

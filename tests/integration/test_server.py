@@ -280,3 +280,14 @@ async def test_follow_streams_new_output_after_an_optional_backlog(server):
     assert await client.request(f"UNFOLLOW {pid}") == f"OK not following {pid}"
     assert (await client.request(f"UNFOLLOW {pid}")).startswith("ERR bad-argument")
     assert (await client.request(f"FOLLOW {os.getpid()}")).startswith("ERR not-managed")
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_the_service_twice_is_harmless(make_server):
+    server = make_server(stop_children_on_exit=True)
+    client = await connect(server.port, server.token)
+    pid = await start(client, "sleep 300")
+    client.transport.loseConnection()
+    await server.service.stopService()
+    assert not pid_alive(pid)
+    await server.service.stopService()  # its thread pool would raise AlreadyQuit
