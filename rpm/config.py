@@ -165,19 +165,23 @@ def _number(options, name: str, low: float, cast=int):
     return value
 
 
-def build_config(options) -> ServerConfig:
-    """Check the parsed command-line options and turn them into a ServerConfig."""
-    insecure = bool(options["insecure"])
+def _listeners(options, insecure: bool) -> list[str]:
+    """--listen descriptions, or the one --port and --interface make; checked for safety."""
     listen = list(options["listen"])
     if not listen:
         port = _number(options, "port", 0)
         if port > 65535:
             raise ConfigError(f"--port must be from 0 to 65535, got {port}")
         interface = options["interface"].replace(":", "\\:")
-        listen = [
-            f"{'tcp6' if ':' in options['interface'] else 'tcp'}:{port}:interface={interface}"
-        ]
-    listen = [check_listener(description, insecure) for description in listen]
+        kind = "tcp6" if ":" in options["interface"] else "tcp"
+        listen = [f"{kind}:{port}:interface={interface}"]
+    return [check_listener(description, insecure) for description in listen]
+
+
+def build_config(options) -> ServerConfig:
+    """Check the parsed command-line options and turn them into a ServerConfig."""
+    insecure = bool(options["insecure"])
+    listen = _listeners(options, insecure)
     if options["no-auth"] and not insecure and not all(map(is_local_listener, listen)):
         raise ConfigError(
             "refusing --no-auth on a listener other machines can reach: anyone "

@@ -27,15 +27,10 @@ def tui_state_dir() -> str:
 DEFAULT_LOG = os.path.join(tui_state_dir(), "rpm-tui.log")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def help_epilog() -> str:
+    """What --help says after the options: addresses, the token, keys, logs, exit status."""
     keys = "\n".join(f"  {keys:<24} {text}" for keys, text in help_lines())
-    parser = argparse.ArgumentParser(
-        prog="rpm-tui",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="A live, full-screen table of the processes of machines running rpm "
-        "servers: sort, filter, tree view, details, launch, stop, signal, pause and read "
-        "the output of programs.",
-        epilog=f"""hosts:
+    return f"""hosts:
   HOST[:PORT]              plain TCP (default 127.0.0.1:5002; the port defaults to 5002)
   [IPv6]:PORT              an IPv6 address
   tls://HOST:PORT          TLS, verifying the server's certificate (see --ca)
@@ -51,7 +46,17 @@ keys:
 
 Unexpected errors go to the log file ({DEFAULT_LOG} unless --log-file),
 never to the screen. Exit status: 0 after q; 1 if a server cannot be reached at start
-(without --wait) or an argument is wrong.""",
+(without --wait) or an argument is wrong."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="rpm-tui",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A live, full-screen table of the processes of machines running rpm "
+        "servers: sort, filter, tree view, details, launch, stop, signal, pause and read "
+        "the output of programs.",
+        epilog=help_epilog(),
     )
     parser.add_argument("hosts", nargs="*", metavar="HOST[:PORT]", help="servers to show")
     parser.add_argument("--token-file", metavar="FILE", help="file holding the server token")
