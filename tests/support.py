@@ -106,6 +106,13 @@ async def connect(port: int, token: str | None = None, host: str = "127.0.0.1") 
     return client
 
 
+async def start(client, command: str) -> int:
+    """START command through client; return the new pid, failing on any other reply."""
+    reply = await client.request(f"START {command}")
+    assert reply.startswith("OK ") and reply.endswith(" started"), reply
+    return int(reply.split()[1])
+
+
 async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
 

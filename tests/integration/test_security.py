@@ -20,13 +20,7 @@ from rpm.client import connect as client_connect
 from rpm.client import parse_address
 from tests.certs import make_certificates
 from tests.servers import run_tui_once
-from tests.support import LineClient, connect, pid_alive, sleep, wait_for
-
-
-async def start(client, command: str) -> int:
-    reply = await client.request(f"START {command}")
-    assert reply.endswith(" started"), reply
-    return int(reply.split()[1])
+from tests.support import LineClient, connect, pid_alive, sleep, start, wait_for
 
 
 def tls_listener(certificates) -> str:

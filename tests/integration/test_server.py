@@ -8,7 +8,7 @@ import subprocess
 import psutil
 import pytest_twisted
 
-from tests.support import connect, pid_alive, sleep, wait_for
+from tests.support import connect, pid_alive, sleep, start, wait_for
 
 ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed"}
 
@@ -18,10 +18,11 @@ def read_log(server, managed_id: int, stream: str = "out") -> str:
         return log.read()
 
 
-async def start(client, command: str) -> int:
-    reply = await client.request(f"START {command}")
-    assert reply.startswith("OK ") and reply.endswith(" started"), reply
-    return int(reply.split()[1])
+async def start_script(client, server, script: str, marker: str) -> int:
+    """Start `sh -c script` as managed process 1 and wait until its log shows marker."""
+    pid = await start(client, f"sh -c {json.dumps(script)}")
+    await wait_for(lambda: marker in read_log(server, 1))
+    return pid
 
 
 async def listed_pids(client, args: str = "") -> list[int]:
@@ -84,8 +85,7 @@ async def test_a_grandchild_that_ignores_sigterm_is_killed_too(server):
 async def test_signal_pause_resume_and_logs(server):
     client = await connect(server.port, server.token)
     script = "trap 'echo got HUP' HUP; echo ready; while :; do sleep 0.05; done"
-    pid = await start(client, f"sh -c {json.dumps(script)}")
-    await wait_for(lambda: "ready" in read_log(server, 1))
+    pid = await start_script(client, server, script, "ready")
     assert await client.request(f"SIGNAL {pid} HUP") == f"OK {pid} sent SIGHUP"
     assert await client.request(f"PAUSE {pid}") == f"OK {pid} paused"
     await wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED)
@@ -270,8 +270,7 @@ async def test_managed_processes_outlive_a_server_stop(make_server, tmp_path):
 async def test_follow_streams_new_output_after_an_optional_backlog(server):
     client = await connect(server.port, server.token)
     script = "echo one; echo two >&2; sleep 1; echo three; sleep 300"
-    pid = await start(client, f"sh -c {json.dumps(script)}")
-    await wait_for(lambda: "one" in read_log(server, 1))
+    pid = await start_script(client, server, script, "one")
     await sleep(0.3)
     assert await client.request(f"FOLLOW {pid} 5") == f"OK following {pid}"
     assert (await client.line()) == f"* output {pid} stdout one"
