@@ -75,14 +75,16 @@ async def test_a_watcher_that_stops_reading_is_sent_one_table_not_a_queue(make_s
         for _ in range(10):  # a few more seconds of ticks: nothing piles up
             await sleep(0.3)
             queued.append(len(connection.transport.dataBuffer) + connection.transport._tempDataLen)
-        # Twisted pauses its producer past 64 KiB buffered; after that nothing is added.
-        assert len(set(queued)) == 1, f"the queue grew while blocked: {queued}"
-        assert queued[0] <= 64 * 1024 + 2 * table
+        # Twisted pauses its producer past 64 KiB buffered. The kernel may still take the
+        # whole buffer (its send buffer grows), and then exactly one newer table follows:
+        # the buffer stays within one table of the limit instead of growing tick by tick.
+        bound = 64 * 1024 + 2 * table  # tables differ by a few rows as host processes come and go
+        assert max(queued) <= bound, f"the queue grew while blocked: {queued}"
         assert connection.watcher._due, "the newest table is held back for when it drains"
         reader.setblocking(False)
         received = b""
         deadline = time.monotonic() + 10
-        while connection.write_blocked or len(received) < queued[0]:
+        while connection.write_blocked or len(received) < queued[-1]:
             await sleep(0.05)
             with contextlib.suppress(BlockingIOError):
                 received += reader.recv(1 << 20)
