@@ -69,6 +69,8 @@ async def test_a_watcher_that_stops_reading_is_sent_one_table_not_a_queue(make_s
         reader.sendall(b"WATCH 0.1\n")
         await wait_for(lambda: server.core.watching, timeout=5)
         connection = next(iter(server.core.watching))
+        # a fixed send buffer: the kernel's auto-tuned one takes tens of seconds to fill
+        connection.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         await wait_for(lambda: connection.write_blocked, timeout=30)
         table = len(server.core.sampler.latest.table_event("text"))
         queued = []
@@ -76,11 +78,12 @@ async def test_a_watcher_that_stops_reading_is_sent_one_table_not_a_queue(make_s
             await sleep(0.3)
             queued.append(len(connection.transport.dataBuffer) + connection.transport._tempDataLen)
         # Twisted pauses its producer past 64 KiB buffered. The kernel may still take the
-        # whole buffer (its send buffer grows), and then exactly one newer table follows:
-        # the buffer stays within one table of the limit instead of growing tick by tick.
+        # whole buffer (its send buffer grows); the watcher then refills it with newer tables
+        # up to the limit and no further, instead of growing tick by tick.
         bound = 64 * 1024 + 2 * table  # tables differ by a few rows as host processes come and go
         assert max(queued) <= bound, f"the queue grew while blocked: {queued}"
-        assert connection.watcher._due, "the newest table is held back for when it drains"
+        # the newest table is held back for when it drains
+        await wait_for(lambda: connection.write_blocked and connection.watcher._due, timeout=5)
         reader.setblocking(False)
         received = b""
         deadline = time.monotonic() + 10
