@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import psutil
 import pytest_twisted
@@ -84,8 +85,15 @@ async def test_a_grandchild_that_ignores_sigterm_is_killed_too(server):
 @pytest_twisted.ensureDeferred
 async def test_signal_pause_resume_and_logs(server):
     client = await connect(server.port, server.token)
-    script = "trap 'echo got HUP' HUP; echo ready; while :; do sleep 0.05; done"
-    pid = await start_script(client, server, script, "ready")
+    # A program that never forks: a shell looping on `sleep` can be caught by SIGSTOP inside
+    # vfork, its child stopped before exec and itself waiting on it, never "stopped".
+    program = (
+        "import signal, time; "
+        "signal.signal(signal.SIGHUP, lambda *_: print('got HUP', flush=True)); "
+        "print('ready', flush=True); "
+        "[time.sleep(0.05) for _ in iter(int, 1)]"
+    )
+    pid = await start_script(client, server, f'exec {sys.executable} -c "{program}"', "ready")
     assert await client.request(f"SIGNAL {pid} HUP") == f"OK {pid} sent SIGHUP"
     assert await client.request(f"PAUSE {pid}") == f"OK {pid} paused"
     await wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED)
