@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -17,10 +21,20 @@ class Tmux:
         if shutil.which("tmux") is None:
             pytest.skip("tmux is not installed (.ci/run installs it)")
         self.socket = f"rpm-test-{uuid.uuid4().hex[:12]}"
+        self._scratch = tempfile.mkdtemp(prefix="rpm-tmux-")
+        self._status = os.path.join(self._scratch, "status")
         environment = " ".join(f"{key}={value}" for key, value in (env or {}).items())
-        shell = f"{environment} {subprocess.list2cmdline(command)}".strip()
-        self._tmux("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height), shell)
-        self._tmux("set-option", "-t", "main", "remain-on-exit", "on")
+        program = f"{environment} {subprocess.list2cmdline(command)}".strip()
+        # The shell reaps the program and writes its status: tmux can mark a pane dead long
+        # before it reaps the process (tmux/tmux#4841), leaving the status unknown meanwhile.
+        shell = f"{program}; echo $? > {shlex.quote(self._status)}"
+        try:
+            size = ("-x", str(width), "-y", str(height))
+            self._tmux("new-session", "-d", "-s", "main", *size, shell)
+            self._tmux("set-option", "-t", "main", "remain-on-exit", "on")
+        except BaseException:
+            self.close()
+            raise
 
     def _tmux(self, *args: str) -> str:
         result = subprocess.run(
@@ -60,16 +74,16 @@ class Tmux:
         """The program's exit status once it ended (-N if a signal N killed it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            fields = "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}"
-            dead, status, killer = (
-                self._tmux("display-message", "-p", "-t", "main", fields).rstrip("\n").split(" ")
-            )
-            if dead == "1" and (status or killer):  # tmux sees the pty close before the reap
-                return int(status) if status else -int(killer)
+            with contextlib.suppress(FileNotFoundError), open(self._status) as status_file:
+                status = status_file.read()
+                if status.endswith("\n"):
+                    code = int(status)
+                    return 128 - code if code > 128 else code  # the shell's 128+N for signal N
             time.sleep(0.1)
-        raise AssertionError("the program did not exit")
+        raise AssertionError(f"the program did not exit; screen:\n{self.screen()}")
 
     def close(self) -> None:
         subprocess.run(
             ["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10, check=False
         )
+        shutil.rmtree(self._scratch, ignore_errors=True)
