@@ -73,10 +73,6 @@ class Follower:
             )
 
 
-def in_worker_thread(function, *args):
-    return threads.deferToThread(function, *args)
-
-
 @dataclass
 class _Watched:
     """What the watcher knows of one program's output files."""
@@ -96,7 +92,7 @@ class LogWatcher:
         logfiles: LogFiles,
         interval: float = 0.25,
         max_bytes: int = DEFAULT_MAX_BYTES,
-        run: Callable = in_worker_thread,
+        run: Callable = threads.deferToThread,
     ):
         self._reactor = reactor
         self.logfiles = logfiles

@@ -22,10 +22,6 @@ from rpm.snapshot import Renderers, Snapshot
 log = Logger()
 
 
-def in_worker_thread(function, *args) -> Deferred:
-    return threads.deferToThread(function, *args)
-
-
 class Sampler:
     """Keeps `latest`, a Snapshot no older than max_age whenever someone is asking."""
 
@@ -34,7 +30,7 @@ class Sampler:
         reactor,
         scan: Callable[[frozenset], list[Row]],
         managed_keys: Callable[[], frozenset],
-        run: Callable[..., Deferred] = in_worker_thread,
+        run: Callable[..., Deferred] = threads.deferToThread,
         period: float = 0.5,
         max_age: float = 1.0,
         linger: float = 10.0,
