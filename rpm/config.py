@@ -9,6 +9,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from rpm.logwatch import DEFAULT_MAX_BYTES
 from rpm.policy import SCOPES
 from rpm.statedir import check_state_dir, default_state_dir
 
@@ -35,7 +36,7 @@ class ServerConfig:
     max_connections_per_peer: int = 100
     stop_children_on_exit: bool = False
     port_file: str | None = None
-    log_max_bytes: int = 10 * 1024 * 1024
+    log_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def split_description(description: str) -> tuple[str, list[str], dict[str, str]]:

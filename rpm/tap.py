@@ -15,6 +15,7 @@ from twisted.python import usage
 from rpm import __version__
 from rpm.auth import TokenError, load_token
 from rpm.config import ConfigError, ServerConfig, build_config, probe_port
+from rpm.logwatch import DEFAULT_MAX_BYTES
 from rpm.statedir import prepare_state_dir
 from rpm.store import Store
 
@@ -70,7 +71,7 @@ class Options(usage.Options):
         [
             "log-max-bytes",
             None,
-            str(10 * 1024 * 1024),
+            str(DEFAULT_MAX_BYTES),
             "size cap of each managed process's stdout and of its stderr; past it, older output "
             "moves to a .1 file of the same size",
         ],
