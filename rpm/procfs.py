@@ -66,7 +66,12 @@ def read_stat(pid: int) -> tuple[str, list[bytes]] | None:
 def start_time(pid: int) -> float | None:
     """The process's start time exactly as psutil's create_time() gives it."""
     stat = read_stat(pid)
-    return None if stat is None else boot_time() + int(stat[1][19]) / CLOCK_TICKS
+    return None if stat is None else start_time_of(stat[1])
+
+
+def start_time_of(fields: list[bytes]) -> float:
+    """The start time in the fields read_stat gives, as psutil's create_time() computes it."""
+    return boot_time() + int(fields[19]) / CLOCK_TICKS
 
 
 def _read_text(path: str) -> bytes | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import psutil
 from twisted.logger import Logger
 
+from rpm import procfs
 from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.policy import same_start, start_time
 from rpm.signames import signal_name
@@ -95,13 +96,15 @@ def process_gone(pid: int, started: float) -> bool:
 def zombie_exit_status(pid: int, started: float) -> tuple[int | None, int | None] | None:
     """(exit code, signal) of an exited process that its parent has not reaped yet (Linux
     keeps the status in /proc/<pid>/stat until then); None when it cannot be known."""
+    stat = procfs.read_stat(pid)
+    if stat is None:
+        return None
+    fields = stat[1]
     try:
-        proc = psutil.Process(pid)
-        if proc.status() != psutil.STATUS_ZOMBIE or not same_start(proc.create_time(), started):
+        if fields[0] != b"Z" or not same_start(procfs.start_time_of(fields), started):
             return None
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            status = int(stat.read().rsplit(b")", 1)[1].split()[49])
-    except (psutil.Error, OSError, IndexError, ValueError):
+        status = int(fields[49])
+    except (IndexError, ValueError):
         return None
     if os.WIFSIGNALED(status):
         return None, os.WTERMSIG(status)

@@ -1,0 +1,48 @@
+"""Reading what became of a process this server is not the parent of."""
+
+import signal
+import subprocess
+import time
+
+import psutil
+
+from rpm.signalling import zombie_exit_status
+from tests.support import pid_alive
+
+
+def unreaped(command: list[str], spawned, kill: int | None = None) -> subprocess.Popen:
+    """Our child, ended (by kill, if given) and left a zombie: not waited for yet."""
+    child = subprocess.Popen(command)
+    spawned.append(child.pid)
+    if kill is not None:
+        child.send_signal(kill)
+    deadline = time.monotonic() + 10
+    while pid_alive(child.pid):
+        assert time.monotonic() < deadline, "the child did not end"
+        time.sleep(0.02)
+    return child
+
+
+def test_the_exit_status_of_an_unreaped_process_is_read(spawned):
+    exited = unreaped(["sh", "-c", "exit 7"], spawned)
+    killed = unreaped(["sleep", "30"], spawned, kill=signal.SIGTERM)
+    try:
+        started = psutil.Process(exited.pid).create_time()
+        assert zombie_exit_status(exited.pid, started) == (7, None)
+        assert zombie_exit_status(exited.pid, started + 1) is None  # another process's pid
+        killed_started = psutil.Process(killed.pid).create_time()
+        assert zombie_exit_status(killed.pid, killed_started) == (None, signal.SIGTERM)
+    finally:
+        exited.wait(timeout=10)
+        killed.wait(timeout=10)
+    assert zombie_exit_status(exited.pid, started) is None  # reaped: nothing left to read
+
+
+def test_a_running_process_has_no_exit_status(spawned):
+    child = subprocess.Popen(["sleep", "30"])
+    spawned.append(child.pid)
+    try:
+        assert zombie_exit_status(child.pid, psutil.Process(child.pid).create_time()) is None
+    finally:
+        child.kill()
+        child.wait(timeout=10)
