@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import urwid
 
+from rpm.commands import RESTART_POLICIES
 from rpm.wire import escape_text
 from tui.keys import help_lines
 
 SIGNALS = ("TERM", "KILL", "HUP", "INT", "USR1", "USR2", "STOP", "CONT")
-RESTART_POLICIES = ("no", "on-failure", "always")
 
 
 class ConfirmStop(urwid.WidgetWrap):

@@ -7,7 +7,7 @@ import time
 
 import urwid
 
-from rpm.rows import command_line, human_bytes
+from rpm.rows import clip, command_line, human_bytes
 from rpm.wire import escape_text
 from tui.model import Line, ProcessModel
 
@@ -32,8 +32,7 @@ def started_text(started: float, now: float) -> str:
 
 
 def _fit(text: str, width: int, align: str) -> str:
-    text = text if len(text) <= width else text[: width - 1] + "+"
-    return f"{text:{align}{width}}"
+    return f"{clip(text, width):{align}{width}}"
 
 
 def tree_prefix(line: Line) -> str:
