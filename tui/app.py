@@ -246,8 +246,6 @@ class App(ProcessActions):
         self.root.show(self.frame)
         self.refresh()
 
-    # -- requests --------------------------------------------------------------------------
-
     # -- commands --------------------------------------------------------------------------
 
     def cmd_quit(self) -> None:

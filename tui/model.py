@@ -216,8 +216,6 @@ class ProcessModel:
 
     def _with_ancestors(self, keys: set[Key]) -> set[Key]:
         """The matching rows plus their ancestors, so a filtered tree keeps its shape."""
-        if not self.filter:
-            return keys
         shown = set(keys)
         for key in keys:
             parent = self._parent(key)
