@@ -129,6 +129,16 @@ async def wait_for(predicate, timeout: float = TIMEOUT, interval: float = 0.05):
         await sleep(interval)
 
 
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
+    """Poll predicate until it returns a truthy value, blocking (for tests that drive other
+    processes rather than this reactor); fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(interval)
+    return value
+
+
 def pid_alive(pid: int) -> bool:
     """Whether pid runs (a zombie does not count)."""
     try:

@@ -12,7 +12,7 @@ import threading
 import time
 
 from tests.servers import talk
-from tests.support import pid_alive
+from tests.support import pid_alive, wait_until
 
 COUNTER = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done"
 
@@ -42,14 +42,6 @@ class Client:
 def kill9(server) -> None:
     os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=10)
-
-
-def wait_until(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        time.sleep(0.05)
-    return value
 
 
 def numbers(lines: list[str]) -> list[int]:

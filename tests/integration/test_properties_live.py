@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from rpm.commands import ALIASES
 from rpm.telnet import TelnetFilter
 from tests.hostile import VERB_WORDS, request_bytes, words
 from tests.servers import ServerRunner
+from tests.support import wait_until
 
 ERROR_CODES = {
     "unknown-command",
@@ -140,10 +140,10 @@ def test_every_request_gets_one_reply_or_a_clean_close(confined, session, raw):
 
 
 def recorded(records: Path, pid: int) -> list[str]:
-    deadline = time.monotonic() + 10
-    while not (records / str(pid)).exists():
-        assert time.monotonic() < deadline, "the recorder did not run"
-        time.sleep(0.02)
+    def the_recorder_ran() -> bool:
+        return (records / str(pid)).exists()
+
+    wait_until(the_recorder_ran, timeout=10, interval=0.02)
     data = (records / str(pid)).read_bytes()
     return [part.decode("utf-8", "surrogateescape") for part in data.split(b"\0")[:-1]]
 

@@ -2,12 +2,11 @@
 
 import signal
 import subprocess
-import time
 
 import psutil
 
 from rpm.signalling import zombie_exit_status
-from tests.support import pid_alive
+from tests.support import pid_alive, wait_until
 
 
 def unreaped(command: list[str], spawned, kill: int | None = None) -> subprocess.Popen:
@@ -16,10 +15,7 @@ def unreaped(command: list[str], spawned, kill: int | None = None) -> subprocess
     spawned.append(child.pid)
     if kill is not None:
         child.send_signal(kill)
-    deadline = time.monotonic() + 10
-    while pid_alive(child.pid):
-        assert time.monotonic() < deadline, "the child did not end"
-        time.sleep(0.02)
+    wait_until(lambda: not pid_alive(child.pid), timeout=10, interval=0.02)
     return child
 
 
