@@ -101,8 +101,9 @@ def terminal(tmp_path):
     """Open rpm-tui in tmux: terminal(*args) -> Tmux; closed at the end of the test."""
     opened: list[Tmux] = []
 
-    def open_tui(*args: str, width: int = 110, height: int = 30) -> Tmux:
+    def open_tui(*args: str, width: int = 110, height: int = 30, env=None) -> Tmux:
         environment = {"XDG_STATE_HOME": str(tmp_path / "tui-state"), "TERM": "xterm"}
+        environment.update(env or {})
         tmux = Tmux(
             [str(BIN / "rpm-tui"), *args, "--log-file", str(tmp_path / "tui.log")],
             width,

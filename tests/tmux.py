@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 
+import pyte
 import pytest
 
 
@@ -28,6 +29,10 @@ class Tmux:
         # The shell reaps the program and writes its status: tmux can mark a pane dead long
         # before it reaps the process (tmux/tmux#4841), leaving the status unknown meanwhile.
         shell = f"{program}; echo $? > {shlex.quote(self._status)}"
+        # Our own config, so the pane runs /bin/sh whatever the user's login shell is.
+        self._config = os.path.join(self._scratch, "tmux.conf")
+        with open(self._config, "w", encoding="utf-8") as config:
+            config.write("set -g default-shell /bin/sh\n")
         try:
             size = ("-x", str(width), "-y", str(height))
             self._tmux("new-session", "-d", "-s", "main", *size, shell)
@@ -38,7 +43,7 @@ class Tmux:
 
     def _tmux(self, *args: str) -> str:
         result = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
+            ["tmux", "-L", self.socket, "-f", self._config, *args],
             capture_output=True,
             text=True,
             timeout=10,
@@ -57,6 +62,20 @@ class Tmux:
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", "main")
+
+    def attributes(self) -> pyte.Screen:
+        """The screen with each cell's colours and attributes, read from `capture-pane -e`."""
+        width, height = (
+            int(n)
+            for n in self._tmux(
+                "display-message", "-p", "-t", "main", "#{pane_width} #{pane_height}"
+            ).split()
+        )
+        screen = pyte.Screen(width, height)
+        stream = pyte.Stream(screen)
+        captured = self._tmux("capture-pane", "-e", "-N", "-p", "-t", "main")
+        stream.feed(captured.rstrip("\n").replace("\n", "\r\n"))
+        return screen
 
     def wait_for(self, predicate, timeout: float = 15.0) -> str:
         """Wait until predicate(screen text) is true (a string means: appears on screen)."""

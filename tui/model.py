@@ -116,16 +116,20 @@ class ProcessModel:
     # -- how to show it --------------------------------------------------------------------
 
     def set_sort(self, name: str) -> None:
-        """Sort by name; choosing the current sort again reverses it."""
+        """Sort by name; choosing the current sort again reverses it. The selection goes to
+        the top row, so the first rows shown are the top of the new order."""
         if name == self.sort:
             self.reverse = not self.reverse
         else:
             self.sort, self.reverse = name, SORTS[name][1]
         self._changed(structure=True)
+        self.select_index(0)
 
     def set_filter(self, text: str) -> None:
+        """Show only matching rows, starting from the first match."""
         self.filter = text
         self._changed()
+        self.select_index(0)
 
     def toggle_tree(self) -> None:
         self.tree = not self.tree

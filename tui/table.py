@@ -92,9 +92,6 @@ def row_attribute(line: Line, stale: bool) -> str:
     return "managed" if row.get("managed") else "row"
 
 
-FOCUS_MAP = dict.fromkeys(("row", "managed", "paused", "zombie", "stale"), "focus")
-
-
 class RowWidget(urwid.Text):
     """A selectable line of text (ListBox moves its focus only between selectable rows)."""
 
@@ -125,7 +122,10 @@ class ProcessWalker(urwid.ListWalker):
         if widget is None or widget.line is not line:
             text = format_line(line, self._clock(), self._hosts)
             attribute = row_attribute(line, line.key[0] in self.model.stale_hosts)
-            widget = urwid.AttrMap(RowWidget(text, wrap="clip"), attribute, FOCUS_MAP)
+            # The focus map applies to the row's own (unset) attribute, so "focus" as a
+            # string: a map keyed by "row", "managed", ... would never match and leave the
+            # selection without any highlight.
+            widget = urwid.AttrMap(RowWidget(text, wrap="clip"), attribute, "focus")
             widget.line = line
             self._cache[line.key] = widget
         return widget

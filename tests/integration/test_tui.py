@@ -131,3 +131,40 @@ def test_two_hosts_in_one_merged_table(run_server, terminal):
 
 def rows_of_hosts(screen: str) -> list[str]:
     return [line for line in screen.splitlines()[1:] if ":" in line.split(" ")[0]]
+
+
+def highlighted_rows(tui) -> list[int]:
+    """Screen lines of the table (below the header, above the status bar) shown in reverse
+    video or on a coloured background, across the columns before COMMAND at least."""
+    screen = tui.attributes()
+    lines = []
+    for y in range(1, screen.lines - 2):
+        cells = [screen.buffer[y][x] for x in range(60)]
+        if all(cell.reverse or cell.bg != "default" for cell in cells):
+            lines.append(y)
+    return lines
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TERM": "xterm"},
+        {"TERM": "xterm-256color"},
+        {"TERM": "screen"},
+        {"TERM": "tmux-256color"},
+        {"TERM": "xterm-256color", "NO_COLOR": "1"},
+    ],
+    ids=["xterm", "xterm-256color", "screen", "tmux-256color", "NO_COLOR"],
+)
+def test_the_selected_row_is_highlighted_and_moves_with_the_keys(run_server, terminal, env):
+    server = run_server("--no-auth")
+    tui = terminal(f"127.0.0.1:{server.port}", env=env, height=20)
+    tui.wait_for(lambda text: "connected" in text and len(rows_of(text)) > 5)
+    tui.send("N")  # by pid: an order that does not change between samples
+    tui.wait_for(lambda text: rows_of(text)[0].split()[0] == "1")
+    assert highlighted_rows(tui) == [1]
+    tui.send("Down", "Down")
+    deadline = time.monotonic() + 10
+    while highlighted_rows(tui) != [3]:
+        assert time.monotonic() < deadline, tui.screen()
+        time.sleep(0.1)

@@ -313,12 +313,27 @@ def test_sparkline_scales_to_the_maximum():
     assert len(sparkline(list(range(100)), 60)) == 60
 
 
-def test_rows_above_the_selection_stay_visible_after_a_resort():
+def test_a_new_sort_shows_and_selects_its_top_rows():
     rows = [row(p, started=NOW + p) for p in range(11, 60)] + [row(10, started=NOW + 54.5)]
     app, model, _ = make_app(rows)
     press(app, "N")
     assert screen(app)[1].split()[0] == "10" and model.selected[1] == 10
+    press(app, "down", "down", "down")
     press(app, "T")
     lines = screen(app)
     assert [line.split()[0] for line in lines[1:7]] == ["59", "58", "57", "56", "55", "10"]
-    assert model.selected[1] == 10
+    assert model.selected[1] == 59
+
+
+def test_rows_above_the_selection_stay_visible_when_new_data_resorts_them():
+    rows = [row(p, cpu=float(p)) for p in range(10, 60)]
+    app, model, links = make_app(rows)
+    screen(app)
+    press(app, "down", "down")
+    assert model.selected[1] == 57
+    fewer = [row(p, cpu=float(p)) for p in range(10, 59)]
+    model.replace_host(links[0].label, fewer, NOW)
+    app.refresh()
+    lines = screen(app)
+    assert [line.split()[0] for line in lines[1:3]] == ["58", "57"]
+    assert model.selected[1] == 57
