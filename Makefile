@@ -1,6 +1,8 @@
-# make run   - create .venv, install rpm, serve on 127.0.0.1:5002 (Ctrl-C stops it)
+# make run   - create .venv, install rpm, serve on 127.0.0.1:5002 (PORT=N for another port;
+#              Ctrl-C stops it)
 # make test  - create .venv, install rpm with its test extras, run the whole suite
 PYTHON ?= python3
+PORT ?= 5002
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
@@ -21,7 +23,7 @@ $(TEST_INSTALLED): $(BIN)/python $(SOURCES)
 	touch $@ $(INSTALLED)
 
 run: $(INSTALLED)
-	$(BIN)/twistd --nodaemon --pidfile= rpm --port 5002
+	$(BIN)/twistd --nodaemon --pidfile= rpm --port $(PORT)
 
 test: $(TEST_INSTALLED)
 	$(BIN)/pytest

@@ -38,6 +38,11 @@ class ServerConfig:
     port_file: str | None = None
     log_max_bytes: int = DEFAULT_MAX_BYTES
 
+    @property
+    def token_path(self) -> str:
+        """Where the token clients need for AUTH is kept."""
+        return self.token_file or os.path.join(self.state_dir, "token")
+
 
 def split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
     """A Twisted endpoint description as (kind, positional args, keyword args); `\\:` escapes."""
@@ -166,17 +171,26 @@ def _number(options, name: str, low: float, cast=int):
     return value
 
 
+DEFAULT_PORT, DEFAULT_INTERFACE = "5002", "127.0.0.1"
+
+
 def _listeners(options, insecure: bool) -> list[str]:
-    """--listen descriptions, or the one --port and --interface make; checked for safety."""
+    """The --listen descriptions plus the TCP listener --port and --interface make (which is
+    there by default, and as well as any --listen when either is given); checked for safety."""
     listen = list(options["listen"])
-    if not listen:
-        port = _number(options, "port", 0)
-        if port > 65535:
-            raise ConfigError(f"--port must be from 0 to 65535, got {port}")
-        interface = options["interface"].replace(":", "\\:")
-        kind = "tcp6" if ":" in options["interface"] else "tcp"
-        listen = [f"{kind}:{port}:interface={interface}"]
+    if not listen or options["port"] is not None or options["interface"] is not None:
+        listen.append(_tcp_listener(options))
     return [check_listener(description, insecure) for description in listen]
+
+
+def _tcp_listener(options) -> str:
+    port = _number({"port": options["port"] or DEFAULT_PORT}, "port", 0)
+    if port > 65535:
+        raise ConfigError(f"--port must be from 0 to 65535, got {port}")
+    address = options["interface"] or DEFAULT_INTERFACE
+    kind = "tcp6" if ":" in address else "tcp"
+    interface = address.replace(":", "\\:")
+    return f"{kind}:{port}:interface={interface}"
 
 
 def build_config(options) -> ServerConfig:

@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import DeferredList, succeed
 
 from rpm.errors import NoSuchProcess
 from rpm.policy import SignalPolicy, same_start
@@ -19,6 +19,7 @@ from rpm.rows import Row
 from rpm.sampler import Sampler
 from rpm.signalling import (
     ExitWatch,
+    alive_with_start,
     group_alive,
     process_gone,
     send_to_group,
@@ -83,56 +84,90 @@ class Controller:
         self._sampler = sampler
         self._stops: dict[int, Escalation] = {}
 
-    def _managed_target(self, pid: int, seen_started: float | None) -> Managed | None:
-        """The running managed process with this pid, or None if it is not one of ours."""
-        managed = self._supervisor.by_pid(pid)
-        if managed is None or managed.record.pid != pid:
+    def program(self, pid: int, seen_started: float | None = None) -> Managed | None:
+        """The managed program this pid names: its current run's pid, or any earlier run's
+        (the pid START returned keeps naming the program until it ends for good), while it
+        runs or waits to restart. None if the pid is not one of ours, or if it is an earlier
+        run's pid and the client listed the process that has since reused it."""
+        managed = self._supervisor.program_for_pid(pid)
+        if managed is None or managed.record.pid == pid:
+            return managed
+        if seen_started is not None and alive_with_start(pid, seen_started):
             return None
-        if not managed.running:
-            if managed.restart_call is not None:
-                self._supervisor.end_policy(managed)
-                raise NoSuchProcess(
-                    f"pid {pid} has already exited; its pending restart is cancelled"
-                )
-            return None
-        if seen_started is not None and not same_start(seen_started, managed.record.started):
+        return managed
+
+    def _program(self, pid: int, seen_started: float | None) -> Managed | None:
+        """program(), refusing a current pid that the client listed as another process."""
+        managed = self.program(pid, seen_started)
+        if (
+            managed is not None
+            and managed.record.pid == pid
+            and seen_started is not None
+            and not same_start(seen_started, managed.record.started)
+        ):
             raise NoSuchProcess(
                 f"pid {pid} now names another process than the one you listed "
                 "(the pid was reused); LIST again"
             )
         return managed
 
+    def _running_program(self, pid: int, seen_started: float | None) -> Managed | None:
+        """Like _program, for commands that need a running process to act on."""
+        managed = self._program(pid, seen_started)
+        if managed is not None and not managed.running:
+            raise NoSuchProcess(
+                f"pid {pid}'s program is waiting to restart, so no process runs to act on; "
+                "STOP cancels the restart"
+            )
+        return managed
+
     def stop(self, pid: int, grace: float, seen_started: float | None = None):
-        """SIGTERM, then SIGKILL after grace; fires with the signal that ended the process."""
-        running = self._stops.get(pid)
+        """SIGTERM, then SIGKILL after grace; fires with the signal that ended the process,
+        or None for a program that was waiting to restart (its restart is cancelled)."""
+        managed = self._program(pid, seen_started)
+        target_pid = managed.record.pid if managed is not None else pid
+        running = self._stops.get(target_pid)
         if running is not None and not running.finished:
             return running.result()
-        managed = self._managed_target(pid, seen_started)
+        self._sampler.invalidate()
         if managed is not None:
             self._supervisor.end_policy(managed)
-            target = _ManagedTarget(managed, self._descendants(pid))
-            escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
-            self._supervisor.when_exited(pid, escalation.poke)
+            if not managed.running:
+                return succeed(None)
+            escalation = self._managed_escalation(managed, grace)
         else:
-            started = self._policy.check(pid, seen_started)
-            escalation = Escalation(
-                self._reactor,
-                pid,
-                lambda signum: send_to_process(pid, started, signum),
-                lambda _killed: process_gone(pid, started),
-                grace,
-            )
-            watch = ExitWatch.maybe(self._reactor, pid, escalation.poke)
-            if watch is not None:
-                escalation.result().addBoth(lambda _: watch.cancel())
-        self._stops[pid] = escalation
+            escalation = self._process_escalation(pid, grace, seen_started)
+        self._stops[target_pid] = escalation
         result = escalation.result()
         escalation.start()
-        result.addBoth(self._forget_stop, pid, escalation)
-        self._sampler.invalidate()
+        result.addBoth(self._stop_finished, target_pid, escalation)
         return result
 
-    def _forget_stop(self, outcome, pid: int, escalation: Escalation):
+    def _managed_escalation(self, managed: Managed, grace: float) -> Escalation:
+        pid = managed.record.pid
+        target = _ManagedTarget(managed, self._descendants(pid))
+        escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
+        self._supervisor.when_exited(pid, escalation.poke)
+        return escalation
+
+    def _process_escalation(self, pid: int, grace: float, seen_started: float | None):
+        started = self._policy.check(pid, seen_started)
+        escalation = Escalation(
+            self._reactor,
+            pid,
+            lambda signum: send_to_process(pid, started, signum),
+            lambda _killed: process_gone(pid, started),
+            grace,
+        )
+        watch = ExitWatch.maybe(self._reactor, pid, escalation.poke)
+        if watch is not None:
+            escalation.result().addBoth(lambda _: watch.cancel())
+        return escalation
+
+    def _stop_finished(self, outcome, pid: int, escalation: Escalation):
+        """However the stop ended (SIGTERM, SIGKILL, an error), tables taken while it ran are
+        out of date: the next LIST waits for a scan that no longer shows the process."""
+        self._sampler.invalidate()
         if self._stops.get(pid) is escalation:
             del self._stops[pid]
         return outcome
@@ -144,9 +179,9 @@ class Controller:
 
     def signal(self, pid: int, signum: int, seen_started: float | None = None) -> None:
         """Send one signal to one process."""
-        managed = self._managed_target(pid, seen_started)
+        managed = self._running_program(pid, seen_started)
         if managed is not None:
-            send_to_process(pid, managed.record.started, signum)
+            send_to_process(managed.record.pid, managed.record.started, signum)
         else:
             send_to_process(pid, self._policy.check(pid, seen_started), signum)
 
@@ -157,9 +192,11 @@ class Controller:
         self._group_signal(pid, signal.SIGCONT, seen_started)
 
     def _group_signal(self, pid: int, signum: int, seen_started: float | None) -> None:
-        managed = self._managed_target(pid, seen_started)
-        if managed is not None and _leads_group(pid):
-            send_to_group(pid, signum)
+        managed = self._running_program(pid, seen_started)
+        if managed is not None and _leads_group(managed.record.pid):
+            send_to_group(managed.record.pid, signum)
+        elif managed is not None:
+            send_to_process(managed.record.pid, managed.record.started, signum)
         else:
             self.signal(pid, signum, seen_started)
 

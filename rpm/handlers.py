@@ -68,23 +68,35 @@ async def handle_list(conn, command: c.List):
 
 
 async def handle_info(conn, command: c.Info):
-    pid, core = command.pid, conn.core
-    check_possible(pid)
+    core = conn.core
+    check_possible(command.pid)
+    program = core.controller.program(command.pid, conn.session.seen_started(command.pid))
+    if program is not None and program.restarting:
+        restart_at = core.supervisor.restart_epoch(program)
+        details = procinfo.from_record(program.record, restart_at=restart_at)
+    else:
+        pid = program.record.pid if program is not None else command.pid
+        details = await _info_of(core, pid)
+    lines = procinfo.text_lines(details)
+    return Body(len(lines), "fields", lines, {"process": details})
+
+
+async def _info_of(core, pid: int) -> dict:
+    """A process read live (with its managed fields if it is one of ours), or a managed run
+    that has ended, from the records."""
     record = await core.supervisor.record_for_pid(pid)
     try:
         details = await core.in_thread(procinfo.read_live, pid)
     except NoSuchProcess:
         if record is None:
             raise
-        details = procinfo.from_record(record)
-    else:
-        if record is not None and same_start(record.started, details["started"]):
-            details.update(procinfo.managed_fields(record))
-        row = core.sampler.latest.by_pid.get(pid) if core.sampler.latest else None
-        if row is not None and same_start(row.started, details["started"]):
-            details["cpu"] = row.cpu
-    lines = procinfo.text_lines(details)
-    return Body(len(lines), "fields", lines, {"process": details})
+        return procinfo.from_record(record)
+    if record is not None and same_start(record.started, details["started"]):
+        details.update(procinfo.managed_fields(record))
+    row = core.sampler.latest.by_pid.get(pid) if core.sampler.latest else None
+    if row is not None and same_start(row.started, details["started"]):
+        details["cpu"] = row.cpu
+    return details
 
 
 async def handle_start(conn, command: c.Start):
@@ -98,6 +110,9 @@ async def handle_start(conn, command: c.Start):
 async def handle_stop(conn, command: c.Stop):
     seen = conn.session.seen_started(command.pid)
     signum = await conn.core.controller.stop(command.pid, command.grace, seen)
+    if signum is None:
+        text = "stopped: it was waiting to restart, and its restart is cancelled"
+        return Ok(f"{command.pid} {text}", {"pid": command.pid, "signal": None, "message": text})
     name = signal_name(signum)
     return Ok(f"{command.pid} stopped by {name}", {"pid": command.pid, "signal": name})
 

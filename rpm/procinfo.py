@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
+import time
 
 import psutil
 
 from rpm.errors import NoSuchProcess, NotPermitted
+from rpm.rows import RESTARTING, human_bytes
 from rpm.signames import signal_name
 from rpm.store import ManagedRecord
 
@@ -76,15 +78,16 @@ def managed_fields(record: ManagedRecord) -> dict:
     }
 
 
-def from_record(record: ManagedRecord) -> dict:
-    """INFO of a managed run that has ended, from the server's records."""
-    return {
+def from_record(record: ManagedRecord, restart_at: float | None = None) -> dict:
+    """INFO of a managed run that has ended, from the server's records; with restart_at,
+    a program waiting to restart (its status is `restarting`)."""
+    details = {
         "pid": record.pid,
         "ppid": os.getpid(),
         "user": _server_user(),
         "name": os.path.basename(record.argv[0])[:15],
         "cmdline": list(record.argv),
-        "status": "dead",
+        "status": "dead" if restart_at is None else RESTARTING,
         "cpu": 0.0,
         "rss": 0,
         "started": record.started,
@@ -93,15 +96,32 @@ def from_record(record: ManagedRecord) -> dict:
         "children": [],
         **managed_fields(record),
     }
+    if restart_at is not None:
+        details["restart_at"] = restart_at
+    return details
+
+
+def _time_text(value: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+
+
+# Fields shown as LIST shows them: times as local dates, memory in human units.
+_FORMATS = {
+    "cmdline": shlex.join,
+    "started": _time_text,
+    "ended": _time_text,
+    "restart_at": _time_text,
+    "rss": human_bytes,
+}
 
 
 def _field_text(key: str, value) -> str:
-    if key == "cmdline" and value is not None:
-        return shlex.join(value)
-    if isinstance(value, list):
-        return " ".join(str(item) for item in value)
     if value is None:
         return "-"
+    if key in _FORMATS:
+        return _FORMATS[key](value)
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)

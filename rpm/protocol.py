@@ -13,7 +13,7 @@ from __future__ import annotations
 from inspect import iscoroutine
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -58,6 +58,7 @@ class _WriteGate:
         self.paused = True
 
 
+@implementer(IHalfCloseableProtocol)
 class RPMProtocol(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE + 1  # room for the CR telnet sends before the LF
@@ -75,6 +76,7 @@ class RPMProtocol(LineReceiver):
         self._reading_paused = False
         self._discarding = False
         self._replay = b""
+        self._input_ended = False
         self._after: list = []
         self._idle_call = None
         self._verb = self._command = None  # of the request being executed, once known
@@ -98,6 +100,23 @@ class RPMProtocol(LineReceiver):
 
     def close(self) -> None:
         self.transport.loseConnection()
+
+    def readConnectionLost(self) -> None:
+        """The client sent all it will send (`nc -N`, shutdown(SHUT_WR)): answer every request
+        already received, an unterminated last line included, then close. A connection that
+        is watching or following keeps streaming until the client closes it."""
+        self._input_ended = True
+        if self._buffer:
+            self.dataReceived(b"\n")
+        self._close_if_done()
+
+    def writeConnectionLost(self) -> None:
+        """Nothing we send can arrive any more."""
+        self.close()
+
+    def _close_if_done(self) -> None:
+        if self._input_ended and not self.paused and not self.streaming:
+            self.close()
 
     def _touch(self) -> None:
         timeout = self.core.config.idle_timeout
@@ -186,6 +205,7 @@ class RPMProtocol(LineReceiver):
             self._reading_paused = False
             self.transport.resumeProducing()
         self.dataReceived(b"")
+        self._close_if_done()
 
     def _count_held_input(self, size: int) -> None:
         if self._holds and not self._reading_paused:
@@ -234,12 +254,18 @@ class RPMProtocol(LineReceiver):
             or self.session.authenticated
             or (self.session.local and verb in LOOPBACK_READ_ONLY)
         ):
-            raise AuthRequired(
-                f"{verb} needs AUTH <token> first; the token is in the server's state directory"
-            )
+            raise AuthRequired(self._auth_hint(verb))
         command = self._command = parse_arguments(verb, rest)
         result = HANDLERS[type(command)](self, command)
         return Deferred.fromCoroutine(result) if iscoroutine(result) else result
+
+    def _auth_hint(self, verb: str) -> str:
+        """Where the token is, for a client on this machine (who may be able to read it)."""
+        if self.session.local and self.core.token is not None:
+            where = f"the token is in {self.core.config.token_path}"
+        else:
+            where = "the server's operator has the token"
+        return f"{verb} needs AUTH <token> first; {where}"
 
     def _reply_for(self, text: str, outcome):
         if not isinstance(outcome, Failure):

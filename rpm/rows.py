@@ -22,12 +22,15 @@ class Row(NamedTuple):
     rss: int
     started: float
     managed: bool
+    restart_at: float | None = None  # a managed program waiting to restart: when it will
 
     @property
     def key(self) -> tuple[int, float]:
         """What identifies a process across samples: a pid alone can be reused."""
         return (self.pid, self.started)
 
+
+RESTARTING = "restarting"  # the status of a managed program between runs
 
 TEXT_HEADER = (
     f"{'PID':>7} {'PPID':>7} {'USER':<10} {'STATUS':<10} {'%CPU':>6} {'RSS':>7} "
@@ -77,8 +80,8 @@ def text_row(row: Row) -> str:
 
 
 def row_dict(row: Row) -> dict:
-    """The protocol's ROW object."""
-    return {
+    """The protocol's ROW object (plus `restart_at` for a program waiting to restart)."""
+    fields = {
         "pid": row.pid,
         "ppid": row.ppid,
         "user": row.user,
@@ -90,6 +93,9 @@ def row_dict(row: Row) -> dict:
         "started": row.started,
         "managed": row.managed,
     }
+    if row.restart_at is not None:
+        fields["restart_at"] = row.restart_at
+    return fields
 
 
 def row_json(row: Row) -> bytes:

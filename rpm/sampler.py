@@ -31,6 +31,7 @@ class Sampler:
         scan: Callable[[frozenset], list[Row]],
         managed_keys: Callable[[], frozenset],
         run: Callable[..., Deferred] = threads.deferToThread,
+        restarting_rows: Callable[[], list[Row]] = list,
         period: float = 0.5,
         max_age: float = 1.0,
         linger: float = 10.0,
@@ -39,6 +40,7 @@ class Sampler:
         self._scan = scan
         self._managed_keys = managed_keys
         self._run = run
+        self._restarting_rows = restarting_rows
         self.period, self.max_age, self.linger = period, max_age, linger
         self.latest: Snapshot | None = None
         self._renderers = Renderers()
@@ -124,6 +126,9 @@ class Sampler:
     def _scanned(self, rows: list[Row], taken_at: float) -> None:
         self._scanning = False
         self._seq += 1
+        restarting = self._restarting_rows()
+        if restarting:  # a live process that reused such a pid comes after it, so by_pid has it
+            rows = sorted(restarting + rows, key=lambda row: row.pid)
         snapshot = self.latest = Snapshot(self._seq, taken_at, rows, self._renderers)
         ready = [waiter for floor, waiter in self._waiters if floor <= taken_at]
         self._waiters = [(floor, w) for floor, w in self._waiters if floor > taken_at]

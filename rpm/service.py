@@ -27,6 +27,7 @@ from rpm.scan import Scanner
 from rpm.statedir import prepare_state_dir
 from rpm.store import AsyncStore, Store
 from rpm.supervisor import Supervisor
+from rpm.welcome import listening_address, ways_in, welcome
 
 log = Logger()
 SHUTDOWN_GRACE = 5.0
@@ -50,6 +51,7 @@ class RPMService(service.Service):
         self.reactor = reactor
         self.core: Core | None = None
         self.ports: list = []
+        self._ways_in: list[list[str]] = []
 
     def build(self) -> Core:
         """Open the state directory and registry, adopt survivors, and wire the parts."""
@@ -62,7 +64,12 @@ class RPMService(service.Service):
         watcher = LogWatcher(reactor, logfiles, max_bytes=config.log_max_bytes)
         supervisor = Supervisor(reactor, store, Launcher(reactor), watcher, config.max_managed)
         scanner = ProcfsScanner() if procfs.available() else Scanner()
-        sampler = Sampler(reactor, scanner.scan, supervisor.managed_keys)
+        sampler = Sampler(
+            reactor,
+            scanner.scan,
+            supervisor.managed_keys,
+            restarting_rows=supervisor.restarting_rows,
+        )
         policy = SignalPolicy(config.signal_scope, supervisor.is_managed)
         controller = Controller(reactor, supervisor, policy, sampler)
         core = Core(
@@ -82,18 +89,22 @@ class RPMService(service.Service):
         factory = RPMFactory(self.core)
         for description in self.config.listen:
             serverFromString(self.reactor, description).listen(factory).addCallbacks(
-                self._listening, self._cannot_listen, errbackArgs=(description,)
+                self._listening,
+                self._cannot_listen,
+                callbackArgs=(description,),
+                errbackArgs=(description,),
             )
 
-    def _listening(self, port) -> None:
+    def _listening(self, port, description: str) -> None:
         self.ports.append(port)
-        address = port.getHost()
-        name = getattr(address, "name", None)
-        where = os.fsdecode(name) if name else f"{address.host}:{address.port}"
+        where = listening_address(port)
         log.info("rpm listening on {where}", where=where)
+        self._ways_in.append(ways_in(description, where))
         if self.config.port_file:
             with open(self.config.port_file, "a", encoding="utf-8") as handle:
                 handle.write(f"{where}\n")
+        if len(self.ports) == len(self.config.listen):
+            log.info("{text}", text=welcome(self.config, self._ways_in))
 
     def _cannot_listen(self, failure, description: str) -> None:
         log.critical(
@@ -109,7 +120,7 @@ class RPMService(service.Service):
             return
         super().stopService()
         yield defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in self.ports])
-        self.ports = []
+        self.ports, self._ways_in = [], []
         core = self.core
         if core is None:
             return

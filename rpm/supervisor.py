@@ -29,6 +29,7 @@ from rpm.errors import LimitReached, RPMError, SpawnFailed
 from rpm.launch import Launcher
 from rpm.logwatch import LogWatcher
 from rpm.policy import same_start
+from rpm.rows import RESTARTING, Row
 from rpm.signalling import ExitWatch, alive_with_start, process_gone, zombie_exit_status
 from rpm.store import AsyncStore, ManagedRecord
 
@@ -46,6 +47,7 @@ class Managed:
     transport: object | None = None  # our child's process transport, while it runs
     exit_watch: object | None = None  # pidfd watch or poll of an adopted process
     restart_call: object | None = None
+    restart_at: float | None = None  # reactor time of the pending restart
     stop_requested: bool = False
     spawning: bool = False
     backoff: float = BACKOFF_FIRST
@@ -57,6 +59,11 @@ class Managed:
     @property
     def adopted(self) -> bool:
         return self.running and self.transport is None
+
+    @property
+    def restarting(self) -> bool:
+        """Between runs: ended, with a restart scheduled."""
+        return self.restart_call is not None
 
 
 class _Child(ProcessProtocol):
@@ -107,6 +114,7 @@ class Supervisor:
         self._by_pid: dict[int, Managed] = {}
         self._live: set[Managed] = set()  # running now
         self._finished: deque[Managed] = deque()  # ended for good, oldest first
+        self._restarting: set[Managed] = set()  # between runs, a restart scheduled
         self._observers: list[Callable[[str, ManagedRecord], None]] = []
         self._exit_listeners: dict[int, list[Callable[[], None]]] = {}
         self._next_id = self._next_run_id = 1
@@ -132,6 +140,42 @@ class Supervisor:
     def by_pid(self, pid: int) -> Managed | None:
         """The managed program whose current or last run had this pid, if still in memory."""
         return self._by_pid.get(pid)
+
+    def program_for_pid(self, pid: int) -> Managed | None:
+        """The program that any of its runs had this pid (the one START returned included),
+        while it has not ended for good: running, or waiting to restart."""
+        managed = self._by_pid.get(pid)
+        if managed is None or not (managed.running or managed.restarting):
+            return None
+        return managed
+
+    def restart_epoch(self, managed: Managed) -> float | None:
+        """When a program waiting to restart will restart, in seconds since the epoch (the
+        reactor's clock may be a test's, so this converts from it)."""
+        if managed.restart_at is None:
+            return None
+        return time.time() + (managed.restart_at - self._reactor.seconds())
+
+    def restarting_rows(self) -> list[Row]:
+        """A row for each program waiting to restart, so LIST shows it (status restarting)."""
+        server = os.getpid()
+        return [
+            Row(
+                managed.record.pid,
+                server,
+                None,
+                os.path.basename(managed.record.argv[0]),
+                tuple(managed.record.argv),
+                RESTARTING,
+                0.0,
+                0,
+                managed.record.started or 0.0,
+                True,
+                restart_at=self.restart_epoch(managed),
+            )
+            for managed in self._restarting
+            if managed.record.pid is not None
+        ]
 
     def record_for_pid(self, pid: int) -> Deferred:
         """Like by_pid, but falls back to the registry for runs long forgotten in memory."""
@@ -242,9 +286,12 @@ class Supervisor:
             managed.backoff = BACKOFF_FIRST
         delay, managed.backoff = managed.backoff, min(managed.backoff * 2, BACKOFF_CAP)
         managed.restart_call = self._reactor.callLater(delay, self._restart, managed)
+        managed.restart_at = self._reactor.seconds() + delay
+        self._restarting.add(managed)
 
     def _restart(self, managed: Managed) -> None:
-        managed.restart_call = None
+        managed.restart_call = managed.restart_at = None
+        self._restarting.discard(managed)
         record = managed.record
         try:
             self._spawn(managed)
@@ -262,7 +309,8 @@ class Supervisor:
         managed.stop_requested = True
         if managed.restart_call is not None and managed.restart_call.active():
             managed.restart_call.cancel()
-        managed.restart_call = None
+        managed.restart_call = managed.restart_at = None
+        self._restarting.discard(managed)
         if not managed.record.policy_ended:
             managed.record.policy_ended = True
             self._store.call("end_policy", managed.record.id)

@@ -37,8 +37,13 @@ class Options(usage.Options):
         ],
     ]
     optParameters = [
-        ["port", "p", "5002", "TCP port to listen on (on --interface)"],
-        ["interface", "i", "127.0.0.1", "address to bind the TCP port to"],
+        [
+            "port",
+            "p",
+            None,
+            "TCP port to listen on, on --interface (default 5002); with --listen, both apply",
+        ],
+        ["interface", "i", None, "address to bind the TCP port to (default 127.0.0.1)"],
         [
             "state-dir",
             "d",
@@ -82,8 +87,9 @@ class Options(usage.Options):
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
-        """A Twisted endpoint to listen on instead of --port: tcp:5002:interface=127.0.0.1,
-        ssl:5003:privateKey=key.pem:certKey=cert.pem, unix:/run/rpm.sock (repeatable)"""
+        """A Twisted endpoint to listen on: tcp:5002:interface=127.0.0.1,
+        ssl:5003:privateKey=key.pem:certKey=cert.pem, unix:/run/rpm.sock (repeatable; replaces
+        the default 127.0.0.1:5002 unless --port or --interface is also given)"""
         self["listen"].append(description)
 
     def opt_version(self) -> None:

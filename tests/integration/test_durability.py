@@ -65,10 +65,13 @@ def test_managed_processes_survive_a_sigkill_of_the_server_and_are_adopted(serve
     assert managed == {counter, *sleepers}, "every survivor is adopted"
     ended = client(f"INFO {short}")["process"]
     assert ended["managed"] and ended["ended"] is not None
-    if ended["status"] == "zombie":  # its new parent has not reaped it: the status is there
+    # Its status is known if the server found it still a zombie at adoption (its new parent
+    # had not reaped it yet), whatever it is by now; either way, what is said must be true.
+    assert ended["status"] in ("zombie", "dead")
+    if ended["status"] == "zombie" or ended["exit_known"]:
         assert (ended["exit_known"], ended["exit_code"]) == (True, 7)
     else:
-        assert (ended["status"], ended["exit_known"], ended["exit_code"]) == ("dead", False, None)
+        assert ended["exit_code"] is None
     time.sleep(1.0)
     lines = client(f"LOGS {counter} 1000")["lines"]
     got = numbers(lines)

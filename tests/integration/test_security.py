@@ -215,7 +215,7 @@ async def test_every_mutating_command_is_audited_and_survives_a_restart(make_ser
         [
             "anon",
             "START sleep 1 -> ERR auth-required START needs AUTH <token> first; the token is "
-            "in the server's state directory",
+            f"in {server.state_dir}/token",
         ],
         ["anon", "AUTH *** -> ERR auth-failed wrong token; 2 more tries on this connection"],
         ["auth", "START --env SECRET=*** sleep 300 -> OK " + f"{pid} started"],

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -128,14 +129,21 @@ def test_an_exposed_token_file_is_refused_at_start(tmp_path):
     assert "readable by group or others" in result.stderr and "chmod 600" in result.stderr
 
 
-def test_make_run_serves_on_5002(tmp_path):
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 5002)) == 0:
-            pytest.skip("something already listens on 5002")
+def test_make_run_serves_on_5002_by_default():
+    dry_run = subprocess.run(
+        ["make", "-s", "-n", "run"], cwd=PROJECT, capture_output=True, text=True, check=True
+    )
+    assert "rpm --port 5002" in dry_run.stdout
+
+
+def test_make_run_serves_and_says_how_to_connect(tmp_path):
+    with socket.socket() as probe:  # a free port, so a `make run` already serving is no bother
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     environment = {**os.environ, "HOME": str(tmp_path)}
     environment.pop("XDG_STATE_HOME", None)
     make = subprocess.Popen(
-        ["make", "-s", "run"],
+        ["make", "-s", "run", f"PORT={port}"],
         cwd=PROJECT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -143,20 +151,31 @@ def test_make_run_serves_on_5002(tmp_path):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                lines = talk(5002, "PING", "EXIT")
-                break
-            except OSError:
-                assert make.poll() is None, make.stdout.read().decode()
-                assert time.monotonic() < deadline, "make run did not start listening"
-                time.sleep(0.2)
+        output = read_until(make, "then, to change anything", timeout=120)
+        lines = talk(port, "PING", "EXIT")
         assert lines[0].startswith("OK rpm ") and lines[1] == "OK pong"
-        assert (tmp_path / ".local/state/rpm/token").exists()
+        token = tmp_path / ".local/state/rpm/token"
+        assert token.exists()
+        assert f"token file:      {token}" in output
+        assert f"rpm-tui 127.0.0.1:{port}" in output and f"telnet 127.0.0.1 {port}" in output
     finally:
         os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=20)
+
+
+def read_until(process: subprocess.Popen, marker: str, timeout: float) -> str:
+    """What process printed up to a line holding marker (which must come within timeout)."""
+    timer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGTERM))
+    timer.start()
+    output = []
+    try:
+        for line in iter(process.stdout.readline, b""):
+            output.append(line.decode())
+            if marker in output[-1]:
+                return "".join(output)
+    finally:
+        timer.cancel()
+    raise AssertionError(f"{marker!r} never printed:\n{''.join(output)}")
 
 
 @pytest.fixture(scope="module")

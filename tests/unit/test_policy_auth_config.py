@@ -174,6 +174,16 @@ def test_defaults_listen_on_loopback_5002():
     assert parse("--interface", "::1").listen == ["tcp6:5002:interface=\\:\\:1"]
 
 
+def test_listen_replaces_the_default_listener_and_port_adds_it_back():
+    unix = "unix:/tmp/rpm-test.sock"
+    assert parse("--listen", unix).listen == [f"{unix}:mode=600:lockfile=1"]
+    both = parse("--listen", unix, "--port", "5002").listen
+    assert both == [f"{unix}:mode=600:lockfile=1", "tcp:5002:interface=127.0.0.1"]
+    assert parse("--listen", unix, "--interface", "::1").listen[1] == (
+        "tcp6:5002:interface=\\:\\:1"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

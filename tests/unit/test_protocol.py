@@ -207,6 +207,7 @@ def test_mutating_commands_need_auth_and_read_only_ones_are_open_on_loopback():
     protocol.dataReceived(b"START true\nSIGNAL 5 HUP\nLIST\nLOGS 5\nHISTORY\n")
     out = lines(transport)
     assert out[0].startswith("ERR auth-required START needs AUTH")
+    assert out[0].endswith(f"the token is in {protocol.core.config.token_path}")
     assert out[1].startswith("ERR auth-required")
     assert out[2] == "OK 1 processes"
     assert out[-2].startswith("ERR auth-required LOGS")
@@ -218,6 +219,7 @@ def test_remote_peers_need_auth_even_to_read():
     protocol.dataReceived(b"LIST\nINFO 1\nWATCH\nPING\nHELP\n")
     out = lines(transport)
     assert [o.split()[1] for o in out[:3]] == ["auth-required"] * 3
+    assert out[0].endswith("the server's operator has the token"), "no local path to strangers"
     assert out[3] == "OK pong" and out[4].startswith("OK ")
 
 
@@ -277,7 +279,7 @@ def test_mutating_commands_are_audited_without_secrets():
             False,
             "START --env KEY=*** true",
             "ERR auth-required START needs AUTH <token> first; "
-            "the token is in the server's state directory",
+            "the token is in /nonexistent/token",
         ),
         (True, "SIGNAL 999 1", "ERR no-such-process no process has pid 999"),
     ]
