@@ -267,8 +267,25 @@ def redact(line: str, command=None) -> str:
         try:
             return describe_start(_parse_start(rest))
         except BadArgument:
-            return "START (unparsable command line)"
+            return shown(f"START {_mask_env(rest)}", REJECTED_START_CHARS)
     return f"{verb} {rest}".rstrip()
+
+
+REJECTED_START_CHARS = 200
+# --env and its value: a shell word, quoted parts and all (an unclosed quote runs to the end).
+_ENV_OPTION = re.compile(r"""(--env(?:=|[ \t]+))((?:"[^"]*"|'[^']*'|["'].*|[^\s"'])+)""")
+
+
+def _mask_env(rest: str) -> str:
+    """A rejected START's arguments as sent, with whatever follows each --env hidden but the
+    variable's name (a malformed name may hold the value, so such a word is hidden whole)."""
+
+    def mask(match: re.Match) -> str:
+        name, eq, _ = match[2].partition("=")
+        shown_name = name if eq and _ENV_NAME.fullmatch(name) else ""
+        return f"{match[1]}{shown_name}{'=' if shown_name else ''}***"
+
+    return _ENV_OPTION.sub(mask, rest)
 
 
 def describe_start(command: Start) -> str:

@@ -9,22 +9,37 @@ from rpm.rows import command_line
 from tui.connection import HostLink, describe_error
 from tui.detail import DetailView
 from tui.dialogs import ConfirmStop, LaunchDialog, SignalChooser
+from tui.history import Launch
 from tui.logview import LogView
 
 LOG_BACKLOG = 200
+READ_ONLY_HELP = (
+    "read-only: no token for {host}. Restart rpm-tui with --token-file FILE or RPM_TOKEN set "
+    "(the token is in the server's state directory, e.g. ~/.local/state/rpm/token)"
+)
 
 
 class ProcessActions:
     """The `cmd_*` commands that send requests to a server, and how their answers show."""
 
-    def selection(self):
-        """(link, pid, row) of the selected process, or None (with a message)."""
+    def selection(self, changing: bool = True):
+        """(link, pid, row) of the selected process, or None (with a message). `changing`:
+        the action changes something, so its host must have our token."""
         row = self.model.selected_row
         if row is None:
             self.say_error("no process selected")
             return None
         host, pid = self.model.selected
-        return self.links[host], pid, row
+        link = self.links[host]
+        if changing and not self.writable(link):
+            return None
+        return link, pid, row
+
+    def writable(self, link: HostLink) -> bool:
+        """Whether we may change things on link's host; if not, say how to give a token."""
+        if link.read_only:
+            self.say_error(READ_ONLY_HELP.format(host=link.label))
+        return not link.read_only
 
     def send(self, link: HostLink, line: str, on_ok) -> defer.Deferred:
         """Send a request; show its outcome (or the server's error code and message)."""
@@ -36,7 +51,7 @@ class ProcessActions:
         self.say_error(describe_error(failure.value))  # for a refusal: its code and message
 
     def cmd_detail(self) -> None:
-        selected = self.selection()
+        selected = self.selection(changing=False)
         if selected is None:
             return
         link, pid, _ = selected
@@ -87,13 +102,15 @@ class ProcessActions:
         selected = self.model.selected
         link = self.links.get(selected[0]) if selected else None
         link = link or next(iter(self.links.values()))
+        if not self.writable(link):
+            return
 
-        def submitted(line: str, command: str) -> None:
-            self.history.add(command)
+        def submitted(line: str, launch: Launch) -> None:
+            self.history.add(launch)
             self.close_dialog()
             self.send(link, line, lambda reply: self._launched(link, reply))
 
-        self.open_dialog(LaunchDialog(self.history.entries, link.label, submitted), height=9)
+        self.open_dialog(LaunchDialog(self.history.entries, link.label, submitted), height=10)
 
     def _launched(self, link: HostLink, reply: dict) -> None:
         self.model.select((link.label, reply["pid"]))

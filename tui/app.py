@@ -97,7 +97,7 @@ class App(ProcessActions):
         self.table = TableBox(self.walker)
         self.header = urwid.Text("", wrap="clip")
         self.status = urwid.Text("", wrap="clip")
-        self.message = urwid.Text("", wrap="clip")
+        self.message = urwid.Text("")  # wraps: a long error is read whole
         self.footer = urwid.Pile([urwid.AttrMap(self.status, "status"), self.message])
         self.frame = urwid.Frame(
             self.table, header=urwid.AttrMap(self.header, "header"), footer=self.footer

@@ -46,6 +46,15 @@ class HostLink:
         self._retry = None
         self._stopped = False
 
+    @property
+    def read_only(self) -> bool:
+        """Connected without a token to a server that wants one: it can look, not change."""
+        return (
+            self.client is not None
+            and self._token is None
+            and "auth-required" in self.client.greeting
+        )
+
     def set_listener(self, on_change: Callable[[], None]) -> None:
         """Who to tell when anything shown about this host changed."""
         self._on_change = on_change

@@ -9,6 +9,7 @@ import urwid
 
 from rpm.commands import RESTART_POLICIES
 from rpm.wire import escape_text
+from tui.history import Launch
 from tui.keys import help_lines
 
 SIGNALS = ("TERM", "KILL", "HUP", "INT", "USR1", "USR2", "STOP", "CONT")
@@ -66,47 +67,55 @@ class SignalChooser(urwid.WidgetWrap):
 
 
 class HistoryEdit(urwid.Edit):
-    """A one-line editor whose Up and Down walk through earlier entries."""
+    """The command field: Up and Down walk through earlier launches, and fill in the other
+    fields of the launch they recall."""
 
-    def __init__(self, caption: str, history: list[str]):
+    def __init__(self, caption: str, history: list[Launch], recall: Callable[[Launch], None]):
         super().__init__(caption)
         self._history = history
+        self._recall = recall
         self._position = len(history)
 
     def keypress(self, size, key):
         if key in ("up", "down") and self._history:
             step = -1 if key == "up" else 1
             self._position = max(0, min(len(self._history), self._position + step))
-            text = self._history[self._position] if self._position < len(self._history) else ""
-            self.set_edit_text(text)
-            self.set_edit_pos(len(text))
+            inside = self._position < len(self._history)
+            self._recall(self._history[self._position] if inside else Launch(""))
             return None
         return super().keypress(size, key)
 
 
 class LaunchDialog(urwid.WidgetWrap):
-    """Command line (with history), working directory, restart policy; Enter starts it."""
+    """Command line (with history), working directory, environment, restart policy; Enter
+    starts it."""
 
     title = "Launch a program"
 
-    def __init__(self, history: list[str], host: str, on_submit: Callable[[str, str], None]):
+    def __init__(self, history: list[Launch], host: str, on_submit: Callable[[str, Launch], None]):
         self._on_submit = on_submit
-        self.command = HistoryEdit("command:   ", history)
-        self.cwd = urwid.Edit("directory: ")
+        self.command = HistoryEdit("command:     ", history, self.recall)
+        self.cwd = urwid.Edit("directory:   ")
+        self.env = urwid.Edit("environment: ")
         self._group: list[urwid.RadioButton] = []
         buttons = [urwid.RadioButton(self._group, policy) for policy in RESTART_POLICIES]
         self._fields = urwid.Pile(
             [
                 urwid.AttrMap(self.command, "edit"),
                 urwid.AttrMap(self.cwd, "edit"),
+                urwid.AttrMap(self.env, "edit"),
                 urwid.Columns(
-                    [("pack", urwid.Text("restart:   ")), *[("pack", b) for b in buttons]],
+                    [("pack", urwid.Text("restart:     ")), *[("pack", b) for b in buttons]],
                     dividechars=2,
                 ),
             ]
         )
         hint = urwid.Text(
-            ("dim", f"on {host}.  Enter: start   Tab: next field   Up/Down: history   Esc: cancel")
+            (
+                "dim",
+                f"on {host}.  environment: NAME=VALUE ...   Enter: start   Tab: next field   "
+                "Up/Down: history   Esc: cancel",
+            )
         )
         super().__init__(urwid.Filler(urwid.Pile([self._fields, urwid.Divider(), hint]), "top"))
 
@@ -114,27 +123,53 @@ class LaunchDialog(urwid.WidgetWrap):
     def restart(self) -> str:
         return next(button.label for button in self._group if button.state)
 
+    @property
+    def launch(self) -> Launch:
+        """What the fields hold now."""
+        return Launch(
+            self.command.edit_text.strip(),
+            self.cwd.edit_text.strip(),
+            self.restart,
+            self.env.edit_text.strip(),
+        )
+
+    def recall(self, launch: Launch) -> None:
+        """Fill every field from an earlier launch."""
+        self.command.set_edit_text(launch.command)
+        self.command.set_edit_pos(len(launch.command))
+        self.cwd.set_edit_text(launch.cwd)
+        self.env.set_edit_text(launch.env)
+        for button in self._group:
+            button.set_state(button.label == launch.restart, do_callback=False)
+
     def start_line(self) -> str | None:
-        """The START request for what was typed, or None if there is no command."""
-        command = self.command.edit_text.strip()
-        if not command:
+        """The START request for what was typed, or None if there is no command (or the
+        environment is not NAME=VALUE words: the dialog then says so)."""
+        launch = self.launch
+        if not launch.command:
             return None
         words = ["START"]
-        if self.cwd.edit_text.strip():
-            words += ["--cwd", shlex.quote(self.cwd.edit_text.strip())]
-        if self.restart != "no":
-            words += ["--restart", self.restart]
-        return " ".join([*words, "--", command])
+        if launch.cwd:
+            words += ["--cwd", shlex.quote(launch.cwd)]
+        for setting in shlex.split(launch.env):
+            words += ["--env", shlex.quote(setting)]
+        if launch.restart != "no":
+            words += ["--restart", launch.restart]
+        return " ".join([*words, "--", launch.command])
 
     def keypress(self, size, key):
         if key == "enter":
-            line = self.start_line()
+            try:
+                line = self.start_line()
+            except ValueError:  # unbalanced quotes in the environment field
+                self.env.set_caption(("error", "environment (check quotes): "))
+                return None
             if line:
-                self._on_submit(line, self.command.edit_text.strip())
+                self._on_submit(line, self.launch)
             return None
         if key in ("tab", "shift tab"):
             step = 1 if key == "tab" else -1
-            self._fields.focus_position = (self._fields.focus_position + step) % 3
+            self._fields.focus_position = (self._fields.focus_position + step) % 4
             return None
         return super().keypress(size, key)
 
@@ -145,9 +180,10 @@ class HelpView(urwid.WidgetWrap):
     title = "Keys"
 
     def __init__(self) -> None:
-        width = max(len(keys) for keys, _ in help_lines())
-        lines = [
-            urwid.Text([("key", f"{keys:<{width}}"), f"  {text}"]) for keys, text in help_lines()
+        width = max(len(keys) for keys, _ in help_lines()) + 2
+        lines = [  # a long description wraps under itself, not under the keys
+            urwid.Columns([(width, urwid.Text(("key", keys))), urwid.Text(text)])
+            for keys, text in help_lines()
         ]
         lines.append(urwid.Text(("dim", "\nM: managed by the server  P: paused.  Esc closes.")))
         super().__init__(urwid.ListBox(urwid.SimpleFocusListWalker(lines)))

@@ -23,9 +23,11 @@ def link_status(link, model: ProcessModel, now: float) -> list:
     parts: list = [" ", escape_text(link.label), " "]
     if link.state == "connected":
         updated = time.strftime("%H:%M:%S", time.localtime(link.last_update or 0))
+        access = [("bad", " read-only")] if link.read_only else []
         return [
             *parts,
             ("good", "connected"),
+            *access,
             f" {model.count(link.label)} processes, updated {updated}",
         ]
     retry = ""

@@ -7,7 +7,6 @@ import socket
 import subprocess
 
 import psutil
-
 import pytest
 import pytest_twisted
 
@@ -162,7 +161,7 @@ async def test_a_program_waiting_to_restart_is_listed_and_stop_cancels_it_with_o
     reply = await client.json(f"STOP {pid}")
     assert reply["ok"] and reply["signal"] is None and "restart is cancelled" in reply["message"]
     assert not program.restarting
-    assert not [row for row in (await client.json("LIST --managed"))["processes"]]
+    assert (await client.json("LIST --managed"))["processes"] == []
 
 
 @pytest_twisted.ensureDeferred

@@ -168,3 +168,15 @@ def test_the_selected_row_is_highlighted_and_moves_with_the_keys(run_server, ter
     while highlighted_rows(tui) != [3]:
         assert time.monotonic() < deadline, tui.screen()
         time.sleep(0.1)
+
+
+def test_without_a_token_the_tui_says_read_only_and_how_to_give_one(run_server, terminal):
+    server = run_server()
+    tui = terminal(f"127.0.0.1:{server.port}")
+    tui.wait_for("connected read-only")
+    for key in ("n", "k"):
+        tui.send(key)
+        screen = tui.wait_for("--token-file")
+        assert "Launch a program" not in screen and "Stop pid" not in screen
+    tui.send("q")
+    assert tui.exit_status() == 0

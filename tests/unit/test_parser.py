@@ -248,7 +248,7 @@ def test_redact_hides_tokens_and_environment_values():
     assert p.redact("START --env PASSWORD=hunter2 --env 'X=a b' -- true") == (
         "START --env PASSWORD=*** --env X=*** true"
     )
-    assert p.redact("START 'unbalanced --env A=secret") == "START (unparsable command line)"
+    assert p.redact("START 'unbalanced --env A=secret") == "START 'unbalanced --env A=***"
     assert p.redact("kill 12 3") == "STOP 12 3"
     assert p.redact("s3cret-typed-by-mistake") == "(unknown command)"
 
@@ -271,3 +271,23 @@ def test_the_arguments_reach_shlex_untouched():
     assert p.parse_line("START echo \\ ").argv == ("echo", " ")
     assert p.parse_line("LIST sleep  \t").pattern == "sleep"
     assert p.parse_line("STOP 5 ") == c.Stop(5)
+
+
+@pytest.mark.parametrize(
+    ("line", "recorded"),
+    [
+        ("START --restart sometimes sleep 1", "START --restart sometimes sleep 1"),
+        ("START --cwd relative/dir sleep 1", "START --cwd relative/dir sleep 1"),
+        ("START --env NOEQUALS sleep 1", "START --env *** sleep 1"),
+        ("START --env 9X=hunter2 true", "START --env *** true"),
+        ("START --env=A='a secret' --bad x", "START --env=A=*** --bad x"),
+        ('START --env "A=un closed', "START --env ***"),
+    ],
+)
+def test_a_rejected_start_is_recorded_as_sent_with_env_values_hidden(line, recorded):
+    assert p.redact(line) == recorded
+
+
+def test_a_rejected_start_is_recorded_cut_short():
+    recorded = p.redact("START --restart x " + "y" * 1000)
+    assert len(recorded) == p.REJECTED_START_CHARS and recorded.endswith("\u2026")

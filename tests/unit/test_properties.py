@@ -71,6 +71,9 @@ class RecordingSupervisor:
 class ImmediateController:
     """Signals nothing; answers at once, as if every target had obeyed."""
 
+    def program(self, pid, seen=None):
+        return None  # no managed programs here
+
     def stop(self, pid, grace, seen):
         return defer.succeed(signal.SIGTERM)
 

@@ -38,6 +38,9 @@ class FakeController:
         self.stops[pid] = defer.Deferred()
         return self.stops[pid]
 
+    def program(self, pid, seen=None):
+        return None  # no managed programs here
+
     def signal(self, pid, signum, seen):
         if pid == 999:
             raise NoSuchProcess("no process has pid 999")
@@ -278,8 +281,7 @@ def test_mutating_commands_are_audited_without_secrets():
         (
             False,
             "START --env KEY=*** true",
-            "ERR auth-required START needs AUTH <token> first; "
-            "the token is in /nonexistent/token",
+            "ERR auth-required START needs AUTH <token> first; the token is in /nonexistent/token",
         ),
         (True, "SIGNAL 999 1", "ERR no-such-process no process has pid 999"),
     ]

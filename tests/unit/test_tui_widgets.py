@@ -13,7 +13,7 @@ from tui import keys
 from tui.app import App
 from tui.detail import sparkline
 from tui.dialogs import LaunchDialog
-from tui.history import History
+from tui.history import History, Launch
 from tui.model import ProcessModel
 from tui.table import format_line, header_text
 
@@ -45,6 +45,7 @@ class FakeLink:
         self.sent: list[str] = []
         self.answers = answers or {}
         self.on_output = self.on_connected = self.on_notice = None
+        self.read_only = False
 
     def set_listener(self, on_change):
         self.on_change = on_change
@@ -199,19 +200,36 @@ def test_pause_toggles_with_the_process_state():
 def test_launch_dialog_builds_start_with_history_and_selects_the_new_process():
     link = FakeLink(answers={"START": {"ok": True, "pid": 99}})
     app, model, _ = make_app(links=[link])
-    app.history.add("sleep 5")
+    app.history.add(Launch("sleep 5"))
     press(app, "n")
     assert "Launch a program" in "\n".join(screen(app))
     press(app, "up")
     assert "sleep 5" in "\n".join(screen(app))
-    press(app, "esc", "f2", *"echo 'a b'", "tab", *"/tmp", "tab", "right", " ", "enter")
-    assert link.sent == ["START --cwd /tmp --restart on-failure -- echo 'a b'"]
+    press(app, "esc", "f2", *"echo 'a b'", "tab", *"/tmp", "tab", *"A=1 'B=x y'", "tab")
+    press(app, "right", " ", "enter")
+    assert link.sent == [
+        "START --cwd /tmp --env A=1 --env 'B=x y' --restart on-failure -- echo 'a b'"
+    ]
     assert model.selected == (link.label, 99)
-    assert app.history.entries[-1] == "echo 'a b'"
+    assert app.history.entries[-1] == Launch("echo 'a b'", "/tmp", "on-failure", "A=1 'B=x y'")
+
+
+def test_launch_dialog_recalls_directory_policy_and_environment(tmp_path):
+    path = tmp_path / "history"
+    path.write_text("old plain command\n")
+    history = History(str(path))
+    history.add(Launch("make serve", "/srv", "always", "PORT=8000"))
+    assert History(str(path)).entries == [Launch("old plain command"), history.entries[-1]]
+    assert path.stat().st_mode & 0o777 == 0o600, "environment values may be secrets"
+    dialog = LaunchDialog(history.entries, "h", lambda line, launch: None)
+    dialog.keypress((60,), "up")
+    assert dialog.start_line() == "START --cwd /srv --env PORT=8000 --restart always -- make serve"
+    dialog.keypress((60,), "up")
+    assert dialog.start_line() == "START -- old plain command"
 
 
 def test_launch_dialog_start_line_quotes_the_directory():
-    dialog = LaunchDialog([], "h", lambda line, command: None)
+    dialog = LaunchDialog([], "h", lambda line, launch: None)
     dialog.command.set_edit_text("ls -l")
     dialog.cwd.set_edit_text("/tmp/my dir")
     assert dialog.start_line() == "START --cwd '/tmp/my dir' -- ls -l"
@@ -337,3 +355,38 @@ def test_rows_above_the_selection_stay_visible_when_new_data_resorts_them():
     lines = screen(app)
     assert [line.split()[0] for line in lines[1:3]] == ["58", "57"]
     assert model.selected[1] == 57
+
+
+@pytest.mark.parametrize("key", ["k", "K", "p", "n", "l"])
+def test_without_a_token_changing_keys_say_how_to_give_one_and_open_nothing(key):
+    link = FakeLink()
+    link.read_only = True
+    app, _, _ = make_app(links=[link])
+    press(app, key)
+    text = "\n".join(screen(app))
+    assert "read-only" in text and "--token-file" in text and "RPM_TOKEN" in text
+    assert app.dialog is None and app.view is None and link.sent == []
+
+
+def test_the_status_bar_says_read_only_without_a_token():
+    link = FakeLink()
+    link.read_only = True
+    app, _, _ = make_app(links=[link])
+    assert "connected read-only" in screen(app)[-2]
+
+
+def test_an_error_longer_than_the_screen_is_shown_whole():
+    app, _, _ = make_app()
+    app.say_error("word " * 40 + "END")
+    assert "END" in "\n".join(screen(app))
+
+
+def test_long_help_lines_wrap_under_their_description_at_80_columns():
+    app, _, _ = make_app()
+    press(app, "?")
+    lines = screen(app)
+    enter = next(index for index, line in enumerate(lines) if "\u2502Enter " in line)
+    description_at = lines[enter].index("details")
+    wrapped = lines[enter + 1]
+    assert wrapped[wrapped.index("\u2502") + 1 : description_at].strip() == ""
+    assert wrapped[description_at].isalpha()
