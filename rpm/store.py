@@ -8,6 +8,7 @@ All access after start-up goes through one dedicated thread (AsyncStore), the on
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 
@@ -122,10 +123,22 @@ def _record(row) -> ManagedRecord:
     )
 
 
+def _private_file(path: str) -> None:
+    """Create the database file readable by its owner only (SQLite gives its -wal and -shm
+    files the same mode), and tighten one a looser umask made."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:
+            os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
 class Store:
     """Synchronous access to the database; use it from one thread at a time."""
 
     def __init__(self, path: str):
+        _private_file(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

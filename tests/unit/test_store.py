@@ -1,5 +1,6 @@
 """The SQLite registry: schema versions, records of runs, the audit trail."""
 
+import os
 import sqlite3
 
 import pytest
@@ -81,3 +82,19 @@ def test_audit_history_is_newest_last_and_bounded(tmp_path):
     history = store.history(5)
     assert [h.command for h in history] == [f"STOP {n}" for n in range(25, 30)]
     assert history[-1].authenticated is False
+
+
+def test_the_registry_and_its_journal_are_private_whatever_the_umask(tmp_path):
+    loose = tmp_path / "loose.db"
+    loose.touch(mode=0o644)
+    loose.chmod(0o644)
+    previous = os.umask(0o022)
+    try:
+        for path in (tmp_path / "rpm.db", loose):
+            store = Store(str(path))
+            store.add_audits([])  # a write, so the WAL files exist
+            for name in (path.name, path.name + "-wal", path.name + "-shm"):
+                assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+            store.close()
+    finally:
+        os.umask(previous)
