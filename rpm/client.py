@@ -207,7 +207,7 @@ def default_token(address: Address, environ: dict | None = None) -> str | None:
         return environ["RPM_TOKEN"]
     if not address.is_local:
         return None
-    from rpm.statedir import default_state_dir
+    from rpm.paths import default_state_dir
 
     try:
         with open(os.path.join(default_state_dir(environ), "token"), encoding="utf-8") as handle:

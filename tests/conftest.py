@@ -10,8 +10,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from rpm.config import ServerConfig
-from rpm.service import RPMService
+from rpm.server.config import ServerConfig
+from rpm.server.service import RPMService
 from tests.servers import BIN, ServerRunner
 from tests.support import kill_tree
 from tests.tmux import Tmux

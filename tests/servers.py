@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from rpm.signalling import alive_with_start
-from rpm.store import Store
+from rpm.server.managed.store import Store
+from rpm.server.procs.signalling import alive_with_start
 from tests.support import kill_tree
 
 BIN = Path(sys.executable).parent

@@ -12,7 +12,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from rpm import __version__
 from rpm.client import Address, default_token, parse_address
-from rpm.statedir import default_state_dir
+from rpm.paths import default_state_dir
 from tui.app import App, tune_garbage_collector
 from tui.connection import HostLink
 from tui.history import History

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rpm.commands import ALIASES
-from rpm.telnet import TelnetFilter
+from rpm.server.telnet import TelnetFilter
 from tests.hostile import VERB_WORDS, request_bytes, words
 from tests.servers import ServerRunner
 from tests.support import wait_until

@@ -4,8 +4,8 @@ import math
 
 from twisted.internet.task import Clock
 
-from rpm.logfiles import LogFiles, last_lines
-from rpm.logwatch import LogWatcher
+from rpm.server.managed.logfiles import LogFiles, last_lines
+from rpm.server.managed.outputs import LogWatcher
 
 
 def write(logs, managed_id, stream, text):

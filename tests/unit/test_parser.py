@@ -3,8 +3,8 @@
 import pytest
 
 from rpm import commands as c
-from rpm import parser as p
 from rpm.errors import BadArgument, UnknownCommand
+from rpm.server import parser as p
 
 
 @pytest.mark.parametrize(

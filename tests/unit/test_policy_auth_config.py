@@ -4,11 +4,13 @@ import os
 
 import pytest
 
-from rpm import auth, config, signames
+from rpm import signames
 from rpm.errors import BadArgument, NoSuchProcess, NotPermitted, Protected
-from rpm.policy import PID_MAX, SignalPolicy, ancestors, is_kernel_thread
-from rpm.statedir import check_state_dir, default_state_dir, prepare_state_dir
-from rpm.tap import Options
+from rpm.paths import default_state_dir
+from rpm.server import auth, config
+from rpm.server.procs.policy import PID_MAX, SignalPolicy, ancestors, is_kernel_thread
+from rpm.server.statedir import check_state_dir, prepare_state_dir
+from rpm.server.tap import Options
 
 # -- policy ----------------------------------------------------------------------------------
 

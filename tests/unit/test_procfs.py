@@ -7,8 +7,8 @@ import time
 import psutil
 import pytest
 
-from rpm import procfs
-from rpm.scan import Scanner
+from rpm.server.procs import procfs
+from rpm.server.procs.scan import Scanner
 
 pytestmark = pytest.mark.skipif(not procfs.available(), reason="no /proc here")
 WORDS = {*procfs.STATUSES.values(), "?"}

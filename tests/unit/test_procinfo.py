@@ -2,8 +2,8 @@
 
 import time
 
-from rpm import procinfo
-from rpm.store import ManagedRecord
+from rpm.server.managed.store import ManagedRecord
+from rpm.server.procs import procinfo
 
 
 def test_text_info_shows_times_as_dates_and_memory_in_human_units():

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
 
-from rpm import commands, parser
+from rpm import commands
 from rpm.errors import Protected, RPMError
-from rpm.store import ManagedRecord
-from rpm.telnet import TelnetFilter
+from rpm.server import parser
+from rpm.server.managed.store import ManagedRecord
+from rpm.server.telnet import TelnetFilter
 from rpm.wire import escape_text, json_line
 from tests.hostile import request_text, stream
 from tests.unit.test_protocol import FakeCore, connect

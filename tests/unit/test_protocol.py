@@ -8,14 +8,14 @@ from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from rpm import handlers
-from rpm.auth import AuthThrottle
-from rpm.config import ServerConfig
 from rpm.errors import NoSuchProcess
-from rpm.factory import RPMFactory
-from rpm.protocol import MAX_LINE
 from rpm.rows import Row
-from rpm.snapshot import Renderers, Snapshot
+from rpm.server import handlers
+from rpm.server.auth import AuthThrottle
+from rpm.server.config import ServerConfig
+from rpm.server.factory import RPMFactory
+from rpm.server.procs.snapshot import Renderers, Snapshot
+from rpm.server.protocol import MAX_LINE
 
 TOKEN = "correct-horse-battery-staple"
 IAC, IP, DO = 255, 244, 253
@@ -329,7 +329,7 @@ def test_connection_caps_refuse_with_err_limit():
 
 
 def test_every_command_has_a_handler():
-    from rpm import parser
+    from rpm.server import parser
 
     parsed = {
         type(parser.parse_line(line))

@@ -8,9 +8,9 @@ import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from rpm import rotation
-from rpm.logfiles import LogFiles
-from rpm.logwatch import LogWatcher
+from rpm.server.managed import rotation
+from rpm.server.managed.logfiles import LogFiles
+from rpm.server.managed.outputs import LogWatcher
 
 
 def numbered(start, stop):

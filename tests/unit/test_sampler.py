@@ -5,7 +5,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from rpm.rows import Row
-from rpm.sampler import Sampler
+from rpm.server.procs.sampler import Sampler
 
 
 class FakeScans:

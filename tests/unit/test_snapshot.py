@@ -3,7 +3,7 @@
 import json
 
 from rpm.rows import Row
-from rpm.snapshot import Renderers, Snapshot, TableReply
+from rpm.server.procs.snapshot import Renderers, Snapshot, TableReply
 from rpm.wire import JSON, TEXT
 
 

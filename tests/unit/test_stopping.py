@@ -5,7 +5,7 @@ import signal
 from twisted.internet.task import Clock
 
 from rpm.errors import NoSuchProcess, NotPermitted
-from rpm.stopping import Escalation
+from rpm.server.procs.stopping import Escalation
 
 
 class FakeProcess:

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from rpm.store import MIGRATIONS, AuditRecord, ManagedRecord, Store
+from rpm.server.managed.store import MIGRATIONS, AuditRecord, ManagedRecord, Store
 
 
 def record(**changes):

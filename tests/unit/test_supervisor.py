@@ -11,11 +11,11 @@ from twisted.python.failure import Failure
 
 from rpm.commands import Start
 from rpm.errors import BadArgument, LimitReached, NotFound
-from rpm.launch import Launcher
-from rpm.logfiles import LogFiles
-from rpm.logwatch import LogWatcher
-from rpm.store import ManagedRecord
-from rpm.supervisor import Supervisor
+from rpm.server.managed.launch import Launcher
+from rpm.server.managed.logfiles import LogFiles
+from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.store import ManagedRecord
+from rpm.server.managed.supervisor import Supervisor
 
 
 class FakeProcessReactor(Clock):

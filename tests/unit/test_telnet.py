@@ -2,7 +2,7 @@
 
 import pytest
 
-from rpm.telnet import TelnetFilter
+from rpm.server.telnet import TelnetFilter
 
 IAC, WILL, DO, DONT, SB, SE, IP, AYT = 255, 251, 253, 254, 250, 240, 244, 246
 

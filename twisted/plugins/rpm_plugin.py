@@ -2,4 +2,6 @@
 
 from twisted.application.service import ServiceMaker
 
-rpm = ServiceMaker("Remote Process Manager", "rpm.tap", "rpm: remote process manager server", "rpm")
+rpm = ServiceMaker(
+    "Remote Process Manager", "rpm.server.tap", "rpm: remote process manager server", "rpm"
+)

@@ -14,8 +14,8 @@ import psutil
 
 from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.rows import RESTARTING, human_bytes
+from rpm.server.managed.store import ManagedRecord
 from rpm.signames import signal_name
-from rpm.store import ManagedRecord
 
 
 def _or_none(read):

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from rpm.rows import Row
-from rpm.snapshot import Renderers, Snapshot
+from rpm.server.procs.snapshot import Renderers, Snapshot
 
 log = Logger()
 

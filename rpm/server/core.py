@@ -9,15 +9,15 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from rpm.auth import AuthThrottle
-from rpm.config import ServerConfig
-from rpm.control import Controller
-from rpm.logfiles import LogFiles
-from rpm.logwatch import LogWatcher
-from rpm.sampler import Sampler
-from rpm.store import AsyncStore, AuditRecord, ManagedRecord
-from rpm.supervisor import Supervisor
-from rpm.watch import lifecycle_event
+from rpm.server.auth import AuthThrottle
+from rpm.server.config import ServerConfig
+from rpm.server.managed.logfiles import LogFiles
+from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.store import AsyncStore, AuditRecord, ManagedRecord
+from rpm.server.managed.supervisor import Supervisor
+from rpm.server.procs.control import Controller
+from rpm.server.procs.sampler import Sampler
+from rpm.server.tablefeed import lifecycle_event
 
 log = Logger()
 AUDIT_DELAY = 0.02

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from rpm.snapshot import Snapshot
+from rpm.server.procs.snapshot import Snapshot
 from rpm.wire import TEXT
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from rpm import __version__
-from rpm.config import ServerConfig
+from rpm.server.config import ServerConfig
 
 
 def listening_address(port) -> str:

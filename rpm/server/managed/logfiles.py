@@ -16,7 +16,7 @@ import math
 import os
 from typing import NamedTuple
 
-from rpm import rotation
+from rpm.server.managed import rotation
 
 STREAMS = ("stdout", "stderr")
 _SUFFIX = {"stdout": "out", "stderr": "err"}

@@ -14,10 +14,11 @@ import signal
 from twisted.internet.defer import DeferredList, succeed
 
 from rpm.errors import NoSuchProcess
-from rpm.policy import SignalPolicy, same_start
 from rpm.rows import Row
-from rpm.sampler import Sampler
-from rpm.signalling import (
+from rpm.server.managed.supervisor import Managed, Supervisor
+from rpm.server.procs.policy import SignalPolicy, same_start
+from rpm.server.procs.sampler import Sampler
+from rpm.server.procs.signalling import (
     ExitWatch,
     alive_with_start,
     group_alive,
@@ -25,8 +26,7 @@ from rpm.signalling import (
     send_to_group,
     send_to_process,
 )
-from rpm.stopping import Escalation
-from rpm.supervisor import Managed, Supervisor
+from rpm.server.procs.stopping import Escalation
 
 
 def _leads_group(pid: int) -> bool:

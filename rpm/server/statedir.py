@@ -7,15 +7,6 @@ import os
 FORBIDDEN = ("/var/lib/rpm",)  # the RPM package manager's database
 
 
-def default_state_dir(environ: dict | None = None) -> str:
-    """$XDG_STATE_HOME/rpm, else ~/.local/state/rpm (never /var/lib/rpm)."""
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_STATE_HOME", "")
-    if not os.path.isabs(base):  # the XDG spec says to ignore relative paths
-        base = os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "rpm")
-
-
 def check_state_dir(path: str) -> str | None:
     """Why path cannot be the state directory, or None if it can."""
     if os.path.realpath(path).rstrip("/") in FORBIDDEN:

@@ -9,9 +9,10 @@ import os
 import socket
 from dataclasses import dataclass
 
-from rpm.logwatch import DEFAULT_MAX_BYTES
-from rpm.policy import SCOPES
-from rpm.statedir import check_state_dir, default_state_dir
+from rpm.paths import default_state_dir
+from rpm.server.managed.outputs import DEFAULT_MAX_BYTES
+from rpm.server.procs.policy import SCOPES
+from rpm.server.statedir import check_state_dir
 
 SAFE_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
 MIN_LOG_BYTES = 64 * 1024

@@ -13,11 +13,11 @@ import sqlite3
 from twisted.python import usage
 
 from rpm import __version__
-from rpm.auth import TokenError, load_token
-from rpm.config import ConfigError, ServerConfig, build_config, probe_port
-from rpm.logwatch import DEFAULT_MAX_BYTES
-from rpm.statedir import prepare_state_dir
-from rpm.store import Store
+from rpm.server.auth import TokenError, load_token
+from rpm.server.config import ConfigError, ServerConfig, build_config, probe_port
+from rpm.server.managed.outputs import DEFAULT_MAX_BYTES
+from rpm.server.managed.store import Store
+from rpm.server.statedir import prepare_state_dir
 
 
 class Options(usage.Options):
@@ -109,7 +109,7 @@ def preflight(config: ServerConfig) -> None:
 
 
 def makeService(options: Options):
-    from rpm.service import RPMService
+    from rpm.server.service import RPMService
 
     try:
         config = build_config(options)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from twisted.internet.task import LoopingCall
 
-from rpm.sampler import Sampler
+from rpm.server.managed.store import ManagedRecord
+from rpm.server.procs.sampler import Sampler
+from rpm.server.procs.snapshot import Snapshot
 from rpm.signames import signal_name
-from rpm.snapshot import Snapshot
-from rpm.store import ManagedRecord
 from rpm.wire import Event
 
 

@@ -7,8 +7,8 @@ from collections import Counter
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from rpm.protocol import RPMProtocol
-from rpm.session import Session, describe_peer
+from rpm.server.protocol import RPMProtocol
+from rpm.server.session import Session, describe_peer
 from rpm.wire import err_line
 
 log = Logger()

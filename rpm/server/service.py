@@ -11,23 +11,23 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from rpm import procfs
-from rpm.auth import load_token
-from rpm.config import ServerConfig
-from rpm.control import Controller
-from rpm.core import Core
-from rpm.factory import RPMFactory
-from rpm.launch import Launcher
-from rpm.logfiles import LogFiles
-from rpm.logwatch import LogWatcher
-from rpm.policy import SignalPolicy
-from rpm.procfs import ProcfsScanner
-from rpm.sampler import Sampler
-from rpm.scan import Scanner
-from rpm.statedir import prepare_state_dir
-from rpm.store import AsyncStore, Store
-from rpm.supervisor import Supervisor
-from rpm.welcome import listening_address, ways_in, welcome
+from rpm.server.auth import load_token
+from rpm.server.config import ServerConfig
+from rpm.server.core import Core
+from rpm.server.factory import RPMFactory
+from rpm.server.managed.launch import Launcher
+from rpm.server.managed.logfiles import LogFiles
+from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.store import AsyncStore, Store
+from rpm.server.managed.supervisor import Supervisor
+from rpm.server.procs import procfs
+from rpm.server.procs.control import Controller
+from rpm.server.procs.policy import SignalPolicy
+from rpm.server.procs.procfs import ProcfsScanner
+from rpm.server.procs.sampler import Sampler
+from rpm.server.procs.scan import Scanner
+from rpm.server.statedir import prepare_state_dir
+from rpm.server.welcome import listening_address, ways_in, welcome
 
 log = Logger()
 SHUTDOWN_GRACE = 5.0

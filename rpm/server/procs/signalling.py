@@ -15,9 +15,9 @@ from collections.abc import Callable
 import psutil
 from twisted.logger import Logger
 
-from rpm import procfs
 from rpm.errors import NoSuchProcess, NotPermitted
-from rpm.policy import same_start, start_time
+from rpm.server.procs import procfs
+from rpm.server.procs.policy import same_start, start_time
 from rpm.signames import signal_name
 
 log = Logger()

@@ -12,13 +12,14 @@ import psutil
 from twisted.internet import task
 
 from rpm import commands as c
-from rpm import helptext, procinfo
-from rpm.auth import token_matches
 from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
-from rpm.logwatch import output_event
-from rpm.policy import check_possible, same_start
+from rpm.server import helptext
+from rpm.server.auth import token_matches
+from rpm.server.managed.outputs import output_event
+from rpm.server.procs import procinfo
+from rpm.server.procs.policy import check_possible, same_start
+from rpm.server.procs.snapshot import TableReply
 from rpm.signames import signal_name
-from rpm.snapshot import TableReply
 from rpm.wire import Body, Ok
 
 MAX_AUTH_FAILURES = 3

@@ -22,11 +22,11 @@ from zope.interface import implementer
 from rpm import __version__
 from rpm.commands import ALWAYS_ALLOWED, LOOPBACK_READ_ONLY, MUTATING, shown
 from rpm.errors import AuthRequired, RPMError
-from rpm.handlers import HANDLERS
-from rpm.parser import parse_arguments, redact, split_verb
-from rpm.session import Session
-from rpm.telnet import TelnetFilter
-from rpm.watch import Watcher
+from rpm.server.handlers import HANDLERS
+from rpm.server.parser import parse_arguments, redact, split_verb
+from rpm.server.session import Session
+from rpm.server.tablefeed import Watcher
+from rpm.server.telnet import TelnetFilter
 from rpm.wire import TEXT, Error, Event, ok_line
 
 log = Logger()

@@ -17,8 +17,8 @@ from twisted.internet import threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from rpm.logfiles import MAX_LINE_CHARS, STREAMS, LogFiles
-from rpm.rotation import Cut
+from rpm.server.managed.logfiles import MAX_LINE_CHARS, STREAMS, LogFiles
+from rpm.server.managed.rotation import Cut
 from rpm.wire import Event
 
 log = Logger()

@@ -23,15 +23,20 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from rpm import procfs
 from rpm.commands import Start
 from rpm.errors import LimitReached, RPMError, SpawnFailed
-from rpm.launch import Launcher
-from rpm.logwatch import LogWatcher
-from rpm.policy import same_start
 from rpm.rows import RESTARTING, Row
-from rpm.signalling import ExitWatch, alive_with_start, process_gone, zombie_exit_status
-from rpm.store import AsyncStore, ManagedRecord
+from rpm.server.managed.launch import Launcher
+from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.store import AsyncStore, ManagedRecord
+from rpm.server.procs import procfs
+from rpm.server.procs.policy import same_start
+from rpm.server.procs.signalling import (
+    ExitWatch,
+    alive_with_start,
+    process_gone,
+    zombie_exit_status,
+)
 
 log = Logger()
 BACKOFF_FIRST, BACKOFF_CAP, STABLE_UPTIME = 1.0, 60.0, 60.0

@@ -1,0 +1,1 @@
+"""The rpm server: options and service, connections and their protocol, commands."""

@@ -1,0 +1,1 @@
+"""Programs the server starts: their records and store, supervision, launch and output."""

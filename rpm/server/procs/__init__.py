@@ -1,0 +1,1 @@
+"""The machine's processes: identity, sampling the table, details, and signalling them."""
