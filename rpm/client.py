@@ -11,17 +11,15 @@ Replies come back in request order; `{"ok": false}` replies raise CommandError.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from twisted.internet import defer, endpoints, ssl
 from twisted.internet.error import ConnectionDone
 from twisted.protocols.basic import LineReceiver
 
-DEFAULT_PORT = 5002
+from rpm.addresses import Address
+
 CLIENT_MAX_LINE = 256 * 1024 * 1024  # LIST of a very busy host is one long JSON line
 
 
@@ -35,47 +33,6 @@ class CommandError(Exception):
 
 class ProtocolError(Exception):
     """The peer does not speak rpm (no greeting, or a line that is not JSON)."""
-
-
-@dataclass(frozen=True)
-class Address:
-    """Where a server listens: TCP host and port (optionally TLS), or a unix socket."""
-
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    tls: bool = False
-    unix: str | None = None
-
-    def __str__(self) -> str:
-        if self.unix:
-            return f"unix:{self.unix}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'tls://' if self.tls else ''}{host}:{self.port}"
-
-    @property
-    def is_local(self) -> bool:
-        return self.unix is not None or self.host in ("127.0.0.1", "::1", "localhost")
-
-
-_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))?(?::(?P<port>\d+))?$")
-
-
-def parse_address(text: str) -> Address:
-    """`host`, `host:port`, `[::1]:port`, `tls://host:port` or `unix:/path`; ValueError if not."""
-    if text.startswith("unix:"):
-        path = text[len("unix:") :]
-        if not path:
-            raise ValueError("unix: needs a socket path, as in unix:/run/rpm.sock")
-        return Address(unix=path)
-    tls = text.startswith("tls://")
-    rest = text[len("tls://") :] if tls else text.removeprefix("tcp://")
-    match = _HOST_PORT.match(rest)
-    if not rest or match is None:
-        raise ValueError(f"not an address: {text!r} (use host:port, tls://host:port or unix:PATH)")
-    port = int(match["port"]) if match["port"] else DEFAULT_PORT
-    if not 0 < port <= 65535:
-        raise ValueError(f"port {port} is out of range in {text!r}")
-    return Address(match["v6"] or match["host"] or "127.0.0.1", port, tls)
 
 
 class ClientProtocol(LineReceiver):
@@ -198,19 +155,3 @@ async def connect(
         protocol.transport.loseConnection()
         raise
     return client
-
-
-def default_token(address: Address, environ: dict | None = None) -> str | None:
-    """RPM_TOKEN, else (for a local server) the default state directory's token file."""
-    environ = os.environ if environ is None else environ
-    if environ.get("RPM_TOKEN"):
-        return environ["RPM_TOKEN"]
-    if not address.is_local:
-        return None
-    from rpm.paths import default_state_dir
-
-    try:
-        with open(os.path.join(default_state_dir(environ), "token"), encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
-        return None

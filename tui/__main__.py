@@ -11,8 +11,9 @@ from twisted.internet import defer, task
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from rpm import __version__
-from rpm.client import Address, default_token, parse_address
+from rpm.addresses import Address, parse_address
 from rpm.paths import default_state_dir
+from rpm.tokens import TokenError, default_token, read_token
 from tui.app import App, tune_garbage_collector
 from tui.connection import HostLink
 from tui.history import History
@@ -80,19 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_token(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except OSError as err:
-        raise SystemExit(f"rpm-tui: cannot read the token file {path}: {err.strerror}") from err
-    if not token:
-        raise SystemExit(f"rpm-tui: the token file {path} is empty")
-    return token
-
-
 def token_for(address: Address, token_file: str | None) -> str | None:
-    return read_token(token_file) if token_file else default_token(address)
+    """The token for a server: from --token-file, else the usual places (rpm.tokens)."""
+    try:
+        return read_token(token_file) if token_file else default_token(address)
+    except TokenError as err:
+        raise SystemExit(f"rpm-tui: {err}") from err
 
 
 def start_logging(path: str) -> None:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from rpm.client import Address, Client, CommandError, connect
+from rpm.addresses import Address
+from rpm.client import Client, CommandError, connect
 from tui.model import ProcessModel
 
 log = Logger()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
-
 import urwid
 
+from rpm.infotext import field_text
 from rpm.rows import human_bytes
 from rpm.wire import escape_text
 from tui.model import Key, ProcessModel
@@ -17,6 +16,8 @@ FIELDS = (
     "user",
     "name",
     "status",
+    "started",
+    "rss",
     "cwd",
     "threads",
     "children",
@@ -25,6 +26,8 @@ FIELDS = (
     "restarts",
     "exit_code",
     "exit_signal",
+    "ended",
+    "restart_at",
 )
 
 
@@ -33,16 +36,6 @@ def sparkline(values: list[float], width: int) -> str:
     values = values[-width:]
     top = max(values, default=0) or 1
     return "".join(BLOCKS[round(value / top * (len(BLOCKS) - 1))] for value in values)
-
-
-def field_text(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return " ".join(str(item) for item in value) or "-"
-    return escape_text(str(value))
 
 
 class DetailView(urwid.WidgetWrap):
@@ -60,15 +53,18 @@ class DetailView(urwid.WidgetWrap):
         self.refresh()
 
     def show_info(self, process: dict) -> None:
-        command = process.get("cmdline")
         lines = [
             ("dim", "command     "),
-            escape_text(shlex.join(command) if command else "-"),
+            escape_text(field_text("cmdline", process.get("cmdline"))),
             "\n",
         ]
         for name in FIELDS:
             if name in process:
-                lines += [("dim", f"{name:<12}"), field_text(process[name]), "\n"]
+                lines += [
+                    ("dim", f"{name:<12}"),
+                    escape_text(field_text(name, process[name])),
+                    "\n",
+                ]
         self._info.set_text(lines)
 
     def show_error(self, message: str) -> None:

@@ -6,14 +6,10 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import stat
+
+from rpm.tokens import read_token
 
 TOKEN_BYTES = 32  # token_urlsafe(32) gives 43 characters
-MIN_TOKEN_CHARS = 16
-
-
-class TokenError(Exception):
-    """The token file cannot be used; the message says how to fix it."""
 
 
 def create_token(path: str) -> str:
@@ -22,29 +18,6 @@ def create_token(path: str) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(token + "\n")
-    return token
-
-
-def read_token(path: str) -> str:
-    """Read a token file, refusing one that group or others could read."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError as err:
-        raise TokenError(f"token file {path} does not exist") from err
-    if not stat.S_ISREG(info.st_mode):
-        raise TokenError(f"token file {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise TokenError(
-            f"token file {path} is readable by group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
-        )
-    with open(path, encoding="utf-8") as handle:
-        token = handle.read().strip()
-    if len(token) < MIN_TOKEN_CHARS or any(ch.isspace() for ch in token):
-        raise TokenError(
-            f"token file {path} must hold one token of at least "
-            f"{MIN_TOKEN_CHARS} characters without spaces"
-        )
     return token
 
 

@@ -3,12 +3,12 @@ saying what to fix, and an exposed plain-TCP listener is refused unless asked fo
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import socket
 from dataclasses import dataclass
 
+from rpm.addresses import is_loopback
 from rpm.paths import default_state_dir
 from rpm.server.managed.outputs import DEFAULT_MAX_BYTES
 from rpm.server.procs.policy import SCOPES
@@ -68,15 +68,6 @@ def split_description(description: str) -> tuple[str, list[str], dict[str, str]]
         else:
             args.append(part)
     return parts[0].lower(), args, kwargs
-
-
-def is_loopback(interface: str) -> bool:
-    if interface == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(interface.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 # Where each endpoint type takes its interface when given positionally (Twisted's parsers:

@@ -13,6 +13,7 @@ from twisted.internet import task
 
 from rpm import commands as c
 from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
+from rpm.infotext import text_lines
 from rpm.server import helptext
 from rpm.server.auth import token_matches
 from rpm.server.managed.outputs import output_event
@@ -78,7 +79,7 @@ async def handle_info(conn, command: c.Info):
     else:
         pid = program.record.pid if program is not None else command.pid
         details = await _info_of(core, pid)
-    lines = procinfo.text_lines(details)
+    lines = text_lines(details)
     return Body(len(lines), "fields", lines, {"process": details})
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from rpm.addresses import is_loopback
 from rpm.server.procs.snapshot import Snapshot
 from rpm.wire import TEXT
 
@@ -32,10 +32,4 @@ def describe_peer(address) -> tuple[str, str, bool]:
     host = getattr(address, "host", None)
     if host is None:
         return "unix", "unix", True
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-        ip = getattr(ip, "ipv4_mapped", None) or ip
-        local = ip.is_loopback
-    except ValueError:
-        local = False
-    return f"{host}:{address.port}", host, local
+    return f"{host}:{address.port}", host, is_loopback(host)

@@ -13,11 +13,12 @@ import sqlite3
 from twisted.python import usage
 
 from rpm import __version__
-from rpm.server.auth import TokenError, load_token
+from rpm.server.auth import load_token
 from rpm.server.config import ConfigError, ServerConfig, build_config, probe_port
 from rpm.server.managed.outputs import DEFAULT_MAX_BYTES
 from rpm.server.managed.store import Store
 from rpm.server.statedir import prepare_state_dir
+from rpm.tokens import TokenError
 
 
 class Options(usage.Options):

@@ -16,8 +16,8 @@ from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
+from rpm.addresses import parse_address
 from rpm.client import connect as client_connect
-from rpm.client import parse_address
 from tests.certs import make_certificates
 from tests.servers import run_tui_once
 from tests.support import LineClient, connect, pid_alive, sleep, start, wait_for

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rpm import signames
+from rpm import signames, tokens
 from rpm.errors import BadArgument, NoSuchProcess, NotPermitted, Protected
 from rpm.paths import default_state_dir
 from rpm.server import auth, config
@@ -97,20 +97,20 @@ def test_a_token_file_readable_by_others_is_refused(tmp_path):
     path = tmp_path / "token"
     path.write_text("a" * 40)
     path.chmod(0o640)
-    with pytest.raises(auth.TokenError, match="chmod 600"):
+    with pytest.raises(tokens.TokenError, match="chmod 600"):
         auth.load_token(str(tmp_path), str(path))
     path.chmod(0o600)
     assert auth.load_token(str(tmp_path), str(path)) == "a" * 40
 
 
 def test_unusable_token_files(tmp_path):
-    with pytest.raises(auth.TokenError, match="does not exist"):
-        auth.read_token(str(tmp_path / "missing"))
+    with pytest.raises(tokens.TokenError, match="does not exist"):
+        tokens.read_token(str(tmp_path / "missing"))
     short = tmp_path / "short"
     short.write_text("abc\n")
     short.chmod(0o600)
-    with pytest.raises(auth.TokenError, match="at least"):
-        auth.read_token(str(short))
+    with pytest.raises(tokens.TokenError, match="at least"):
+        tokens.read_token(str(short))
 
 
 def test_token_comparison():

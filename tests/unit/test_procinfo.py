@@ -2,6 +2,7 @@
 
 import time
 
+from rpm.infotext import text_lines
 from rpm.server.managed.store import ManagedRecord
 from rpm.server.procs import procinfo
 
@@ -9,7 +10,7 @@ from rpm.server.procs import procinfo
 def test_text_info_shows_times_as_dates_and_memory_in_human_units():
     started = time.mktime((2026, 11, 30, 13, 45, 7, 0, 0, -1))
     details = {"pid": 7, "rss": 3 * 1024 * 1024, "started": started, "ended": None, "cpu": 1.5}
-    assert procinfo.text_lines(details) == [
+    assert text_lines(details) == [
         "pid: 7",
         "rss: 3.0M",
         "started: 2026-11-30 13:45:07",

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import pwd
-import shlex
-import time
 
 import psutil
 
 from rpm.errors import NoSuchProcess, NotPermitted
-from rpm.rows import RESTARTING, human_bytes
+from rpm.rows import RESTARTING
 from rpm.server.managed.store import ManagedRecord
 from rpm.signames import signal_name
 
@@ -99,34 +97,3 @@ def from_record(record: ManagedRecord, restart_at: float | None = None) -> dict:
     if restart_at is not None:
         details["restart_at"] = restart_at
     return details
-
-
-def _time_text(value: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-
-
-# Fields shown as LIST shows them: times as local dates, memory in human units.
-_FORMATS = {
-    "cmdline": shlex.join,
-    "started": _time_text,
-    "ended": _time_text,
-    "restart_at": _time_text,
-    "rss": human_bytes,
-}
-
-
-def _field_text(key: str, value) -> str:
-    if value is None:
-        return "-"
-    if key in _FORMATS:
-        return _FORMATS[key](value)
-    if isinstance(value, list):
-        return " ".join(str(item) for item in value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def text_lines(details: dict) -> list[str]:
-    """INFO in text mode: one `key: value` line per field."""
-    return [f"{key}: {_field_text(key, value)}" for key, value in details.items()]
