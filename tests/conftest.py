@@ -44,9 +44,7 @@ def stop_server(server: RunningServer) -> None:
     """Kill what the server started (by pid, groups it leads), then stop it."""
     for pid in server.managed_pids():
         kill_tree(pid)
-    for managed in list(server.core.supervisor._by_id.values()):
-        if managed.restart_call is not None and managed.restart_call.active():
-            managed.restart_call.cancel()
+    server.core.supervisor.cancel_restarts()
     pytest_twisted.blockon(defer.maybeDeferred(server.service.stopService))
 
 

@@ -13,7 +13,8 @@ from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import LogWatcher
-from rpm.server.managed.store import AsyncStore, AuditRecord, ManagedRecord
+from rpm.server.managed.records import AuditRecord, ManagedRecord
+from rpm.server.managed.store import AsyncStore
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.control import Controller
 from rpm.server.procs.sampler import Sampler
@@ -69,7 +70,7 @@ class Core:
                 result=record.result,
             )
         if records:
-            self.store.call("add_audits", records).addErrback(
+            self.store.add_audits(records).addErrback(
                 lambda failure: log.failure("cannot write the audit records", failure)
             )
 

@@ -199,7 +199,7 @@ def handle_unwatch(conn, command: c.Unwatch):
 
 async def handle_history(conn, command: c.History):
     conn.core.flush_audit()  # what is pending goes in first (the store runs calls in order)
-    records = await conn.core.store.call("history", command.count)
+    records = await conn.core.store.history(command.count)
     lines = [
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.time))} {r.peer} "
         f"{'auth' if r.authenticated else 'anon'} {r.command} -> {r.result}"

@@ -15,6 +15,7 @@ from rpm.server.auth import load_token
 from rpm.server.config import ServerConfig
 from rpm.server.core import Core
 from rpm.server.factory import RPMFactory
+from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import LogWatcher
@@ -76,8 +77,12 @@ class RPMService(service.Service):
             reactor, config, token, store, logfiles, watcher, sampler, supervisor, controller
         )
         supervisor.observe(core.broadcast)
-        supervisor.load(
-            store.sync.records(only_unfinished=True), store.sync.next_id(), store.sync.next_run_id()
+        take_over(
+            reactor,
+            supervisor,
+            store.sync.records(only_unfinished=True),
+            store.sync.next_id(),
+            store.sync.next_run_id(),
         )
         watcher.start()
         return core
@@ -127,6 +132,7 @@ class RPMService(service.Service):
         if self.config.stop_children_on_exit:
             log.info("stopping {n} managed processes", n=len(core.supervisor.running()))
             yield core.controller.stop_all(SHUTDOWN_GRACE)
+        core.supervisor.cancel_restarts()
         core.sampler.stop()
         core.logwatch.stop()
         core.flush_audit()

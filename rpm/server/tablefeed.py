@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from twisted.internet.task import LoopingCall
 
-from rpm.server.managed.store import ManagedRecord
+from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.snapshot import Snapshot
 from rpm.signames import signal_name

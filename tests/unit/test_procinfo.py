@@ -3,7 +3,7 @@
 import time
 
 from rpm.infotext import text_lines
-from rpm.server.managed.store import ManagedRecord
+from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs import procinfo
 
 

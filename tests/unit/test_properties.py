@@ -15,7 +15,7 @@ from twisted.internet import defer
 from rpm import commands
 from rpm.errors import Protected, RPMError
 from rpm.server import parser
-from rpm.server.managed.store import ManagedRecord
+from rpm.server.managed.records import ManagedRecord
 from rpm.server.telnet import TelnetFilter
 from rpm.wire import escape_text, json_line
 from tests.hostile import request_text, stream
@@ -96,7 +96,7 @@ class HostileCore(FakeCore):
         super().__init__(token=None)
         self.supervisor = RecordingSupervisor()
         self.controller = ImmediateController()
-        self.store = SimpleNamespace(call=lambda method, *args: defer.succeed([]))
+        self.store = SimpleNamespace(history=lambda count: defer.succeed([]))
         self.flush_audit = lambda: None
         self.logfiles = SimpleNamespace(sizes=lambda managed_id: {}, tail=lambda *args: [])
         self.logwatch.follow = lambda *args: None

@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from rpm.server.managed.store import MIGRATIONS, AuditRecord, ManagedRecord, Store
+from rpm.server.managed.records import AuditRecord, ManagedRecord
+from rpm.server.managed.store import MIGRATIONS, Store
 
 
 def record(**changes):

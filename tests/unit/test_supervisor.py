@@ -11,10 +11,11 @@ from twisted.python.failure import Failure
 
 from rpm.commands import Start
 from rpm.errors import BadArgument, LimitReached, NotFound
+from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import LogWatcher
-from rpm.server.managed.store import ManagedRecord
+from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.supervisor import Supervisor
 
 
@@ -49,12 +50,17 @@ class FakeProcessReactor(Clock):
 
 
 class FakeStore:
+    """Records which of the store's methods were called, in order, and answers at once."""
+
     def __init__(self):
         self.calls = []
 
-    def call(self, method, *args):
-        self.calls.append((method, *args))
-        return defer.succeed(None)
+    def __getattr__(self, method):
+        def record(*args):
+            self.calls.append((method, *args))
+            return defer.succeed(None)
+
+        return record
 
 
 @pytest.fixture
@@ -215,10 +221,20 @@ def test_records_of_processes_that_ended_while_the_server_was_down(rig):
     to_restart = ManagedRecord(
         8, ("true",), None, {}, "always", 1.0, run_id=4, pid=2**22 - 6, started=12.0, spawned_at=1.0
     )
-    rig.supervisor.load([dead, to_restart], next_id=9, next_run_id=5)
+    take_over(rig.reactor, rig.supervisor, [dead, to_restart], next_id=9, next_run_id=5)
     assert dead.ended and dead.exit_known is False and dead.exit_code is None
     assert [e[0] for e in rig.events] == ["exited", "exited"]
     rig.reactor.advance(1)
     assert rig.reactor.spawned[0].args[2:] == ["true"]
     assert to_restart.restarts == 1 and to_restart.run_id == 5
     assert started(rig, Start(("true",))).id == 9
+
+
+def test_cancel_restarts_leaves_the_policy_for_the_next_server(rig):
+    record = started(rig, Start(("false",), restart="always"))
+    rig.reactor.end(code=1)
+    assert rig.supervisor.by_pid(record.pid).restarting
+    rig.supervisor.cancel_restarts()
+    rig.reactor.advance(120)
+    assert len(rig.reactor.spawned) == 1, "no restart after cancel_restarts"
+    assert not record.policy_ended and "end_policy" not in [c[0] for c in rig.store.calls]

@@ -14,7 +14,7 @@ import shutil
 import sys
 
 from rpm.errors import BadArgument, NotFound, SpawnFailed
-from rpm.server.managed.store import ManagedRecord
+from rpm.server.managed.records import ManagedRecord
 
 _PY_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 

@@ -7,13 +7,15 @@ All access after start-up goes through one dedicated thread (AsyncStore), the on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
 
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+
+from rpm.server.managed.records import AuditRecord, ManagedRecord
 
 MIGRATIONS = (
     """
@@ -50,42 +52,6 @@ MIGRATIONS = (
     );
     """,
 )
-
-
-@dataclass
-class ManagedRecord:
-    """A program this server started, and its latest run."""
-
-    id: int
-    argv: tuple[str, ...]
-    cwd: str | None
-    env: dict[str, str]
-    restart: str
-    created: float
-    restarts: int = 0
-    policy_ended: bool = False
-    run_id: int | None = None
-    pid: int | None = None
-    started: float | None = None
-    spawned_at: float | None = None
-    ended_at: float | None = None
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    exit_known: bool = False
-
-    @property
-    def ended(self) -> bool:
-        return self.ended_at is not None
-
-
-@dataclass
-class AuditRecord:
-    time: float
-    peer: str
-    authenticated: bool
-    command: str
-    result: str
-    id: int | None = field(default=None)
 
 
 _COLUMNS = """
@@ -272,6 +238,29 @@ class AsyncStore:
         self._pool.stop()
         self.sync.close()
 
-    def call(self, method: str, *args):
-        """A Deferred firing with Store.<method>(*args), run in the store's thread."""
-        return deferToThreadPool(self._reactor, self._pool, getattr(self.sync, method), *args)
+    def _run(self, method, *args):
+        """A Deferred firing with method(*args), run in the store's thread."""
+        return deferToThreadPool(self._reactor, self._pool, method, *args)
+
+    # Each write takes a copy of the record: the caller goes on changing its own.
+
+    def add_managed(self, record: ManagedRecord):
+        return self._run(self.sync.add_managed, dataclasses.replace(record))
+
+    def add_run(self, record: ManagedRecord):
+        return self._run(self.sync.add_run, dataclasses.replace(record))
+
+    def end_run(self, record: ManagedRecord):
+        return self._run(self.sync.end_run, dataclasses.replace(record))
+
+    def end_policy(self, managed_id: int):
+        return self._run(self.sync.end_policy, managed_id)
+
+    def record_for_pid(self, pid: int):
+        return self._run(self.sync.record_for_pid, pid)
+
+    def add_audits(self, records: list[AuditRecord]):
+        return self._run(self.sync.add_audits, records)
+
+    def history(self, count: int):
+        return self._run(self.sync.history, count)

@@ -10,7 +10,6 @@ START answers only once its record is committed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 from collections import deque
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 import psutil
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from rpm.commands import Start
@@ -28,19 +26,13 @@ from rpm.errors import LimitReached, RPMError, SpawnFailed
 from rpm.rows import RESTARTING, Row
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.outputs import LogWatcher
-from rpm.server.managed.store import AsyncStore, ManagedRecord
+from rpm.server.managed.records import ManagedRecord
+from rpm.server.managed.store import AsyncStore
 from rpm.server.procs import procfs
 from rpm.server.procs.policy import same_start
-from rpm.server.procs.signalling import (
-    ExitWatch,
-    alive_with_start,
-    process_gone,
-    zombie_exit_status,
-)
 
 log = Logger()
 BACKOFF_FIRST, BACKOFF_CAP, STABLE_UPTIME = 1.0, 60.0, 60.0
-ADOPTED_POLL = 0.5
 KEEP_ENDED = 1000
 
 
@@ -80,7 +72,7 @@ class _Child(ProcessProtocol):
 
     def processEnded(self, reason) -> None:
         value = reason.value
-        self._supervisor._ended(
+        self._supervisor.run_ended(
             self._managed,
             getattr(value, "exitCode", None),
             getattr(value, "signal", None),
@@ -187,7 +179,7 @@ class Supervisor:
         managed = self._by_pid.get(pid)
         if managed is not None:
             return succeed(managed.record)
-        return self._store.call("record_for_pid", pid)
+        return self._store.record_for_pid(pid)
 
     def when_exited(self, pid: int, listener: Callable[[], None]) -> None:
         """Call listener as soon as the managed run with this pid ends."""
@@ -214,7 +206,7 @@ class Supervisor:
         self._spawn(managed)
         self._next_id += 1
         self._by_id[record.id] = managed
-        committed = self._store.call("add_managed", dataclasses.replace(record))
+        committed = self._store.add_managed(record)
         self._announce_run(managed)
         committed.addCallback(lambda _: record)
         return committed
@@ -259,7 +251,10 @@ class Supervisor:
 
     # -- exit and restart ------------------------------------------------------------------
 
-    def _ended(self, managed: Managed, code: int | None, signum: int | None, known: bool) -> None:
+    def run_ended(
+        self, managed: Managed, code: int | None, signum: int | None, known: bool
+    ) -> None:
+        """A run ended, with its exit status if known: record it, then restart or forget."""
         record = managed.record
         record.ended_at = self._reactor.seconds()
         record.exit_code, record.exit_signal, record.exit_known = code, signum, known
@@ -275,7 +270,7 @@ class Supervisor:
 
     def _finish_run(self, managed: Managed) -> None:
         self._watcher.release(managed.record.id)
-        self._store.call("end_run", dataclasses.replace(managed.record))
+        self._store.end_run(managed.record)
         self._emit("exited", managed.record)
         self._schedule_restart(managed)
         if managed.restart_call is None:
@@ -306,7 +301,7 @@ class Supervisor:
             self._schedule_restart(managed)
             return
         record.restarts += 1
-        self._store.call("add_run", dataclasses.replace(record))
+        self._store.add_run(record)
         self._announce_run(managed)
 
     def end_policy(self, managed: Managed) -> None:
@@ -318,7 +313,7 @@ class Supervisor:
         self._restarting.discard(managed)
         if not managed.record.policy_ended:
             managed.record.policy_ended = True
-            self._store.call("end_policy", managed.record.id)
+            self._store.end_policy(managed.record.id)
 
     def _forget_old_ended(self, managed: Managed) -> None:
         """Keep the last KEEP_ENDED finished programs in memory; older ones are answered from
@@ -339,66 +334,40 @@ class Supervisor:
             except Exception:
                 log.failure("observer of {event} failed", event=event)
 
-    # -- adoption --------------------------------------------------------------------------
+    # -- restoring the registry (see adoption.py) -------------------------------------------
 
-    def load(self, records: list[ManagedRecord], next_id: int, next_run_id: int) -> None:
-        """Take over the registry at start-up: adopt live processes, close or restart the rest."""
+    def set_next_ids(self, next_id: int, next_run_id: int) -> None:
+        """Go on numbering programs and runs after those in the registry."""
         self._next_id, self._next_run_id = next_id, next_run_id
-        for record in records:
-            managed = Managed(record)
-            self._by_id[record.id] = managed
-            if record.pid is not None:
-                self._by_pid[record.pid] = managed
-            if not record.ended and alive_with_start(record.pid, record.started):
-                self._adopt(managed)
-            elif not record.ended:
-                self._ended_elsewhere(managed)
-            elif record.restart != "no" and not record.policy_ended:
-                self._schedule_restart(managed)
 
-    def _adopt(self, managed: Managed) -> None:
-        pid, started = managed.record.pid, managed.record.started
+    def restore(self, record: ManagedRecord) -> Managed:
+        """Know a program from the registry again, by its id and its latest pid."""
+        managed = Managed(record)
+        self._by_id[record.id] = managed
+        if record.pid is not None:
+            self._by_pid[record.pid] = managed
+        return managed
+
+    def adopt(self, managed: Managed, exit_watch) -> None:
+        """A restored program whose run is still going: manage it again; `exit_watch` tells
+        run_ended when it ends."""
+        managed.exit_watch = exit_watch
         self._live.add(managed)
         self._watcher.track(managed.record.id)
-        managed.exit_watch = ExitWatch.maybe(
-            self._reactor, pid, lambda: self._adopted_ended(managed)
+        log.info(
+            "adopted managed process {pid} ({argv})",
+            pid=managed.record.pid,
+            argv=managed.record.argv,
         )
-        if managed.exit_watch is None:
-            managed.exit_watch = _Poll(
-                self._reactor,
-                lambda: process_gone(pid, started),
-                lambda: self._adopted_ended(managed),
-            )
-        log.info("adopted managed process {pid} ({argv})", pid=pid, argv=managed.record.argv)
 
-    def _adopted_ended(self, managed: Managed) -> None:
-        if managed.running:
-            self._ended_elsewhere(managed)
+    def resume_policy(self, managed: Managed) -> None:
+        """A restored program that ended while no server ran and should restart: restart it."""
+        self._schedule_restart(managed)
 
-    def _ended_elsewhere(self, managed: Managed) -> None:
-        """A run we are not the parent of ended: its status is known only while it is a
-        zombie its parent has not reaped yet."""
-        status = None
-        if managed.record.pid is not None and managed.record.started is not None:
-            status = zombie_exit_status(managed.record.pid, managed.record.started)
-        code, signum = status or (None, None)
-        self._ended(managed, code, signum, known=status is not None)
-
-
-class _Poll:
-    """A fallback exit watch for systems without pidfds: ask `gone` every half second."""
-
-    def __init__(self, reactor, gone: Callable[[], bool], on_exit: Callable[[], None]):
-        self._gone, self._on_exit = gone, on_exit
-        self._loop = LoopingCall(self._check)
-        self._loop.clock = reactor
-        self._loop.start(ADOPTED_POLL, now=False)
-
-    def _check(self) -> None:
-        if self._gone():
-            self.cancel()
-            self._on_exit()
-
-    def cancel(self) -> None:
-        if self._loop.running:
-            self._loop.stop()
+    def cancel_restarts(self) -> None:
+        """Cancel every pending restart (the server is stopping); policies are kept, so the
+        next server restarts those programs."""
+        for managed in list(self._restarting):
+            managed.restart_call.cancel()
+            managed.restart_call = managed.restart_at = None
+        self._restarting.clear()

@@ -12,7 +12,7 @@ import psutil
 
 from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.rows import RESTARTING
-from rpm.server.managed.store import ManagedRecord
+from rpm.server.managed.records import ManagedRecord
 from rpm.signames import signal_name
 
 
