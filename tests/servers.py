@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from rpm.server.managed.store import Store
-from rpm.server.procs.signalling import alive_with_start
+from rpm.server.procs.identity import alive_with_start
 from tests.support import kill_tree
 
 BIN = Path(sys.executable).parent

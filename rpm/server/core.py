@@ -11,12 +11,12 @@ from twisted.logger import Logger
 
 from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
+from rpm.server.control import Controller
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import LogWatcher
 from rpm.server.managed.records import AuditRecord, ManagedRecord
 from rpm.server.managed.store import AsyncStore
 from rpm.server.managed.supervisor import Supervisor
-from rpm.server.procs.control import Controller
 from rpm.server.procs.sampler import Sampler
 from rpm.server.tablefeed import lifecycle_event
 

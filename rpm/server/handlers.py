@@ -16,9 +16,11 @@ from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
 from rpm.infotext import text_lines
 from rpm.server import helptext
 from rpm.server.auth import token_matches
+from rpm.server.managed import runinfo
 from rpm.server.managed.outputs import output_event
 from rpm.server.procs import procinfo
-from rpm.server.procs.policy import check_possible, same_start
+from rpm.server.procs.identity import same_start
+from rpm.server.procs.policy import check_possible
 from rpm.server.procs.snapshot import TableReply
 from rpm.signames import signal_name
 from rpm.wire import Body, Ok
@@ -75,7 +77,7 @@ async def handle_info(conn, command: c.Info):
     program = core.controller.program(command.pid, conn.session.seen_started(command.pid))
     if program is not None and program.restarting:
         restart_at = core.supervisor.restart_epoch(program)
-        details = procinfo.from_record(program.record, restart_at=restart_at)
+        details = runinfo.from_record(program.record, restart_at=restart_at)
     else:
         pid = program.record.pid if program is not None else command.pid
         details = await _info_of(core, pid)
@@ -92,9 +94,9 @@ async def _info_of(core, pid: int) -> dict:
     except NoSuchProcess:
         if record is None:
             raise
-        return procinfo.from_record(record)
+        return runinfo.from_record(record)
     if record is not None and same_start(record.started, details["started"]):
-        details.update(procinfo.managed_fields(record))
+        details.update(runinfo.managed_fields(record))
     row = core.sampler.latest.by_pid.get(pid) if core.sampler.latest else None
     if row is not None and same_start(row.started, details["started"]):
         details["cpu"] = row.cpu

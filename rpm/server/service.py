@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from rpm.server.auth import load_token
 from rpm.server.config import ServerConfig
+from rpm.server.control import Controller
 from rpm.server.core import Core
 from rpm.server.factory import RPMFactory
 from rpm.server.managed.adoption import take_over
@@ -21,8 +22,7 @@ from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import LogWatcher
 from rpm.server.managed.store import AsyncStore, Store
 from rpm.server.managed.supervisor import Supervisor
-from rpm.server.procs import procfs
-from rpm.server.procs.control import Controller
+from rpm.server.procs.identity import procfs_available
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.procfs import ProcfsScanner
 from rpm.server.procs.sampler import Sampler
@@ -64,7 +64,7 @@ class RPMService(service.Service):
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
         watcher = LogWatcher(reactor, logfiles, max_bytes=config.log_max_bytes)
         supervisor = Supervisor(reactor, store, Launcher(reactor), watcher, config.max_managed)
-        scanner = ProcfsScanner() if procfs.available() else Scanner()
+        scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
             reactor,
             scanner.scan,

@@ -8,7 +8,8 @@ from rpm import signames, tokens
 from rpm.errors import BadArgument, NoSuchProcess, NotPermitted, Protected
 from rpm.paths import default_state_dir
 from rpm.server import auth, config
-from rpm.server.procs.policy import PID_MAX, SignalPolicy, ancestors, is_kernel_thread
+from rpm.server.procs.identity import ancestors, is_kernel_thread
+from rpm.server.procs.policy import PID_MAX, SignalPolicy
 from rpm.server.statedir import check_state_dir, prepare_state_dir
 from rpm.server.tap import Options
 

@@ -7,20 +7,20 @@ import time
 import psutil
 import pytest
 
-from rpm.server.procs import procfs
+from rpm.server.procs import identity, procfs
 from rpm.server.procs.scan import Scanner
 
-pytestmark = pytest.mark.skipif(not procfs.available(), reason="no /proc here")
+pytestmark = pytest.mark.skipif(not identity.procfs_available(), reason="no /proc here")
 WORDS = {*procfs.STATUSES.values(), "?"}
 
 
 def test_start_time_is_psutils_exactly():
     for pid in (1, os.getpid(), os.getppid()):
-        assert procfs.start_time(pid) == psutil.Process(pid).create_time()
-    assert procfs.start_time(2**22 + 7) is None
+        assert identity.start_time(pid) == psutil.Process(pid).create_time()
+    assert identity.start_time(2**22 + 7) is None
 
 
-def identity(row) -> tuple:
+def comparable(row) -> tuple:
     """What must match between the scanners; kernel threads rename themselves (kworker/...)
     from one moment to the next, so their names are left out."""
     return (row.ppid, row.user, row.name if row.cmdline else "", row.cmdline, row.started)
@@ -37,13 +37,13 @@ def test_rows_match_psutils(spawned):
     again = {row.pid: row for row in procfs.ProcfsScanner().scan(frozenset())}
     # Other processes on the machine may exec or exit meanwhile: compare the steady ones.
     steady = {
-        pid for pid in fast.keys() & again.keys() if identity(fast[pid]) == identity(again[pid])
+        pid for pid in fast.keys() & again.keys() if comparable(fast[pid]) == comparable(again[pid])
     }
     common = steady & slow.keys()
     assert {child.pid, long_name.pid, os.getpid()} <= common
     assert len(common) >= 0.9 * len(slow)
     for pid in common:
-        assert identity(fast[pid]) == identity(slow[pid]), pid
+        assert comparable(fast[pid]) == comparable(slow[pid]), pid
         assert fast[pid].status in WORDS and slow[pid].status in WORDS
     assert fast[child.pid].status == slow[child.pid].status == "sleeping"
     assert fast[child.pid].cmdline == ("sleep", "30")
@@ -87,7 +87,7 @@ def test_managed_rows_and_zombies(spawned):
     child = subprocess.Popen(["true"])
     spawned.append(child.pid)
     time.sleep(0.2)  # exited, not reaped yet: a zombie
-    started = procfs.start_time(child.pid)
+    started = identity.start_time(child.pid)
     rows = {row.pid: row for row in procfs.ProcfsScanner().scan(frozenset({(child.pid, started)}))}
     assert rows[child.pid].status == "zombie" and rows[child.pid].cmdline is None
     assert rows[child.pid].managed

@@ -5,7 +5,7 @@ import subprocess
 
 import psutil
 
-from rpm.server.procs.signalling import zombie_exit_status
+from rpm.server.procs.identity import zombie_exit_status
 from tests.support import pid_alive, wait_until
 
 

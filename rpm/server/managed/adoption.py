@@ -15,8 +15,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.procs.signalling import (
-    ExitWatch,
+from rpm.server.procs.identity import (
+    PidfdExitWatch,
     alive_with_start,
     process_gone,
     zombie_exit_status,
@@ -47,7 +47,7 @@ def _exit_watch(reactor, supervisor, managed):
         if managed.running:
             _close_run(supervisor, managed)
 
-    watch = ExitWatch.maybe(reactor, pid, ended)
+    watch = PidfdExitWatch.maybe(reactor, pid, ended)
     return watch or _Poll(reactor, lambda: process_gone(pid, started), ended)
 
 

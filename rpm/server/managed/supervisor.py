@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psutil
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -28,8 +27,7 @@ from rpm.server.managed.launch import Launcher
 from rpm.server.managed.outputs import LogWatcher
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.store import AsyncStore
-from rpm.server.procs import procfs
-from rpm.server.procs.policy import same_start
+from rpm.server.procs.identity import same_start, start_time
 
 log = Logger()
 BACKOFF_FIRST, BACKOFF_CAP, STABLE_UPTIME = 1.0, 60.0, 60.0
@@ -82,13 +80,8 @@ class _Child(ProcessProtocol):
 
 def _start_time(pid: int) -> float:
     """The start time of our child (not reaped yet, so it is there to read)."""
-    started = procfs.start_time(pid) if procfs.available() else None
-    if started is None:
-        try:
-            started = psutil.Process(pid).create_time()
-        except psutil.Error:
-            started = time.time()
-    return started
+    started = start_time(pid)
+    return time.time() if started is None else started
 
 
 class Supervisor:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import psutil
 
 from rpm.errors import NoSuchProcess, NotPermitted, Protected
+from rpm.server.procs.identity import ancestors, is_kernel_thread, require_start_time, same_start
 
 PID_MAX = 4_194_304  # Linux's PID_MAX_LIMIT: no pid can be larger
-PF_KTHREAD = 0x00200000
 SCOPES = ("owned", "managed")
 
 
@@ -24,44 +24,6 @@ def check_possible(pid: int) -> None:
     """Raise NoSuchProcess for a number no process can have."""
     if not 0 < pid <= PID_MAX:
         raise NoSuchProcess(f"no process has pid {pid}")
-
-
-def is_kernel_thread(pid: int) -> bool:
-    """True for Linux kernel threads (PF_KTHREAD in /proc/<pid>/stat); False elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return bool(int(fields[6]) & PF_KTHREAD)
-
-
-def ancestors(pid: int) -> list[int]:
-    """The chain of parents of pid, nearest first, as it is now."""
-    chain = []
-    try:
-        parent = psutil.Process(pid).ppid()
-        while parent > 0 and parent not in chain:
-            chain.append(parent)
-            parent = psutil.Process(parent).ppid()
-    except psutil.NoSuchProcess:
-        pass
-    return chain
-
-
-def start_time(pid: int) -> float:
-    """The process's start time as psutil reports it (its identity with the pid)."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess as err:
-        raise NoSuchProcess(f"no process has pid {pid}") from err
-    except psutil.AccessDenied as err:
-        raise NotPermitted(f"cannot read process {pid}: {err}") from err
-
-
-def same_start(first: float, second: float) -> bool:
-    """Start times are clock ticks since boot: equal within a tick means the same process."""
-    return abs(first - second) < 0.005
 
 
 class SignalPolicy:
@@ -84,7 +46,7 @@ class SignalPolicy:
         check_possible(pid)
         if pid == self._own_pid or pid in ancestors(self._own_pid):
             raise Protected(f"pid {pid} is protected: it is the rpm server or one of its parents")
-        started = start_time(pid)
+        started = require_start_time(pid)
         if seen_started is not None and not same_start(started, seen_started):
             raise NoSuchProcess(
                 f"pid {pid} now names another process than the one you listed "

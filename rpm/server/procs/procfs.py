@@ -18,8 +18,8 @@ import time
 import psutil
 
 from rpm.rows import Row
+from rpm.server.procs.identity import CLOCK_TICKS, boot_time, read_stat
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 STATUSES = {
     "R": psutil.STATUS_RUNNING,
@@ -35,43 +35,6 @@ STATUSES = {
     "I": psutil.STATUS_IDLE,
     "P": psutil.STATUS_PARKED,
 }
-
-
-def available() -> bool:
-    return os.path.exists("/proc/self/stat")
-
-
-_boot_time: float | None = None
-
-
-def boot_time() -> float:
-    """When the machine booted, as psutil says (read once: it does not change)."""
-    global _boot_time  # noqa: PLW0603 (a constant of the machine, computed on first use)
-    if _boot_time is None:
-        _boot_time = psutil.boot_time()
-    return _boot_time
-
-
-def read_stat(pid: int) -> tuple[str, list[bytes]] | None:
-    """(comm, the fields after it) from /proc/<pid>/stat, or None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
-    except OSError:
-        return None
-    left, right = data.find(b"("), data.rfind(b")")
-    return data[left + 1 : right].decode("utf-8", "replace"), data[right + 2 :].split()
-
-
-def start_time(pid: int) -> float | None:
-    """The process's start time exactly as psutil's create_time() gives it."""
-    stat = read_stat(pid)
-    return None if stat is None else start_time_of(stat[1])
-
-
-def start_time_of(fields: list[bytes]) -> float:
-    """The start time in the fields read_stat gives, as psutil's create_time() computes it."""
-    return boot_time() + int(fields[19]) / CLOCK_TICKS
 
 
 def _read_text(path: str) -> bytes | None:

@@ -16,16 +16,10 @@ from twisted.internet.defer import DeferredList, succeed
 from rpm.errors import NoSuchProcess
 from rpm.rows import Row
 from rpm.server.managed.supervisor import Managed, Supervisor
-from rpm.server.procs.policy import SignalPolicy, same_start
+from rpm.server.procs.identity import PidfdExitWatch, alive_with_start, process_gone, same_start
+from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.sampler import Sampler
-from rpm.server.procs.signalling import (
-    ExitWatch,
-    alive_with_start,
-    group_alive,
-    process_gone,
-    send_to_group,
-    send_to_process,
-)
+from rpm.server.procs.signalling import group_alive, send_to_group, send_to_process
 from rpm.server.procs.stopping import Escalation
 
 
@@ -159,7 +153,7 @@ class Controller:
             lambda _killed: process_gone(pid, started),
             grace,
         )
-        watch = ExitWatch.maybe(self._reactor, pid, escalation.poke)
+        watch = PidfdExitWatch.maybe(self._reactor, pid, escalation.poke)
         if watch is not None:
             escalation.result().addBoth(lambda _: watch.cancel())
         return escalation

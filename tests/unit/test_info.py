@@ -3,8 +3,8 @@
 import time
 
 from rpm.infotext import text_lines
+from rpm.server.managed import runinfo
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.procs import procinfo
 
 
 def test_text_info_shows_times_as_dates_and_memory_in_human_units():
@@ -22,6 +22,6 @@ def test_text_info_shows_times_as_dates_and_memory_in_human_units():
 def test_a_program_waiting_to_restart_says_when():
     record = ManagedRecord(id=1, argv=("true",), cwd=None, env={}, restart="always", created=0.0)
     record.pid, record.started = 42, 100.0
-    details = procinfo.from_record(record, restart_at=200.0)
+    details = runinfo.from_record(record, restart_at=200.0)
     assert details["status"] == "restarting" and details["restart_at"] == 200.0
-    assert procinfo.from_record(record)["status"] == "dead"
+    assert runinfo.from_record(record)["status"] == "dead"

@@ -1,0 +1,182 @@
+"""Which process a pid names: its start time (pid and start time together identify a
+process across pid reuse), whether it is still there, a zombie's exit status, kernel
+threads and ancestors, and a pidfd that tells when it exits. psutil's exceptions become
+rpm's errors in one place, psutil_errors (modelled on psutil's own wrap_exceptions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator
+
+import psutil
+
+from rpm.errors import NoSuchProcess, NotPermitted
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PF_KTHREAD = 0x00200000
+HAVE_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+
+@contextlib.contextmanager
+def psutil_errors(pid: int, doing: str = "read") -> Iterator[None]:
+    """Turn psutil's exceptions about pid into NoSuchProcess / NotPermitted."""
+    try:
+        yield
+    except psutil.NoSuchProcess as err:  # a zombie is a NoSuchProcess too: it has ended
+        raise NoSuchProcess(f"no process has pid {pid}") from err
+    except psutil.AccessDenied as err:
+        raise NotPermitted(f"cannot {doing} process {pid}: access denied") from err
+
+
+def procfs_available() -> bool:
+    return os.path.exists("/proc/self/stat")
+
+
+_boot_time: float | None = None
+
+
+def boot_time() -> float:
+    """When the machine booted, as psutil says (read once: it does not change)."""
+    global _boot_time  # noqa: PLW0603 (a constant of the machine, computed on first use)
+    if _boot_time is None:
+        _boot_time = psutil.boot_time()
+    return _boot_time
+
+
+def read_stat(pid: int) -> tuple[str, list[bytes]] | None:
+    """(comm, the fields after it) from /proc/<pid>/stat, or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    left, right = data.find(b"("), data.rfind(b")")
+    return data[left + 1 : right].decode("utf-8", "replace"), data[right + 2 :].split()
+
+
+def start_time_of(fields: list[bytes]) -> float:
+    """The start time in the fields read_stat gives, as psutil's create_time() computes it."""
+    return boot_time() + int(fields[19]) / CLOCK_TICKS
+
+
+def start_time(pid: int) -> float | None:
+    """The process's start time exactly as psutil's create_time() gives it; None if gone."""
+    if procfs_available():
+        stat = read_stat(pid)
+        return None if stat is None else start_time_of(stat[1])
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def require_start_time(pid: int) -> float:
+    """start_time, raising NoSuchProcess when there is no such process."""
+    started = start_time(pid)
+    if started is None:
+        raise NoSuchProcess(f"no process has pid {pid}")
+    return started
+
+
+def same_start(first: float, second: float) -> bool:
+    """Start times are clock ticks since boot: equal within a tick means the same process."""
+    return abs(first - second) < 0.005
+
+
+def process_gone(pid: int, started: float) -> bool:
+    """True once the process has exited (a zombie counts as exited) or its pid was reused."""
+    try:
+        proc = psutil.Process(pid)
+        return not same_start(proc.create_time(), started) or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:
+        return False
+
+
+def alive_with_start(pid: int | None, started: float | None) -> bool:
+    """Whether the process with this pid and start time still runs."""
+    return pid is not None and started is not None and not process_gone(pid, started)
+
+
+def zombie_exit_status(pid: int, started: float) -> tuple[int | None, int | None] | None:
+    """(exit code, signal) of an exited process that its parent has not reaped yet (Linux
+    keeps the status in /proc/<pid>/stat until then); None when it cannot be known."""
+    stat = read_stat(pid)
+    if stat is None:
+        return None
+    fields = stat[1]
+    try:
+        if fields[0] != b"Z" or not same_start(start_time_of(fields), started):
+            return None
+        status = int(fields[49])
+    except (IndexError, ValueError):
+        return None
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
+def is_kernel_thread(pid: int) -> bool:
+    """True for Linux kernel threads (PF_KTHREAD in /proc/<pid>/stat); False elsewhere."""
+    stat = read_stat(pid)
+    try:
+        return stat is not None and bool(int(stat[1][6]) & PF_KTHREAD)
+    except (IndexError, ValueError):
+        return False
+
+
+def ancestors(pid: int) -> list[int]:
+    """The chain of parents of pid, nearest first, as it is now."""
+    chain = []
+    try:
+        parent = psutil.Process(pid).ppid()
+        while parent > 0 and parent not in chain:
+            chain.append(parent)
+            parent = psutil.Process(parent).ppid()
+    except psutil.NoSuchProcess:
+        pass
+    return chain
+
+
+class PidfdExitWatch:
+    """Calls back once when a process (not necessarily our child) exits, via its pidfd."""
+
+    def __init__(self, reactor, pid: int, on_exit: Callable[[], None]):
+        self._reactor = reactor
+        self._on_exit = on_exit
+        self._fd = os.pidfd_open(pid)  # raises ProcessLookupError if it is already gone
+        reactor.addReader(self)
+
+    @classmethod
+    def maybe(cls, reactor, pid: int, on_exit: Callable[[], None]) -> PidfdExitWatch | None:
+        """A watch where pidfds work; None where they do not or the process is gone."""
+        if not HAVE_PIDFD:
+            return None
+        try:
+            return cls(reactor, pid, on_exit)
+        except OSError:
+            return None
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def logPrefix(self) -> str:
+        return "pidfd"
+
+    def doRead(self) -> None:
+        self.cancel()
+        self._on_exit()
+
+    def connectionLost(self, reason) -> None:
+        self.cancel()
+
+    def cancel(self) -> None:
+        if self._fd >= 0:
+            self._reactor.removeReader(self)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
