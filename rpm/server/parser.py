@@ -8,6 +8,7 @@ import re
 import shlex
 
 from rpm.commands import (
+    BY_VERB,
     FOLLOW_BACKLOG_MAX,
     GRACE_MAX,
     HISTORY_MAX,
@@ -219,31 +220,32 @@ def _parse_start(rest: str) -> Start:
     return Start(argv, options["cwd"], tuple(options["env"].items()), options["restart"])
 
 
-_PARSERS = {
-    "HELP": _parse_help,
-    "PING": lambda rest: _parse_bare(Ping, rest),
-    "MODE": _parse_mode,
-    "AUTH": _parse_auth,
-    "LIST": _parse_list,
-    "INFO": lambda rest: _parse_pid_only(Info, rest),
-    "START": _parse_start,
-    "STOP": _parse_stop,
-    "SIGNAL": _parse_signal,
-    "PAUSE": lambda rest: _parse_pid_only(Pause, rest),
-    "RESUME": lambda rest: _parse_pid_only(Resume, rest),
-    "LOGS": _parse_logs,
-    "FOLLOW": _parse_follow,
-    "UNFOLLOW": lambda rest: _parse_pid_only(Unfollow, rest),
-    "WATCH": _parse_watch,
-    "UNWATCH": lambda rest: _parse_bare(Unwatch, rest),
-    "HISTORY": _parse_history,
-    "EXIT": lambda rest: _parse_bare(Exit, rest),
+# command class -> its parser, which takes the rest of the line
+PARSERS = {
+    Help: _parse_help,
+    Ping: lambda rest: _parse_bare(Ping, rest),
+    Mode: _parse_mode,
+    Auth: _parse_auth,
+    List: _parse_list,
+    Info: lambda rest: _parse_pid_only(Info, rest),
+    Start: _parse_start,
+    Stop: _parse_stop,
+    Signal: _parse_signal,
+    Pause: lambda rest: _parse_pid_only(Pause, rest),
+    Resume: lambda rest: _parse_pid_only(Resume, rest),
+    Logs: _parse_logs,
+    Follow: _parse_follow,
+    Unfollow: lambda rest: _parse_pid_only(Unfollow, rest),
+    Watch: _parse_watch,
+    Unwatch: lambda rest: _parse_bare(Unwatch, rest),
+    History: _parse_history,
+    Exit: lambda rest: _parse_bare(Exit, rest),
 }
 
 
 def parse_arguments(verb: str, rest: str):
     """Build the command object for a canonical verb from the rest of its line."""
-    return _PARSERS[verb](rest)
+    return PARSERS[BY_VERB[verb]](rest)
 
 
 def parse_line(line: str):

@@ -328,30 +328,13 @@ def test_connection_caps_refuse_with_err_limit():
     assert open_from("10.0.0.3")[1].value().startswith(b"OK rpm ")
 
 
-def test_every_command_has_a_handler():
-    from rpm.server import parser
+def test_every_command_has_one_parser_one_handler_and_help():
+    from rpm import commands
+    from rpm.server import helptext, parser
 
-    parsed = {
-        type(parser.parse_line(line))
-        for line in (
-            "HELP",
-            "PING",
-            "MODE json",
-            "AUTH x",
-            "LIST",
-            "INFO 2",
-            "START true",
-            "STOP 2",
-            "SIGNAL 2 HUP",
-            "PAUSE 2",
-            "RESUME 2",
-            "LOGS 2",
-            "FOLLOW 2",
-            "UNFOLLOW 2",
-            "WATCH",
-            "UNWATCH",
-            "HISTORY",
-            "EXIT",
-        )
-    }
-    assert parsed == set(handlers.HANDLERS)
+    assert set(parser.PARSERS) == set(commands.COMMANDS) == set(handlers.HANDLERS)
+    for command in commands.COMMANDS:
+        assert helptext.topic(command.VERB)[0] == f"usage: {command.HELP.usage}"
+        assert isinstance(command.ACCESS, commands.Access)
+    access = (commands.ALWAYS_ALLOWED, commands.LOOPBACK_READ_ONLY, commands.MUTATING)
+    assert sum(map(len, access)) == len(set().union(*access)), "one access level per verb"
