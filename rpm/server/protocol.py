@@ -1,41 +1,38 @@
-"""One client connection: framing, session state, one reply per request in order, events.
+"""One client connection: its session, one reply per request in order, events, and flow
+control. Bytes become request lines in framing.py; this module keeps connection state only.
 
-Framing follows the contract: LF or CRLF in, CRLF out; telnet IAC sequences are removed
-before lines are split; a line over 64 KiB or not in UTF-8 gets its error and the connection
-stays usable. Requests are executed one at a time: while one is in progress (STOP waits for
-the process to end) or while the client is not reading what we send, the next waits, and
-no more than MAX_PENDING_INPUT bytes are read ahead, so a client can never make the server
-buffer without bound.
+Requests are executed one at a time: while one is in progress (STOP waits for the process
+to end) or while the client is not reading what we send, the next waits, and no more than
+MAX_PENDING_INPUT bytes are read ahead, so a client can never make the server buffer without
+bound. A connection silent for --idle-timeout seconds is closed, unless it is streaming.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from inspect import iscoroutine
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from rpm import __version__
 from rpm.commands import ALWAYS_ALLOWED, LOOPBACK_READ_ONLY, MUTATING, shown
 from rpm.errors import AuthRequired, RPMError
+from rpm.server.framing import MAX_LINE, Framer, FramingError
 from rpm.server.handlers import HANDLERS
 from rpm.server.parser import parse_arguments, redact, split_verb
 from rpm.server.session import Session
 from rpm.server.tablefeed import Watcher
-from rpm.server.telnet import TelnetFilter
 from rpm.wire import TEXT, Error, Event, ok_line
 
 log = Logger()
-MAX_LINE = 65536
 MAX_PENDING_INPUT = 4 * MAX_LINE  # read while requests wait, up to this much
 BUSY, WRITE_FULL = "busy", "write-full"
-TOO_LONG = Error(
-    "line-too-long", f"a request line may be at most {MAX_LINE} bytes; the line was discarded"
-)
 
 
 @implementer(IPushProducer)
@@ -59,26 +56,22 @@ class _WriteGate:
 
 
 @implementer(IHalfCloseableProtocol)
-class RPMProtocol(LineReceiver):
-    delimiter = b"\n"
-    MAX_LENGTH = MAX_LINE + 1  # room for the CR telnet sends before the LF
-
+class RPMProtocol(Protocol, TimeoutMixin):
     def __init__(self, core, session: Session):
         self.core = core
         self.session = session
         self.watcher: Watcher | None = None
         self.following: set[int] = set()
         self.dropped_events = 0
-        self._telnet = TelnetFilter()
+        self.callLater = core.reactor.callLater  # TimeoutMixin's clock: the server's reactor
+        self._framer = Framer()
+        self._requests: deque[str | FramingError] = deque()
         self._gate = _WriteGate(self)
         self._holds: set[str] = set()
         self._pending_input = 0
         self._reading_paused = False
-        self._discarding = False
-        self._replay = b""
         self._input_ended = False
         self._after: list = []
-        self._idle_call = None
         self._verb = self._command = None  # of the request being executed, once known
 
     # -- connection life -------------------------------------------------------------------
@@ -87,14 +80,13 @@ class RPMProtocol(LineReceiver):
         self.transport.registerProducer(self._gate, True)
         note = "" if self.session.authenticated else " auth-required"
         self.transport.write(ok_line(f"rpm {__version__} ready{note}"))
-        self._touch()
+        self.setTimeout(self.core.config.idle_timeout or None)
         log.info("connection from {peer}", peer=self.session.peer)
 
     def connectionLost(self, reason=None) -> None:
+        self.setTimeout(None)
         self.stop_watch()
         self.core.logwatch.unfollow(self)
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
         self.factory.released(self.session.host)
         log.info("connection from {peer} closed", peer=self.session.peer)
 
@@ -106,8 +98,8 @@ class RPMProtocol(LineReceiver):
         already received, an unterminated last line included, then close. A connection that
         is watching or following keeps streaming until the client closes it."""
         self._input_ended = True
-        if self._buffer:
-            self.dataReceived(b"\n")
+        self._requests.extend(self._framer.finish())
+        self._run_requests()
         self._close_if_done()
 
     def writeConnectionLost(self) -> None:
@@ -115,22 +107,13 @@ class RPMProtocol(LineReceiver):
         self.close()
 
     def _close_if_done(self) -> None:
-        if self._input_ended and not self.paused and not self.streaming:
+        if self._input_ended and not self._holds and not self._requests and not self.streaming:
             self.close()
 
-    def _touch(self) -> None:
-        timeout = self.core.config.idle_timeout
-        if not timeout:
-            return
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.reset(timeout)
-        else:
-            self._idle_call = self.core.reactor.callLater(timeout, self._idle)
-
-    def _idle(self) -> None:
-        self._idle_call = None
+    def timeoutConnection(self) -> None:
+        """Silent for --idle-timeout seconds: say so and close, unless streaming."""
         if self.streaming:
-            self._touch()
+            self.resetTimeout()
             return
         timeout = self.core.config.idle_timeout
         self.send_event(Event("bye", f"idle for {timeout:g} s", {"reason": "idle-timeout"}))
@@ -141,52 +124,25 @@ class RPMProtocol(LineReceiver):
         """Watching or following: such connections are exempt from the idle timeout."""
         return self.watcher is not None or bool(self.following)
 
-    # -- framing ---------------------------------------------------------------------------
+    # -- input -----------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         self._count_held_input(len(data))
-        data = self._telnet.feed(data)
-        if not data:  # release(): go on with what is buffered
-            super().dataReceived(b"")
-            return
-        while data:
-            if self._discarding:
-                end = data.find(b"\n")
-                if end < 0:
-                    return
-                self._discarding, data = False, data[end + 1 :]
-                continue
-            super().dataReceived(data)
-            data, self._replay = self._replay, b""
+        items = self._framer.feed(data)
+        if items:
+            self.resetTimeout()
+            self._requests.extend(items)
+            self._run_requests()
 
-    def lineLengthExceeded(self, line: bytes) -> None:
-        end = line.find(b"\n")
-        if end < 0:
-            self._discarding = True
-        else:
-            self._replay = line[end + 1 :]
-        self._respond("", TOO_LONG)
-
-    def lineReceived(self, line: bytes) -> None:
-        self._touch()
-        line = line.removesuffix(b"\r")
-        if not line.strip(b" \t"):  # an empty line (or only blanks) gets no reply
-            return
-        if len(line) > MAX_LINE:
-            self._respond("", TOO_LONG)
-            return
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            self._respond(
-                "",
-                Error(
-                    "bad-encoding",
-                    f"the request is not valid UTF-8 (byte {err.start}); send UTF-8 text",
-                ),
-            )
-            return
-        self._execute(text)
+    def _run_requests(self) -> None:
+        """Execute waiting requests in order until one has to wait (see hold), or the
+        connection is closing (after EXIT, nothing more is answered)."""
+        while self._requests and not self._holds and not self.transport.disconnecting:
+            item = self._requests.popleft()
+            if isinstance(item, FramingError):
+                self._respond("", Error(item.code, item.message))
+            else:
+                self._execute(item)
 
     # -- flow control ----------------------------------------------------------------------
 
@@ -194,17 +150,16 @@ class RPMProtocol(LineReceiver):
         """Stop executing requests until release(reason). The socket is still read (a TLS
         handshake needs that) until MAX_PENDING_INPUT bytes wait, then reading stops too."""
         self._holds.add(reason)
-        self.paused = True
 
     def release(self, reason: str) -> None:
         self._holds.discard(reason)
-        if self._holds or not self.paused:
+        if self._holds:
             return
-        self.paused, self._pending_input = False, 0
+        self._pending_input = 0
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
-        self.dataReceived(b"")
+        self._run_requests()
         self._close_if_done()
 
     def _count_held_input(self, size: int) -> None:

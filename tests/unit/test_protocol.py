@@ -15,7 +15,7 @@ from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
 from rpm.server.factory import RPMFactory
 from rpm.server.procs.snapshot import Renderers, Snapshot
-from rpm.server.protocol import MAX_LINE
+from rpm.server.framing import MAX_LINE
 
 TOKEN = "correct-horse-battery-staple"
 IAC, IP, DO = 255, 244, 253
