@@ -14,8 +14,8 @@ from rpm.server import handlers
 from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
 from rpm.server.factory import RPMFactory
-from rpm.server.procs.snapshot import Renderers, Snapshot
 from rpm.server.framing import MAX_LINE
+from rpm.server.procs.snapshot import Renderers, Snapshot
 
 TOKEN = "correct-horse-battery-staple"
 IAC, IP, DO = 255, 244, 253
