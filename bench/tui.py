@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 
 from bench.measure import timed
 from tui.app import App, tune_garbage_collector
-from tui.history import History
+from tui.launches import LaunchHistory
 from tui.model import ProcessModel
 
 SIZE = (120, 50)
@@ -51,7 +51,7 @@ def rows(count: int, seed: int) -> list[dict]:
 def measure(count: int = 5000, rounds: int = 10) -> dict[str, list[float]]:
     """Seconds to apply a `count`-row snapshot and render, and to redraw after each key."""
     tune_garbage_collector()  # as rpm-tui does
-    app = App(Clock(), [_Link()], ProcessModel(), History(None))
+    app = App(Clock(), [_Link()], ProcessModel(), LaunchHistory(None))
     snapshots = [rows(count, seed) for seed in range(rounds)]
     applied = []
     for number, snapshot in enumerate(snapshots):

@@ -16,8 +16,8 @@ from rpm.paths import default_state_dir
 from rpm.tokens import TokenError, default_token, read_token
 from tui.app import App, tune_garbage_collector
 from tui.connection import HostLink
-from tui.history import History
 from tui.keys import help_lines
+from tui.launches import LaunchHistory
 from tui.model import ProcessModel
 
 
@@ -114,8 +114,8 @@ async def run(reactor, args: argparse.Namespace, addresses: list[Address], token
         for link in failed:
             print(f"rpm-tui: cannot reach {link.label}: {link.problem}", file=sys.stderr)
         raise SystemExit(1)
-    history = History(os.path.join(tui_state_dir(), "history"))
-    app = App(reactor, links, model, history)
+    launches = LaunchHistory(os.path.join(tui_state_dir(), "history"))
+    app = App(reactor, links, model, launches)
     return await app.start()
 
 

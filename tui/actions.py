@@ -9,7 +9,7 @@ from rpm.rows import command_line
 from tui.connection import HostLink, describe_error
 from tui.detail import DetailView
 from tui.dialogs import ConfirmStop, LaunchDialog, SignalChooser
-from tui.history import Launch
+from tui.launches import Launch
 from tui.logview import LogView
 
 LOG_BACKLOG = 200
@@ -106,11 +106,11 @@ class ProcessActions:
             return
 
         def submitted(line: str, launch: Launch) -> None:
-            self.history.add(launch)
+            self.launches.add(launch)
             self.close_dialog()
             self.send(link, line, lambda reply: self._launched(link, reply))
 
-        self.open_dialog(LaunchDialog(self.history.entries, link.label, submitted), height=10)
+        self.open_dialog(LaunchDialog(self.launches.entries, link.label, submitted), height=10)
 
     def _launched(self, link: HostLink, reply: dict) -> None:
         self.model.select((link.label, reply["pid"]))

@@ -18,8 +18,8 @@ from tui.actions import ProcessActions
 from tui.connection import HostLink
 from tui.detail import DetailView
 from tui.dialogs import FilterPrompt, HelpView
-from tui.history import History
 from tui.keys import KEYMAP
+from tui.launches import LaunchHistory
 from tui.logview import LogView
 from tui.model import ProcessModel
 from tui.statusbar import status_parts
@@ -86,12 +86,17 @@ class App(ProcessActions):
     """The window stack (table, a view, a dialog), key routing and redraws."""
 
     def __init__(
-        self, reactor, links: list[HostLink], model: ProcessModel, history: History, clock=time.time
+        self,
+        reactor,
+        links: list[HostLink],
+        model: ProcessModel,
+        launches: LaunchHistory,
+        clock=time.time,
     ):
         self.reactor = reactor
         self.links = {link.label: link for link in links}
         self.model = model
-        self.history = history
+        self.launches = launches
         self.clock = clock
         self.walker = ProcessWalker(model, clock)
         self.table = TableBox(self.walker)

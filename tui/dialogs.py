@@ -9,8 +9,8 @@ import urwid
 
 from rpm.commands import RESTART_POLICIES
 from rpm.wire import escape_text
-from tui.history import Launch
 from tui.keys import help_lines
+from tui.launches import Launch
 
 SIGNALS = ("TERM", "KILL", "HUP", "INT", "USR1", "USR2", "STOP", "CONT")
 

@@ -48,7 +48,7 @@ class ProcessModel:
         self._pending: Key | None = None  # selected before its row arrived (a new process)
         self._pending_waits = 0
         self.stale_hosts: set[str] = set()
-        self.history: dict[Key, deque] = {}
+        self.usage: dict[Key, deque] = {}  # (time, cpu, rss) samples of each process, a minute
         self._lines: list[Line] | None = None
         self._structure: tuple[list[Key], dict[Key, list[Key]]] | None = None
         self._index: dict[Key, int] = {}
@@ -61,15 +61,15 @@ class ProcessModel:
         for key in [key for key in self.rows if key[0] == host]:
             del self.rows[key]
         self._add(host, rows, now)
-        for key in [key for key in self.history if key[0] == host and key not in self.rows]:
-            del self.history[key]
+        for key in [key for key in self.usage if key[0] == host and key not in self.rows]:
+            del self.usage[key]
         self._updated(host)
 
     def apply_delta(self, host: str, delta: dict, now: float) -> None:
         """Rows added, changed and removed on one host since its last event."""
         for pid in delta.get("removed", ()):
             self.rows.pop((host, pid), None)
-            self.history.pop((host, pid), None)
+            self.usage.pop((host, pid), None)
         self._add(host, delta.get("added", ()), now)
         self._add(host, delta.get("changed", ()), now)
         self._updated(host)
@@ -92,7 +92,7 @@ class ProcessModel:
         for row in rows:
             key = (host, row["pid"])
             self.rows[key] = row
-            samples = self.history.setdefault(key, deque())
+            samples = self.usage.setdefault(key, deque())
             samples.append((now, row.get("cpu", 0.0), row.get("rss", 0)))
             while len(samples) > 1 and samples[1][0] <= now - HISTORY_SECONDS:
                 samples.popleft()  # keep one sample from before the window: it still holds
@@ -100,14 +100,14 @@ class ProcessModel:
     def samples(self, key: Key, now: float, slots: int = 60) -> list[tuple[float, int]]:
         """(cpu, rss) for each second of the last minute; a value holds until it changes
         (only changes are stored), and seconds before the first sample are left out."""
-        history = self.history.get(key)
-        if not history:
+        usage = self.usage.get(key)
+        if not usage:
             return []
         out, index, current = [], 0, None
         for slot in range(slots):
             moment = now - (slots - 1 - slot) * HISTORY_SECONDS / slots
-            while index < len(history) and history[index][0] <= moment:
-                current = history[index][1:]
+            while index < len(usage) and usage[index][0] <= moment:
+                current = usage[index][1:]
                 index += 1
             if current is not None:
                 out.append(current)

@@ -13,7 +13,7 @@ from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
 from rpm.server.control import Controller
 from rpm.server.managed.logfiles import LogFiles
-from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.records import AuditRecord, ManagedRecord
 from rpm.server.managed.store import AsyncStore
 from rpm.server.managed.supervisor import Supervisor
@@ -33,7 +33,7 @@ class Core:
     token: str | None
     store: AsyncStore
     logfiles: LogFiles
-    logwatch: LogWatcher
+    outputs: OutputTracker
     sampler: Sampler
     supervisor: Supervisor
     controller: Controller

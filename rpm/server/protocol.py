@@ -27,7 +27,7 @@ from rpm.server.framing import MAX_LINE, Framer, FramingError
 from rpm.server.handlers import HANDLERS
 from rpm.server.parser import parse_arguments, redact, split_verb
 from rpm.server.session import Session
-from rpm.server.tablefeed import Watcher
+from rpm.server.tablefeed import TableFeed
 from rpm.wire import TEXT, Error, Event, ok_line
 
 log = Logger()
@@ -60,7 +60,7 @@ class RPMProtocol(Protocol, TimeoutMixin):
     def __init__(self, core, session: Session):
         self.core = core
         self.session = session
-        self.watcher: Watcher | None = None
+        self.table_feed: TableFeed | None = None
         self.following: set[int] = set()
         self.dropped_events = 0
         self.callLater = core.reactor.callLater  # TimeoutMixin's clock: the server's reactor
@@ -86,7 +86,7 @@ class RPMProtocol(Protocol, TimeoutMixin):
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)
         self.stop_watch()
-        self.core.logwatch.unfollow(self)
+        self.core.outputs.unfollow(self)
         self.factory.released(self.session.host)
         log.info("connection from {peer} closed", peer=self.session.peer)
 
@@ -122,7 +122,7 @@ class RPMProtocol(Protocol, TimeoutMixin):
     @property
     def streaming(self) -> bool:
         """Watching or following: such connections are exempt from the idle timeout."""
-        return self.watcher is not None or bool(self.following)
+        return self.table_feed is not None or bool(self.following)
 
     # -- input -----------------------------------------------------------------------------
 
@@ -178,8 +178,8 @@ class RPMProtocol(Protocol, TimeoutMixin):
         if self.dropped_events:
             count, self.dropped_events = self.dropped_events, 0
             self.send_event(Event("dropped", f"{count} events", {"count": count}))
-        if self.watcher is not None:
-            self.watcher.writable()
+        if self.table_feed is not None:
+            self.table_feed.writable()
         self.release(WRITE_FULL)
 
     # -- requests --------------------------------------------------------------------------
@@ -274,20 +274,20 @@ class RPMProtocol(Protocol, TimeoutMixin):
 
     def start_watch(self, interval: float, delta: bool) -> None:
         self.stop_watch()
-        self.watcher = Watcher(self.core.reactor, self, self.core.sampler, interval, delta)
+        self.table_feed = TableFeed(self.core.reactor, self, self.core.sampler, interval, delta)
         self.core.watching.add(self)
-        self.after_reply(self.watcher.start)
+        self.after_reply(self.table_feed.start)
 
     def follow(self, pid: int, managed_id: int, offsets: dict[str, int]) -> None:
-        self.core.logwatch.follow(self, pid, managed_id, offsets)
+        self.core.outputs.follow(self, pid, managed_id, offsets)
         self.following.add(pid)
 
     def unfollow(self, pid: int) -> bool:
         self.following.discard(pid)
-        return self.core.logwatch.unfollow(self, pid)
+        return self.core.outputs.unfollow(self, pid)
 
     def stop_watch(self) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
-            self.watcher = None
+        if self.table_feed is not None:
+            self.table_feed.stop()
+            self.table_feed = None
         self.core.watching.discard(self)

@@ -19,7 +19,7 @@ from rpm.server.factory import RPMFactory
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
-from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.store import AsyncStore, Store
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.identity import procfs_available
@@ -62,8 +62,8 @@ class RPMService(service.Service):
         store = AsyncStore(reactor, Store(os.path.join(config.state_dir, "rpm.db")))
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
-        watcher = LogWatcher(reactor, logfiles, max_bytes=config.log_max_bytes)
-        supervisor = Supervisor(reactor, store, Launcher(reactor), watcher, config.max_managed)
+        outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes)
+        supervisor = Supervisor(reactor, store, Launcher(reactor), outputs, config.max_managed)
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
             reactor,
@@ -74,7 +74,7 @@ class RPMService(service.Service):
         policy = SignalPolicy(config.signal_scope, supervisor.is_managed)
         controller = Controller(reactor, supervisor, policy, sampler)
         core = Core(
-            reactor, config, token, store, logfiles, watcher, sampler, supervisor, controller
+            reactor, config, token, store, logfiles, outputs, sampler, supervisor, controller
         )
         supervisor.observe(core.broadcast)
         take_over(
@@ -84,7 +84,7 @@ class RPMService(service.Service):
             store.sync.next_id(),
             store.sync.next_run_id(),
         )
-        watcher.start()
+        outputs.start()
         return core
 
     def startService(self) -> None:
@@ -134,6 +134,6 @@ class RPMService(service.Service):
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.supervisor.cancel_restarts()
         core.sampler.stop()
-        core.logwatch.stop()
+        core.outputs.stop()
         core.flush_audit()
         core.store.stop()

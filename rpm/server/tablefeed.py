@@ -1,7 +1,7 @@
 """WATCH: periodic table (or delta) events per connection, and lifecycle events for all.
 
-A watcher sends the sampler's latest snapshot every `interval` seconds. If its client stops
-reading, the connection's write buffer fills and the watcher coalesces: it remembers that a
+A table feed sends the sampler's latest snapshot every `interval` seconds. If its client stops
+reading, the connection's write buffer fills and the feed coalesces: it remembers that a
 table is due and sends only the newest one when the client drains, so the server never
 queues snapshots for a slow reader.
 """
@@ -17,7 +17,7 @@ from rpm.signames import signal_name
 from rpm.wire import Event
 
 
-class Watcher:
+class TableFeed:
     """One connection's WATCH: sends table events, or one table then deltas."""
 
     def __init__(self, reactor, connection, sampler: Sampler, interval: float, delta: bool):

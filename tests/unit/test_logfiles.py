@@ -5,7 +5,7 @@ import math
 from twisted.internet.task import Clock
 
 from rpm.server.managed.logfiles import LogFiles, last_lines
-from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.outputs import OutputTracker
 
 
 def write(logs, managed_id, stream, text):
@@ -32,7 +32,7 @@ def test_last_lines_of_a_short_file_and_crlf(tmp_path):
 def test_tail_interleaves_streams_in_the_order_they_were_seen(tmp_path):
     clock = Clock()
     logs = LogFiles(str(tmp_path))
-    watcher = LogWatcher(clock, logs)
+    watcher = OutputTracker(clock, logs)
     watcher.track(1)
     for stream, text in [
         ("stderr", "e1\n"),
@@ -66,7 +66,7 @@ def test_lines_not_yet_journaled_come_last_stdout_first(tmp_path):
 def test_journal_survives_restart_and_torn_records(tmp_path):
     clock = Clock()
     logs = LogFiles(str(tmp_path))
-    watcher = LogWatcher(clock, logs)
+    watcher = OutputTracker(clock, logs)
     watcher.track(3)
     write(logs, 3, "stdout", "x\n")
     watcher.observe(3)
@@ -78,7 +78,7 @@ def test_journal_survives_restart_and_torn_records(tmp_path):
 def test_followers_get_new_complete_lines_only(tmp_path):
     clock = Clock()
     logs = LogFiles(str(tmp_path))
-    watcher = LogWatcher(clock, logs)
+    watcher = OutputTracker(clock, logs)
     write(logs, 4, "stdout", "old\n")
     events = []
 

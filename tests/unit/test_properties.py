@@ -99,7 +99,7 @@ class HostileCore(FakeCore):
         self.store = SimpleNamespace(history=lambda count: defer.succeed([]))
         self.flush_audit = lambda: None
         self.logfiles = SimpleNamespace(sizes=lambda managed_id: {}, tail=lambda *args: [])
-        self.logwatch.follow = lambda *args: None
+        self.outputs.follow = lambda *args: None
         self.sampler.invalidate = lambda: None
         self.sampler.watch = self.sampler.unwatch = lambda *args: None
         self.in_thread = defer.maybeDeferred

@@ -48,7 +48,7 @@ class FakeController:
             raise RuntimeError("a bug")
 
 
-class FakeLogWatch:
+class FakeOutputTracker:
     def unfollow(self, connection, pid=None):
         return False
 
@@ -67,7 +67,7 @@ class FakeCore:
         self.throttle = AuthThrottle()
         self.sampler = FakeSampler()
         self.controller = FakeController()
-        self.logwatch = FakeLogWatch()
+        self.outputs = FakeOutputTracker()
         self.watching = set()
         self.audits = []
 

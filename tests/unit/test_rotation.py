@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 
 from rpm.server.managed import rotation
 from rpm.server.managed.logfiles import LogFiles
-from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.outputs import OutputTracker
 
 
 def numbered(start, stop):
@@ -126,7 +126,7 @@ def test_a_follower_gets_every_line_across_rotations(tmp_path, monkeypatch, punc
     if not punch:
         monkeypatch.setattr(rotation, "punch_hole", lambda fd, offset, length: False)
     logs = LogFiles(str(tmp_path))
-    watcher = LogWatcher(Clock(), logs, max_bytes=64 * 1024, run=synchronous)
+    watcher = OutputTracker(Clock(), logs, max_bytes=64 * 1024, run=synchronous)
     watcher.track(1)
     connection = Connection()
     watcher.follow(connection, 42, 1, logs.sizes(1))
@@ -143,7 +143,7 @@ def test_a_follower_gets_every_line_across_rotations(tmp_path, monkeypatch, punc
 
 def test_journal_records_of_rotated_data_are_dropped(tmp_path):
     logs = LogFiles(str(tmp_path))
-    watcher = LogWatcher(Clock(), logs, max_bytes=64 * 1024, run=synchronous)
+    watcher = OutputTracker(Clock(), logs, max_bytes=64 * 1024, run=synchronous)
     watcher.track(1)
     with open(logs.path(1, "stdout"), "ab") as out:
         for start in range(0, 30_000, 1_000):

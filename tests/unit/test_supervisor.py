@@ -14,7 +14,7 @@ from rpm.errors import BadArgument, LimitReached, NotFound
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
-from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.supervisor import Supervisor
 
@@ -67,7 +67,7 @@ class FakeStore:
 def rig(tmp_path):
     reactor = FakeProcessReactor()
     store = FakeStore()
-    watcher = LogWatcher(reactor, LogFiles(str(tmp_path / "logs")))
+    watcher = OutputTracker(reactor, LogFiles(str(tmp_path / "logs")))
     launcher = Launcher(
         reactor, setsid="/usr/bin/setsid", environ={"PATH": os.environ["PATH"], "HOME": "/home/x"}
     )

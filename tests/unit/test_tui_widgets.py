@@ -13,7 +13,7 @@ from tui import keys
 from tui.app import App
 from tui.detail import sparkline
 from tui.dialogs import LaunchDialog
-from tui.history import History, Launch
+from tui.launches import Launch, LaunchHistory
 from tui.model import ProcessModel
 from tui.table import format_line, header_text
 
@@ -68,7 +68,7 @@ def make_app(rows=None, links=None, size=(80, 24)):
         model.replace_host(
             link.label, rows if rows is not None else [row(p) for p in (11, 12, 13)], 0.0
         )
-    app = App(Clock(), links, model, History(None))
+    app = App(Clock(), links, model, LaunchHistory(None))
     return app, model, links
 
 
@@ -200,7 +200,7 @@ def test_pause_toggles_with_the_process_state():
 def test_launch_dialog_builds_start_with_history_and_selects_the_new_process():
     link = FakeLink(answers={"START": {"ok": True, "pid": 99}})
     app, model, _ = make_app(links=[link])
-    app.history.add(Launch("sleep 5"))
+    app.launches.add(Launch("sleep 5"))
     press(app, "n")
     assert "Launch a program" in "\n".join(screen(app))
     press(app, "up")
@@ -211,17 +211,17 @@ def test_launch_dialog_builds_start_with_history_and_selects_the_new_process():
         "START --cwd /tmp --env A=1 --env 'B=x y' --restart on-failure -- echo 'a b'"
     ]
     assert model.selected == (link.label, 99)
-    assert app.history.entries[-1] == Launch("echo 'a b'", "/tmp", "on-failure", "A=1 'B=x y'")
+    assert app.launches.entries[-1] == Launch("echo 'a b'", "/tmp", "on-failure", "A=1 'B=x y'")
 
 
 def test_launch_dialog_recalls_directory_policy_and_environment(tmp_path):
     path = tmp_path / "history"
     path.write_text("old plain command\n")
-    history = History(str(path))
-    history.add(Launch("make serve", "/srv", "always", "PORT=8000"))
-    assert History(str(path)).entries == [Launch("old plain command"), history.entries[-1]]
+    launches = LaunchHistory(str(path))
+    launches.add(Launch("make serve", "/srv", "always", "PORT=8000"))
+    assert LaunchHistory(str(path)).entries == [Launch("old plain command"), launches.entries[-1]]
     assert path.stat().st_mode & 0o777 == 0o600, "environment values may be secrets"
-    dialog = LaunchDialog(history.entries, "h", lambda line, launch: None)
+    dialog = LaunchDialog(launches.entries, "h", lambda line, launch: None)
     dialog.keypress((60,), "up")
     assert dialog.start_line() == "START --cwd /srv --env PORT=8000 --restart always -- make serve"
     dialog.keypress((60,), "up")

@@ -74,8 +74,8 @@ class Follower:
 
 
 @dataclass
-class _Watched:
-    """What the watcher knows of one program's output files."""
+class _TrackedOutput:
+    """What the tracker knows of one program's output files."""
 
     noted: dict[str, int] | None = None  # sizes in the order journal; None: not journaled
     followers: list[Follower] = field(default_factory=list)
@@ -83,7 +83,7 @@ class _Watched:
     starts: dict[str, int] = field(default_factory=dict)  # where each live file's data begins
 
 
-class LogWatcher:
+class OutputTracker:
     """Watches programs by registry id while they run or are followed, every `interval`."""
 
     def __init__(
@@ -99,7 +99,7 @@ class LogWatcher:
         self._interval = interval
         self.max_bytes = max_bytes
         self._run = run
-        self._watched: dict[int, _Watched] = {}
+        self._watched: dict[int, _TrackedOutput] = {}
         self._loop = LoopingCall(self._tick)
         self._loop.clock = reactor
 
@@ -110,11 +110,11 @@ class LogWatcher:
         if self._loop.running:
             self._loop.stop()
 
-    def _entry(self, managed_id: int) -> _Watched:
+    def _entry(self, managed_id: int) -> _TrackedOutput:
         entry = self._watched.get(managed_id)
         if entry is None:
             starts = {stream: self.logfiles.live_start(managed_id, stream) for stream in STREAMS}
-            entry = self._watched[managed_id] = _Watched(starts=starts)
+            entry = self._watched[managed_id] = _TrackedOutput(starts=starts)
         return entry
 
     def _drop_if_idle(self, managed_id: int) -> None:
@@ -171,7 +171,7 @@ class LogWatcher:
             if over and stream not in entry.rotating:
                 self._rotate(managed_id, entry, stream)
 
-    def _journal(self, managed_id: int, entry: _Watched, sizes: dict[str, int]) -> None:
+    def _journal(self, managed_id: int, entry: _TrackedOutput, sizes: dict[str, int]) -> None:
         for stream, size in sizes.items():
             if size < entry.noted[stream]:  # truncated by a rotation: offsets start over
                 entry.noted[stream] = 0
@@ -183,7 +183,7 @@ class LogWatcher:
                 log.warn("cannot journal the output of {id}: {err}", id=managed_id, err=err)
             entry.noted.update(growth)
 
-    def _rotate(self, managed_id: int, entry: _Watched, stream: str) -> None:
+    def _rotate(self, managed_id: int, entry: _TrackedOutput, stream: str) -> None:
         entry.rotating.add(stream)
         done = self._run(self.logfiles.rotate, managed_id, stream, self.max_bytes)
         done.addCallback(self._rotated, managed_id, entry, stream)
@@ -192,7 +192,9 @@ class LogWatcher:
         )
         done.addBoth(lambda _: (entry.rotating.discard(stream), self._drop_if_idle(managed_id)))
 
-    def _rotated(self, cut: Cut | None, managed_id: int, entry: _Watched, stream: str) -> None:
+    def _rotated(
+        self, cut: Cut | None, managed_id: int, entry: _TrackedOutput, stream: str
+    ) -> None:
         if cut is None:
             return
         entry.starts[stream] = 0 if cut.truncated else cut.end

@@ -24,7 +24,7 @@ from rpm.commands import Start
 from rpm.errors import LimitReached, RPMError, SpawnFailed
 from rpm.rows import RESTARTING, Row
 from rpm.server.managed.launch import Launcher
-from rpm.server.managed.outputs import LogWatcher
+from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.store import AsyncStore
 from rpm.server.procs.identity import same_start, start_time
@@ -92,13 +92,13 @@ class Supervisor:
         reactor,
         store: AsyncStore,
         launcher: Launcher,
-        watcher: LogWatcher,
+        outputs: OutputTracker,
         max_managed: int = 1000,
     ):
         self._reactor = reactor
         self._store = store
         self._launcher = launcher
-        self._watcher = watcher
+        self._outputs = outputs
         self.max_managed = max_managed
         self._by_id: dict[int, Managed] = {}
         self._by_pid: dict[int, Managed] = {}
@@ -209,7 +209,7 @@ class Supervisor:
         record = managed.record
         executable = self._launcher.prepare(record)
         try:
-            fds = self._watcher.logfiles.open_for_child(record.id)
+            fds = self._outputs.logfiles.open_for_child(record.id)
         except OSError as err:
             raise SpawnFailed(
                 f"cannot open the log files for {record.argv[0]!r}: {err.strerror or err}"
@@ -237,7 +237,7 @@ class Supervisor:
 
     def _announce_run(self, managed: Managed) -> None:
         """After a spawn: tell observers, and finish a run that already ended meanwhile."""
-        self._watcher.track(managed.record.id)
+        self._outputs.track(managed.record.id)
         self._emit("started", managed.record)
         if managed.record.ended:
             self._finish_run(managed)
@@ -262,7 +262,7 @@ class Supervisor:
             self._finish_run(managed)
 
     def _finish_run(self, managed: Managed) -> None:
-        self._watcher.release(managed.record.id)
+        self._outputs.release(managed.record.id)
         self._store.end_run(managed.record)
         self._emit("exited", managed.record)
         self._schedule_restart(managed)
@@ -346,7 +346,7 @@ class Supervisor:
         run_ended when it ends."""
         managed.exit_watch = exit_watch
         self._live.add(managed)
-        self._watcher.track(managed.record.id)
+        self._outputs.track(managed.record.id)
         log.info(
             "adopted managed process {pid} ({argv})",
             pid=managed.record.pid,

@@ -32,7 +32,7 @@ def _parse_entry(line: str) -> Launch:
     return Launch(line)
 
 
-class History:
+class LaunchHistory:
     """Launches, oldest first; saved to `path` (if any) after each addition."""
 
     def __init__(self, path: str | None = None):
