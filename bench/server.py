@@ -1,19 +1,24 @@
-"""A real rpm server (twistd) for the benchmarks, and what it costs the machine."""
+"""A real rpm server (twistd, started by the tests' own runner) for the benchmarks, with
+limits raised for load, and what it costs the machine."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 
-BIN = Path(sys.executable).parent
+from tests.servers import ServerRunner
+
+LOAD_LIMITS = (
+    "--max-connections",
+    "5000",
+    "--max-connections-per-peer",
+    "5000",
+    "--max-managed",
+    "100000",
+)
 
 
 class BenchServer:
@@ -21,39 +26,14 @@ class BenchServer:
 
     def __init__(self, *extra: str):
         self.directory = Path(tempfile.mkdtemp(prefix="rpm-bench-"))
-        port_file = self.directory / "port"
-        command = [
-            str(BIN / "twistd"),
-            "-n",
-            "--pidfile=",
-            "--logfile",
-            str(self.directory / "log"),
-            "rpm",
-            "--port",
-            "0",
-            "--state-dir",
-            str(self.directory / "state"),
-            "--port-file",
-            str(port_file),
-            "--max-connections",
-            "5000",
-            "--max-connections-per-peer",
-            "5000",
-            "--max-managed",
-            "100000",
-            *extra,
-        ]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().endswith("\n")):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the rpm server did not start")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text().split(":")[-1])
-        self.token = (self.directory / "state" / "token").read_text().strip()
-        self.psutil = psutil.Process(self.process.pid)
+        self._runner = ServerRunner(self.directory)
+        try:
+            server = self._runner.run(*LOAD_LIMITS, *extra)
+        except BaseException:
+            self.stop()
+            raise
+        self.process, self.port, self.token = server.process, server.port, server.token
+        self.psutil = psutil.Process(server.process.pid)
 
     def cpu_seconds(self) -> float:
         times = self.psutil.cpu_times()
@@ -64,13 +44,8 @@ class BenchServer:
         return self.psutil.memory_full_info().uss
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        """Stop the server and whatever it left running, and remove its files."""
+        self._runner.stop_all()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> BenchServer:

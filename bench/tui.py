@@ -8,23 +8,12 @@ import time
 from twisted.internet.task import Clock
 
 from bench.measure import timed
+from tests.fakes import FakeLink
 from tui.app import App, tune_garbage_collector
 from tui.launches import LaunchHistory
 from tui.model import ProcessModel
 
 SIZE = (120, 50)
-
-
-class _Link:
-    """A connected host as far as the App is concerned (no network needed here)."""
-
-    label, state, problem, retry_at = "bench:5002", "connected", "", None
-
-    def __init__(self) -> None:
-        self.last_update = time.time()
-
-    def set_listener(self, on_change) -> None:
-        pass
 
 
 def rows(count: int, seed: int) -> list[dict]:
@@ -51,7 +40,7 @@ def rows(count: int, seed: int) -> list[dict]:
 def measure(count: int = 5000, rounds: int = 10) -> dict[str, list[float]]:
     """Seconds to apply a `count`-row snapshot and render, and to redraw after each key."""
     tune_garbage_collector()  # as rpm-tui does
-    app = App(Clock(), [_Link()], ProcessModel(), LaunchHistory(None))
+    app = App(Clock(), [FakeLink("bench:5002")], ProcessModel(), LaunchHistory(None))
     snapshots = [rows(count, seed) for seed in range(rounds)]
     applied = []
     for number, snapshot in enumerate(snapshots):

@@ -61,7 +61,3 @@ class BadEncoding(RPMError):
 
 class LimitReached(RPMError):
     code = "limit"
-
-
-class InternalError(RPMError):
-    code = "internal"

@@ -117,17 +117,6 @@ class Error(Reply):
 
 
 @dataclass
-class Raw(Reply):
-    """A reply whose bytes were rendered ahead of time for both modes (shared snapshots)."""
-
-    text: bytes
-    json: bytes
-
-    def render(self, mode: str) -> bytes:
-        return self.json if mode == JSON else self.text
-
-
-@dataclass
 class Event:
     """A pushed event: `* <name> <text>` (optionally with a body) or `{"event": name, ...}`."""
 

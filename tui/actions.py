@@ -6,10 +6,11 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from rpm.rows import command_line
-from tui.connection import HostLink, describe_error
+from tui.connection import describe_error
 from tui.detail import DetailView
 from tui.dialogs import ConfirmStop, LaunchDialog, SignalChooser
 from tui.launches import Launch
+from tui.link import Link
 from tui.logview import LogView
 
 LOG_BACKLOG = 200
@@ -35,13 +36,13 @@ class ProcessActions:
             return None
         return link, pid, row
 
-    def writable(self, link: HostLink) -> bool:
+    def writable(self, link: Link) -> bool:
         """Whether we may change things on link's host; if not, say how to give a token."""
         if link.read_only:
             self.say_error(READ_ONLY_HELP.format(host=link.label))
         return not link.read_only
 
-    def send(self, link: HostLink, line: str, on_ok) -> defer.Deferred:
+    def send(self, link: Link, line: str, on_ok) -> defer.Deferred:
         """Send a request; show its outcome (or the server's error code and message)."""
         done = link.command(line)
         done.addCallbacks(on_ok, self._refused)
@@ -112,7 +113,7 @@ class ProcessActions:
 
         self.open_dialog(LaunchDialog(self.launches.entries, link.label, submitted), height=10)
 
-    def _launched(self, link: HostLink, reply: dict) -> None:
+    def _launched(self, link: Link, reply: dict) -> None:
         self.model.select((link.label, reply["pid"]))
         self.say(f"started pid {reply['pid']} on {link.label}")
 

@@ -15,11 +15,11 @@ from twisted.logger import Logger
 
 from rpm.wire import escape_text
 from tui.actions import ProcessActions
-from tui.connection import HostLink
 from tui.detail import DetailView
 from tui.dialogs import FilterPrompt, HelpView
 from tui.keys import KEYMAP
 from tui.launches import LaunchHistory
+from tui.link import Link
 from tui.logview import LogView
 from tui.model import ProcessModel
 from tui.statusbar import status_parts
@@ -88,7 +88,7 @@ class App(ProcessActions):
     def __init__(
         self,
         reactor,
-        links: list[HostLink],
+        links: list[Link],
         model: ProcessModel,
         launches: LaunchHistory,
         clock=time.time,

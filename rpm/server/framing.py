@@ -12,24 +12,14 @@ Blank lines (empty, or only spaces and tabs) are no requests and come out as not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from rpm.errors import BadEncoding, LineTooLong
 from rpm.server.telnet import TelnetFilter
 
 MAX_LINE = 65536
 
 
-@dataclass(frozen=True)
-class FramingError:
-    """A line that cannot be a request: the error to answer it with."""
-
-    code: str
-    message: str
-
-
-TOO_LONG = FramingError(
-    "line-too-long", f"a request line may be at most {MAX_LINE} bytes; the line was discarded"
-)
+FramingError = LineTooLong | BadEncoding  # a line that cannot be a request, and its answer
+TOO_LONG = LineTooLong(f"a request line may be at most {MAX_LINE} bytes; the line was discarded")
 
 
 class Framer:
@@ -88,6 +78,4 @@ def request_of(line: bytes, max_line: int = MAX_LINE) -> str | FramingError | No
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError as err:
-        return FramingError(
-            "bad-encoding", f"the request is not valid UTF-8 (byte {err.start}); send UTF-8 text"
-        )
+        return BadEncoding(f"the request is not valid UTF-8 (byte {err.start}); send UTF-8 text")

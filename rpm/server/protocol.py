@@ -139,7 +139,7 @@ class RPMProtocol(Protocol, TimeoutMixin):
         connection is closing (after EXIT, nothing more is answered)."""
         while self._requests and not self._holds and not self.transport.disconnecting:
             item = self._requests.popleft()
-            if isinstance(item, FramingError):
+            if isinstance(item, RPMError):  # a line that cannot be a request
                 self._respond("", Error(item.code, item.message))
             else:
                 self._execute(item)

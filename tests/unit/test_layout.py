@@ -49,6 +49,7 @@ def test_ruff_refuses_a_tui_module_that_imports_the_server():
         text=True,
         cwd=PROJECT,
         timeout=60,
+        check=False,
     )
     assert result.returncode == 1 and "TID251" in result.stdout, result.stdout
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from rpm.client import CommandError
+from tests.fakes import NOW, FakeLink
 from tui import keys
 from tui.app import App
 from tui.detail import sparkline
@@ -16,8 +14,6 @@ from tui.dialogs import LaunchDialog
 from tui.launches import Launch, LaunchHistory
 from tui.model import ProcessModel
 from tui.table import format_line, header_text
-
-NOW = time.time()
 
 
 def row(pid, **extra):
@@ -34,31 +30,6 @@ def row(pid, **extra):
         "managed": False,
     }
     return {**base, **extra}
-
-
-class FakeLink:
-    """Stands in for a HostLink: records requests, answers from a script."""
-
-    def __init__(self, label="127.0.0.1:5002", answers=None):
-        self.label = label
-        self.state, self.problem, self.retry_at, self.last_update = "connected", "", None, NOW
-        self.sent: list[str] = []
-        self.answers = answers or {}
-        self.on_output = self.on_connected = self.on_notice = None
-        self.read_only = False
-
-    def set_listener(self, on_change):
-        self.on_change = on_change
-
-    def command(self, line):
-        self.sent.append(line)
-        answer = self.answers.get(line.split()[0], {"ok": True})
-        if isinstance(answer, Exception):
-            return defer.fail(answer)
-        return defer.succeed(answer)
-
-    def stop(self):
-        self.state = "stopped"
 
 
 def make_app(rows=None, links=None, size=(80, 24)):
