@@ -79,6 +79,12 @@ class ClientProtocol(LineReceiver):
         self.sendLine(line.encode("utf-8"))
         return waiter
 
+    @property
+    def unwrapped(self) -> ClientProtocol:
+        """This protocol itself, even when reached through a wrapper that forwards only
+        attribute reads (ClientService's proxy): callbacks must be set on the real one."""
+        return self
+
     def connectionLost(self, reason=ConnectionDone) -> None:
         pending, self._pending = self._pending, deque()
         for waiter in pending:
@@ -133,18 +139,11 @@ def client_endpoint(reactor, address: Address, ca_file: str | None = None):
     return endpoints.HostnameEndpoint(reactor, address.host, address.port)
 
 
-async def connect(
-    reactor,
-    address: Address,
-    token: str | None = None,
-    ca_file: str | None = None,
-    timeout: float = 10.0,
+async def handshake(
+    reactor, protocol: ClientProtocol, address: Address, token: str | None, timeout: float = 10.0
 ) -> Client:
-    """Connect, read the greeting, switch to JSON mode and authenticate if a token is given."""
-    protocol = ClientProtocol()
-    endpoint = client_endpoint(reactor, address, ca_file)
-    connecting = endpoints.connectProtocol(endpoint, protocol)
-    await connecting.addTimeout(timeout, reactor)
+    """On a new connection: read the greeting, switch to JSON mode, and authenticate if a
+    token is given and the server wants one. The connection is closed if any step fails."""
     try:
         greeting = await protocol.greeting.addTimeout(timeout, reactor)
         client = Client(protocol, address, greeting)
@@ -155,3 +154,17 @@ async def connect(
         protocol.transport.loseConnection()
         raise
     return client
+
+
+async def connect(
+    reactor,
+    address: Address,
+    token: str | None = None,
+    ca_file: str | None = None,
+    timeout: float = 10.0,
+) -> Client:
+    """Connect, then handshake (greeting, JSON mode, AUTH)."""
+    protocol = ClientProtocol()
+    endpoint = client_endpoint(reactor, address, ca_file)
+    await endpoints.connectProtocol(endpoint, protocol).addTimeout(timeout, reactor)
+    return await handshake(reactor, protocol, address, token, timeout)

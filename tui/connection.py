@@ -1,24 +1,27 @@
 """One server as the TUI sees it: connect, watch the table as deltas into the model, and
-reconnect by itself with back-off (never more than 5 s between tries) when it goes away."""
+reconnect by itself (Twisted's ClientService, backing off to at most 5 s between tries)
+when it goes away, saying in the status bar why and when it tries again."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.internet import defer
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer, task
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from rpm.addresses import Address
-from rpm.client import Client, CommandError, connect
+from rpm.client import Client, ClientProtocol, CommandError, client_endpoint, handshake
 from tui.model import ProcessModel
 
 log = Logger()
-RETRY_FIRST, RETRY_CAP = 0.5, 5.0
+RETRY_FIRST, RETRY_CAP = 0.5, 5.0  # seconds before the first retry, and at most
 WATCH_REQUEST = "WATCH 1 --delta"
 
 
 class HostLink:
-    """The connection to one host and what the status bar says about it."""
+    """The connection to one host and what the status bar says about it (a tui.link.Link)."""
 
     def __init__(
         self,
@@ -32,7 +35,7 @@ class HostLink:
         self._reactor = reactor
         self.address = address
         self.label = str(address)
-        self._token, self._ca_file = token, ca_file
+        self._token = token
         self._model = model
         self._on_change = on_change
         self.client: Client | None = None
@@ -43,9 +46,15 @@ class HostLink:
         self.on_connected: Callable[[], None] | None = None
         self.on_output: Callable[[dict], None] | None = None
         self.on_notice: Callable[[str], None] | None = None
-        self._delay = RETRY_FIRST
-        self._retry = None
-        self._stopped = False
+        # backoffPolicy waits initial * factor ** attempts: 0.5 s, 1 s, 2 s, 4 s, 5 s, 5 s, ...
+        self._backoff = backoffPolicy(RETRY_FIRST / 2, RETRY_CAP, factor=2.0, jitter=lambda: 0.0)
+        self._service = ClientService(
+            client_endpoint(reactor, address, ca_file),
+            Factory.forProtocol(ClientProtocol),
+            retryPolicy=self._retry_delay,
+            clock=reactor,
+            prepareConnection=self._prepare,
+        )
 
     @property
     def read_only(self) -> bool:
@@ -61,49 +70,71 @@ class HostLink:
         self._on_change = on_change
 
     def start(self) -> defer.Deferred:
-        """First connection attempt; fires (or fails) when it is connected and watching."""
-        return defer.Deferred.fromCoroutine(self._attempt())
+        """Start connecting; fires when first connected and watching, or fails with the
+        first attempt's error (the service goes on trying either way, until stop())."""
+        self._service.startService()
+        outcome = self._await_attempt()
+        # Told a turn later, outside ClientService's own handling of the attempt, so the
+        # caller may stop() at once.
+        return outcome.addBoth(lambda result: task.deferLater(self._reactor, 0, lambda: result))
 
-    async def _attempt(self) -> None:
+    def _await_attempt(self) -> defer.Deferred:
+        """Hear how the next connection attempt ends (fails with its error)."""
+        outcome = self._service.whenConnected(failAfterFailures=1)
+        return outcome.addCallbacks(self._connected, self._attempt_failed)
+
+    def _keep_listening(self) -> None:
+        self._await_attempt().addErrback(lambda _: None)  # _attempt_failed has said why
+
+    def _retry_delay(self, failed_attempts: int) -> float:
+        delay = self._backoff(failed_attempts)
+        self.retry_at = self._reactor.seconds() + delay
+        self._on_change()
+        return delay
+
+    async def _prepare(self, protocol) -> None:
+        """Each new connection: handshake (JSON mode, AUTH), then watch the table."""
         self.state, self.retry_at = "connecting", None
         self._on_change()
+        client = await handshake(self._reactor, protocol.unwrapped, self.address, self._token)
+        client.on_event = self._event
         try:
-            client = await connect(self._reactor, self.address, self._token, self._ca_file)
-            client.on_event = self._event
             await client.command(WATCH_REQUEST)
-        except Exception as err:
-            self._failed(err)
+        except BaseException:
+            client.close()
             raise
-        self.client, self.state, self.problem = client, "connected", ""
-        self._delay = RETRY_FIRST
-        client.closed.addCallback(self._lost)
+        self.client = client
+
+    def _connected(self, _protocol) -> None:
+        self.state, self.problem = "connected", ""
+        self.client.closed.addCallback(self._lost)
         if self.on_connected is not None:
             self.on_connected()
         self._on_change()
 
-    def _failed(self, err: Exception) -> None:
-        self.problem = describe_error(err)
-        log.info("{host}: {problem}", host=self.label, problem=self.problem)
-        self._disconnected()
+    def _attempt_failed(self, failure):
+        if not failure.check(defer.CancelledError):  # CancelledError: stop() was called
+            self.problem = describe_error(failure.value)
+            log.info("{host}: {problem}", host=self.label, problem=self.problem)
+            self._disconnected()
+            # Once ClientService is done with this failure: asked while it handles it, it
+            # would drop the request.
+            self._reactor.callLater(0, self._keep_listening)
+        return failure
 
     def _lost(self, _=None) -> None:
         self.client = None
-        if not self._stopped:
+        if self._service.running:
             self.problem = "connection lost"
             self._disconnected()
+            # After ClientService itself has seen the loss: asked now, it would answer with
+            # the connection that just closed.
+            self._reactor.callLater(0, self._keep_listening)
 
     def _disconnected(self) -> None:
         self.state = "disconnected"
         self._model.mark_stale(self.label)
-        if not self._stopped and (self._retry is None or not self._retry.active()):
-            delay, self._delay = self._delay, min(self._delay * 2, RETRY_CAP)
-            self.retry_at = self._reactor.seconds() + delay
-            self._retry = self._reactor.callLater(delay, self._reconnect)
         self._on_change()
-
-    def _reconnect(self) -> None:
-        self._retry = None
-        self.start().addErrback(lambda _: None)  # _failed already scheduled the next try
 
     def _event(self, event: dict) -> None:
         kind = event.get("event")
@@ -129,11 +160,8 @@ class HostLink:
         return self.client.command(line)
 
     def stop(self) -> None:
-        self._stopped = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        if self.client is not None:
-            self.client.close()
+        """Disconnect for good: no more attempts."""
+        self._service.stopService().addErrback(lambda _: None)
 
 
 def lifecycle_text(host: str, event: dict) -> str:
