@@ -59,6 +59,16 @@ def test_a_watcher_that_half_closes_keeps_receiving_events(run_server):
             received += chunk
 
 
+async def json_client_while_watched(server):
+    """An authenticated JSON client, while another connection watches the table (as rpm-tui
+    does, so the table is sampled all along, also while a STOP runs)."""
+    watcher = await connect(server.port)
+    assert await watcher.request("WATCH 0.1") == "OK watching"
+    client = await connect(server.port, server.token)
+    await client.request("MODE json")
+    return client
+
+
 async def listed_pids(client) -> list[int]:
     return [row["pid"] for row in (await client.json("LIST"))["processes"]]
 
@@ -70,10 +80,7 @@ async def listed(client, pid: int) -> bool:
 
 @pytest_twisted.ensureDeferred
 async def test_list_right_after_a_stop_that_needed_sigkill_no_longer_shows_it(server):
-    watcher = await connect(server.port)  # as rpm-tui does: the table is sampled all along
-    assert await watcher.request("WATCH 0.1") == "OK watching"
-    client = await connect(server.port, server.token)
-    await client.request("MODE json")
+    client = await json_client_while_watched(server)
     for _ in range(3):
         reply = await client.json(f"START {STUBBORN}")
         pid = reply["pid"]
@@ -85,10 +92,7 @@ async def test_list_right_after_a_stop_that_needed_sigkill_no_longer_shows_it(se
 
 @pytest_twisted.ensureDeferred
 async def test_list_right_after_a_plain_stop_no_longer_shows_it(server):
-    watcher = await connect(server.port)
-    assert await watcher.request("WATCH 0.1") == "OK watching"
-    client = await connect(server.port, server.token)
-    await client.request("MODE json")
+    client = await json_client_while_watched(server)
     pid = (await client.json("START sleep 300"))["pid"]
     assert await listed(client, pid)
     assert (await client.json(f"STOP {pid}"))["signal"] == "SIGTERM"
@@ -102,10 +106,7 @@ def process_state(pid: int) -> str:
 
 @pytest_twisted.ensureDeferred
 async def test_list_right_after_stopping_a_process_started_elsewhere_no_longer_shows_it(server):
-    watcher = await connect(server.port)
-    assert await watcher.request("WATCH 0.1") == "OK watching"
-    client = await connect(server.port, server.token)
-    await client.request("MODE json")
+    client = await json_client_while_watched(server)
     # A stubborn process whose parent (a shell waiting for it) reaps it at once.
     parent = subprocess.Popen(["sh", "-c", f"{STUBBORN} & wait"], start_new_session=True)
     try:
