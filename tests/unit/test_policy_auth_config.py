@@ -1,6 +1,8 @@
 """Signal policy, tokens and throttling, state directory, options and listeners."""
 
+import contextlib
 import os
+import threading
 
 import pytest
 
@@ -44,6 +46,36 @@ def test_kernel_threads_are_protected_where_there_are_any():
         pytest.skip("no Linux kernel threads visible here")
     with pytest.raises(Protected, match="kernel thread"):
         SignalPolicy("owned", lambda pid, started: False, own_pid=99).check(kthreadd)
+
+
+@contextlib.contextmanager
+def a_thread():
+    """The native id of a thread of this process, alive for the block."""
+    started, finish = threading.Event(), threading.Event()
+    ids = []
+
+    def run():
+        ids.append(threading.get_native_id())
+        started.set()
+        finish.wait(10)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert started.wait(10)
+        yield ids[0]
+    finally:
+        finish.set()
+        thread.join(10)
+
+
+def test_a_thread_id_is_refused_as_a_thread_of_its_process():
+    outsider = SignalPolicy("owned", lambda pid, started: False, own_pid=2**22)
+    with a_thread() as tid:
+        with pytest.raises(BadArgument, match=f"{tid} is a thread of {os.getpid()}"):
+            outsider.check(tid)
+        with pytest.raises(Protected, match="thread of the rpm server"):
+            SignalPolicy("owned", lambda pid, started: False).check(tid)
 
 
 def test_managed_scope_refuses_processes_the_server_did_not_start():

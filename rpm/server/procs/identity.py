@@ -129,6 +129,19 @@ def is_kernel_thread(pid: int) -> bool:
         return False
 
 
+def thread_group(pid: int) -> int | None:
+    """The process (thread group) that pid belongs to: pid itself for a process, another pid
+    for a thread's id; None if it is gone or this is not Linux."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def ancestors(pid: int) -> list[int]:
     """The chain of parents of pid, nearest first, as it is now."""
     chain = []

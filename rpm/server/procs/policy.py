@@ -13,8 +13,14 @@ from collections.abc import Callable
 
 import psutil
 
-from rpm.errors import NoSuchProcess, NotPermitted, Protected
-from rpm.server.procs.identity import ancestors, is_kernel_thread, require_start_time, same_start
+from rpm.errors import BadArgument, NoSuchProcess, NotPermitted, Protected
+from rpm.server.procs.identity import (
+    ancestors,
+    is_kernel_thread,
+    require_start_time,
+    same_start,
+    thread_group,
+)
 
 PID_MAX = 4_194_304  # Linux's PID_MAX_LIMIT: no pid can be larger
 SCOPES = ("owned", "managed")
@@ -44,8 +50,10 @@ class SignalPolicy:
                 "process groups or every process"
             )
         check_possible(pid)
-        if pid == self._own_pid or pid in ancestors(self._own_pid):
+        protected = {self._own_pid, *ancestors(self._own_pid)}
+        if pid in protected:
             raise Protected(f"pid {pid} is protected: it is the rpm server or one of its parents")
+        self._refuse_threads(pid, protected)
         started = require_start_time(pid)
         if seen_started is not None and not same_start(started, seen_started):
             raise NoSuchProcess(
@@ -60,6 +68,18 @@ class SignalPolicy:
                 "with --signal-scope managed"
             )
         return started
+
+    @staticmethod
+    def _refuse_threads(pid: int, protected: set[int]) -> None:
+        """A thread id is not a process: kill() of one signals its whole process."""
+        owner = thread_group(pid)
+        if owner is None or owner == pid:
+            return
+        if owner in protected:
+            raise Protected(f"pid {pid} is protected: it is a thread of the rpm server or a parent")
+        raise BadArgument(
+            f"{pid} is a thread of {owner}, not a process; signal the process {owner} instead"
+        )
 
     def _within_managed(self, pid: int, started: float) -> bool:
         if self._is_managed(pid, started):
