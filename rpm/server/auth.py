@@ -36,7 +36,9 @@ def token_matches(expected: str, given: str) -> bool:
 
 
 class AuthThrottle:
-    """After each failed AUTH from a peer address, its next AUTH waits twice as long."""
+    """Each wrong AUTH from a peer is answered twice as late as the one before, up to a cap;
+    a peer is forgotten after a quiet while. Right answers are never delayed, and do not
+    reset the count: on a shared peer (loopback) that would let a guesser go on."""
 
     def __init__(
         self,
@@ -62,6 +64,3 @@ class AuthThrottle:
         self._failures[host] = (failures + 1, now)
         while len(self._failures) > self.max_peers:
             del self._failures[next(iter(self._failures))]  # the least recently failed
-
-    def succeeded(self, host: str) -> None:
-        self._failures.pop(host, None)

@@ -8,7 +8,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from rpm.server.protocol import RPMProtocol
-from rpm.server.session import Session, describe_peer
+from rpm.server.session import Session, describe_peer, peer_key
 from rpm.wire import err_line
 
 log = Logger()
@@ -51,6 +51,7 @@ class RPMFactory(Factory):
         self._total += 1
         self._per_host[host] += 1
         session = Session(peer, host, local, authenticated=self.core.token is None)
+        session.throttle_key = peer_key(host, local)
         protocol = RPMProtocol(self.core, session)
         protocol.factory = self
         return protocol

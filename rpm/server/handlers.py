@@ -43,19 +43,16 @@ def handle_mode(conn, command: c.Mode):
 
 
 async def handle_auth(conn, command: c.Auth):
+    """The right token is answered at once, whatever anyone else did; each wrong one waits
+    longer than the last one from the same peer (all of loopback counts as one peer)."""
     core, session = conn.core, conn.session
-    if core.token is None:
+    if core.token is None or token_matches(core.token, command.token):
         session.authenticated = True
-        return Ok("authenticated", {"message": "authenticated"})
-    delay = core.throttle.delay(session.host, core.reactor.seconds())
-    if delay:
-        await task.deferLater(core.reactor, delay, lambda: None)
-    if token_matches(core.token, command.token):
-        session.authenticated = True
-        core.throttle.succeeded(session.host)
         return Ok("authenticated", {"message": "authenticated"})
     session.auth_failures += 1
-    core.throttle.failed(session.host, core.reactor.seconds())
+    now = core.reactor.seconds()
+    core.throttle.failed(session.throttle_key, now)
+    await task.deferLater(core.reactor, core.throttle.delay(session.throttle_key, now))
     left = MAX_AUTH_FAILURES - session.auth_failures
     if left <= 0:
         conn.after_reply(conn.close)

@@ -26,7 +26,7 @@ from rpm.errors import AuthRequired, RPMError
 from rpm.server.framing import MAX_LINE, Framer, FramingError
 from rpm.server.handlers import HANDLERS
 from rpm.server.parser import parse_arguments, redact, split_verb
-from rpm.server.session import Session
+from rpm.server.session import Session, unix_peer_key
 from rpm.server.tablefeed import TableFeed
 from rpm.wire import TEXT, Error, Event, ok_line
 
@@ -78,6 +78,8 @@ class RPMProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.transport.registerProducer(self._gate, True)
+        if self.session.host == "unix":
+            self.session.throttle_key = unix_peer_key(self.transport)
         note = "" if self.session.authenticated else " auth-required"
         self.transport.write(ok_line(f"rpm {__version__} ready{note}"))
         self.setTimeout(self.core.config.idle_timeout or None)

@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
+
+import pytest
 
 from tests.servers import talk
 from tests.support import wait_until
@@ -25,3 +29,42 @@ def test_stop_of_a_server_thread_is_protected_and_the_server_lives(run_server):
         assert lines[2].startswith("ERR protected") and lines[3].startswith("ERR protected")
     assert server.process.poll() is None
     assert talk(server.port, "PING", "EXIT")[1] == "OK pong"
+
+
+def wrong_auths(port: int, source: str, count: int) -> list[socket.socket]:
+    """count connections from source, each sending a wrong AUTH, left open (not read)."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+        sock.sendall(b"AUTH not-the-token\n")
+        sockets.append(sock)
+    return sockets
+
+
+def auth_seconds(port: int, source: str, token: str, timeout=30.0) -> tuple[str, float]:
+    """(the AUTH reply, how long it took) on a new connection from source."""
+    address = ("127.0.0.1", port)
+    with socket.create_connection(address, timeout=timeout, source_address=(source, 0)) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        started = time.monotonic()
+        sock.sendall(f"AUTH {token}\n".encode())
+        reply = reader.readline().decode().strip()
+        return reply, time.monotonic() - started
+
+
+def test_an_auth_storm_from_loopback_neither_delays_the_operator_nor_escapes_the_throttle(
+    run_server,
+):
+    server = run_server("--max-connections-per-peer", "200")
+    storm = wrong_auths(server.port, "127.0.0.2", 40)
+    try:
+        storm[0].makefile("rb").readline()  # greeting
+        reply, seconds = auth_seconds(server.port, "127.0.0.1", server.token)
+        assert reply == "OK authenticated" and seconds < 1.0
+        assert storm[0].makefile("rb").readline().startswith(b"ERR auth-failed")
+        with pytest.raises(TimeoutError):  # another loopback address is the same peer
+            auth_seconds(server.port, "127.0.0.3", "another-wrong-token", timeout=1.0)
+    finally:
+        for sock in storm:
+            sock.close()

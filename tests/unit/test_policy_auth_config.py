@@ -160,8 +160,6 @@ def test_throttle_doubles_per_failure_and_forgets():
         assert throttle.delay("h", 0) == expected
     assert throttle.delay("other", 0) == 0
     assert throttle.delay("h", 101) == 0
-    throttle.succeeded("h")
-    assert throttle.delay("h", 0) == 0
 
 
 def test_throttle_memory_is_bounded():

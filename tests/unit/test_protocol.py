@@ -248,21 +248,33 @@ def test_auth_succeeds_with_the_token_and_state_stays_per_connection():
 def test_three_wrong_tokens_close_the_connection_and_slow_the_peer_down():
     core = FakeCore()
     protocol, transport, _ = connect(core)
-    protocol.dataReceived(b"AUTH wrong1\n")
-    assert lines(transport) == ["ERR auth-failed wrong token; 2 more tries on this connection"]
-    protocol.dataReceived(b"AUTH wrong2\nAUTH wrong3\n")
+    protocol.dataReceived(b"AUTH wrong1\nAUTH wrong2\nAUTH wrong3\n")
     assert lines(transport) == []
     core.reactor.advance(0.25)
-    assert lines(transport) == ["ERR auth-failed wrong token; 1 more try on this connection"]
+    assert lines(transport) == ["ERR auth-failed wrong token; 2 more tries on this connection"]
     core.reactor.advance(0.5)
+    assert lines(transport) == ["ERR auth-failed wrong token; 1 more try on this connection"]
+    core.reactor.advance(1.0)
     assert lines(transport)[0].endswith("3 failures, closing the connection")
     assert transport.disconnecting
     assert [audit[1] for audit in core.audits] == ["AUTH ***"] * 3
-    other, other_transport, _ = connect(core)
-    other.dataReceived(f"AUTH {TOKEN}\n".encode())
-    assert lines(other_transport) == []
-    core.reactor.advance(1.0)
-    assert lines(other_transport) == ["OK authenticated"]
+    guesser, guesser_transport, _ = connect(core, host="127.0.0.9")  # loopback: the same peer
+    guesser.dataReceived(b"AUTH wrong4\n")
+    core.reactor.advance(1.9)
+    assert lines(guesser_transport) == []
+    core.reactor.advance(0.1)
+    assert lines(guesser_transport)[0].startswith("ERR auth-failed")
+
+
+def test_the_right_token_is_never_delayed_by_anyones_failures():
+    core = FakeCore()
+    core.config.max_connections = core.config.max_connections_per_peer = 100
+    for number in range(10):  # from the operator's own address, and from the rest of loopback
+        guesser, _, _ = connect(core, host=f"127.0.0.{number % 3 + 1}")
+        guesser.dataReceived(b"AUTH wrong\n")
+    operator, transport, _ = connect(core)
+    operator.dataReceived(f"AUTH {TOKEN}\n".encode())
+    assert lines(transport) == ["OK authenticated"], "answered at once"
 
 
 def test_a_bug_in_a_handler_is_an_internal_error_and_the_server_keeps_serving():
