@@ -74,7 +74,7 @@ RESTART_POLICIES = ("no", "on-failure", "always")
 WATCH_MIN, WATCH_MAX = 0.1, 3600.0
 GRACE_MAX = 3600.0
 LOGS_MAX = 100_000
-HISTORY_MAX = 10_000
+HISTORY_MAX = 1000  # records in one HISTORY reply; each text is cut too
 FOLLOW_BACKLOG_MAX = 10_000
 
 

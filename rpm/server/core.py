@@ -7,21 +7,18 @@ from dataclasses import dataclass, field
 
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
+from rpm.server.auditing import Auditor
 from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
 from rpm.server.control import Controller
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
-from rpm.server.managed.records import AuditRecord, ManagedRecord
+from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.store import AsyncStore
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.sampler import Sampler
 from rpm.server.tablefeed import lifecycle_event
-
-log = Logger()
-AUDIT_DELAY = 0.02
 
 
 @dataclass
@@ -40,39 +37,19 @@ class Core:
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     watching: set = field(default_factory=set)
     in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
-    _audits: list[AuditRecord] = field(default_factory=list)
-    _audit_call: object = None
+    auditor: Auditor | None = None
+
+    def __post_init__(self) -> None:
+        if self.auditor is None:
+            self.auditor = Auditor(self.reactor, self.store)
 
     def audit(self, session, command: str, result: str) -> None:
-        """Record a mutating command in the store and the log (never a token). Written a
-        moment later, in batches: a reply goes out only when its reactor turn ends, and this
-        work would delay it."""
-        self._audits.append(
-            AuditRecord(
-                self.reactor.seconds(), session.peer, session.authenticated, command, result
-            )
-        )
-        if self._audit_call is None:
-            self._audit_call = self.reactor.callLater(AUDIT_DELAY, self.flush_audit)
+        """Record a mutating command or a failed AUTH (see auditing.py)."""
+        self.auditor.record(session, command, result)
 
     def flush_audit(self) -> None:
-        """Log and store the pending audit records now."""
-        if self._audit_call is not None and self._audit_call.active():
-            self._audit_call.cancel()
-        self._audit_call = None
-        records, self._audits = self._audits, []
-        for record in records:
-            log.info(
-                "{peer} {auth} {command} -> {result}",
-                peer=record.peer,
-                auth="auth" if record.authenticated else "anon",
-                command=record.command,
-                result=record.result,
-            )
-        if records:
-            self.store.add_audits(records).addErrback(
-                lambda failure: log.failure("cannot write the audit records", failure)
-            )
+        """Write the pending audit records now."""
+        self.auditor.flush()
 
     def broadcast(self, event: str, record: ManagedRecord) -> None:
         """Send a lifecycle event to every watching connection."""

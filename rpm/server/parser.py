@@ -3,6 +3,7 @@ request the way logs and the audit may: without its token or environment values.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -178,10 +179,9 @@ def _start_option(name: str, value: str, options: dict) -> None:
         options["cwd"] = path
     elif name == "--env":
         key, eq, val = value.partition("=")
-        if not eq or not _ENV_NAME.fullmatch(key):
-            raise BadArgument(
-                f"--env takes NAME=VALUE with NAME like PATH or MY_VAR, got {shown(value)!r}"
-            )
+        if not eq or not _ENV_NAME.fullmatch(key):  # never echo the value: it may be a secret
+            got = f"the name {shown(key)!r}" if eq else "no '='"
+            raise BadArgument(f"--env takes NAME=VALUE with NAME like PATH or MY_VAR; got {got}")
         options["env"][key] = val
     else:
         if value.lower() not in RESTART_POLICIES:
@@ -266,14 +266,23 @@ def redact(line: str, command=None) -> str:
     if verb == "AUTH":
         return "AUTH ***"
     if verb == "START":
-        try:
-            return describe_start(_parse_start(rest))
-        except BadArgument:
-            return shown(f"START {_mask_env(rest)}", REJECTED_START_CHARS)
-    return f"{verb} {rest}".rstrip()
+        return _redact_start(rest)
+    return shown(f"{verb} {rest}".rstrip(), REJECTED_START_CHARS)
 
 
 REJECTED_START_CHARS = 200
+REDACT_SCAN = 4 * REJECTED_START_CHARS  # a longer START is shown cut, and never parsed here
+
+
+def _redact_start(rest: str) -> str:
+    """A START not parsed yet (refused before parsing, or by it), as sent but for --env
+    values: only its start is looked at, so a huge line costs no more than a short one."""
+    if len(rest) <= REDACT_SCAN:
+        with contextlib.suppress(BadArgument):
+            return describe_start(_parse_start(rest))
+    return shown(f"START {_mask_env(rest[:REDACT_SCAN])}", REJECTED_START_CHARS)
+
+
 # --env and its value: a shell word, quoted parts and all (an unclosed quote runs to the end).
 _ENV_OPTION = re.compile(r"""(--env(?:=|[ \t]+))((?:"[^"]*"|'[^']*'|["'].*|[^\s"'])+)""")
 

@@ -68,3 +68,27 @@ def test_an_auth_storm_from_loopback_neither_delays_the_operator_nor_escapes_the
     finally:
         for sock in storm:
             sock.close()
+
+
+def test_refusals_before_auth_cannot_fill_the_disk_or_the_history(run_server):
+    server = run_server()
+    database = server.state_dir / "rpm.db"
+    before = database.stat().st_size + (server.state_dir / "rpm.db-wal").stat().st_size
+    line = "START " + "x" * 65000
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        for _ in range(5):  # 500 requests in bursts of 100
+            sock.sendall(f"{line}\n".encode() * 100)
+            for _ in range(100):
+                assert reader.readline().startswith(b"ERR auth-required")
+    seconds = time.monotonic() - started
+    lines = talk(server.port, f"AUTH {server.token}", "HISTORY 1000", "EXIT")
+    records = lines[3:-2]
+    assert len(records) <= 10 * (seconds + 1) + seconds + 1, "10 a second, and a count"
+    assert all(len(record) < 600 for record in records)
+    if seconds < 10:
+        assert any("not recorded one by one" in record for record in records)
+    after = database.stat().st_size + (server.state_dir / "rpm.db-wal").stat().st_size
+    assert after - before < 1_000_000

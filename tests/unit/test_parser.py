@@ -172,7 +172,7 @@ def test_logs_and_history_counts():
     assert p.parse_line("LOGS 7 3") == c.Logs(7, 3)
     assert p.parse_line("HISTORY") == c.History(20)
     assert p.parse_line("HISTORY 5") == c.History(5)
-    for bad in ("LOGS 7 -3", "LOGS 7 x", "LOGS 7 100001", "HISTORY -1", "HISTORY 10001"):
+    for bad in ("LOGS 7 -3", "LOGS 7 x", "LOGS 7 100001", "HISTORY -1", "HISTORY 1001"):
         with pytest.raises(BadArgument):
             p.parse_line(bad)
 
@@ -291,3 +291,10 @@ def test_a_rejected_start_is_recorded_as_sent_with_env_values_hidden(line, recor
 def test_a_rejected_start_is_recorded_cut_short():
     recorded = p.redact("START --restart x " + "y" * 1000)
     assert len(recorded) == p.REJECTED_START_CHARS and recorded.endswith("\u2026")
+
+
+@pytest.mark.parametrize("setting", ["hunter2", "9X=hunter2", "-X=hunter2", "A B=hunter2"])
+def test_a_malformed_env_never_echoes_its_value(setting):
+    with pytest.raises(BadArgument) as refused:
+        p.parse_line(f"START --env '{setting}' true")
+    assert "hunter2" not in refused.value.message and "NAME=VALUE" in refused.value.message

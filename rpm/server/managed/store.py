@@ -211,11 +211,13 @@ class Store:
                 [(r.time, r.peer, int(r.authenticated), r.command, r.result) for r in records],
             )
 
-    def history(self, count: int) -> list[AuditRecord]:
+    def history(self, count: int, text_limit: int = 200) -> list[AuditRecord]:
+        """The newest `count` records, oldest first, each text cut to text_limit characters
+        in the query (rows written by older servers may be long)."""
         rows = self._db.execute(
-            "SELECT id, time, peer, authenticated, command, result FROM audit "
-            "ORDER BY id DESC LIMIT ?",
-            (count,),
+            "SELECT id, time, substr(peer, 1, ?), authenticated, substr(command, 1, ?), "
+            "substr(result, 1, ?) FROM audit ORDER BY id DESC LIMIT ?",
+            (text_limit, text_limit, text_limit, count),
         ).fetchall()
         return [AuditRecord(r[1], r[2], bool(r[3]), r[4], r[5], r[0]) for r in reversed(rows)]
 
