@@ -38,6 +38,7 @@ class ServerConfig:
     stop_children_on_exit: bool = False
     port_file: str | None = None
     log_max_bytes: int = DEFAULT_MAX_BYTES
+    child_umask: int | None = None  # managed programs' umask, when the server's is tighter
 
     @property
     def token_path(self) -> str:

@@ -12,7 +12,7 @@ import psutil
 from twisted.internet import task
 
 from rpm import commands as c
-from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
+from rpm.errors import AuthFailed, AuthRequired, BadArgument, NoSuchProcess, NotManaged
 from rpm.infotext import text_lines
 from rpm.server import helptext
 from rpm.server.auth import token_matches
@@ -77,12 +77,22 @@ async def handle_info(conn, command: c.Info):
         details = runinfo.from_record(program.record, restart_at=restart_at)
     else:
         pid = program.record.pid if program is not None else command.pid
-        details = await _info_of(core, pid)
+        details = await _info_of(core, conn.session, pid)
+    if not conn.session.authenticated:
+        details = {key: value for key, value in details.items() if key in ROW_FIELDS}
     lines = text_lines(details)
     return Body(len(lines), "fields", lines, {"process": details})
 
 
-async def _info_of(core, pid: int) -> dict:
+# What INFO tells a client before AUTH: the LIST row, what `ps` shows anyone. Where a
+# process runs, its executable, children, environment names and the records of ended
+# runs need AUTH.
+ROW_FIELDS = frozenset(
+    ("pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed")
+)
+
+
+async def _info_of(core, session, pid: int) -> dict:
     """A process read live (with its managed fields if it is one of ours), or a managed run
     that has ended, from the records."""
     record = await core.supervisor.record_for_pid(pid)
@@ -91,6 +101,10 @@ async def _info_of(core, pid: int) -> dict:
     except NoSuchProcess:
         if record is None:
             raise
+        if not session.authenticated:
+            raise AuthRequired(
+                f"pid {pid} has ended; its records need AUTH <token> first"
+            ) from None
         return runinfo.from_record(record)
     if record is not None and same_start(record.started, details["started"]):
         details.update(runinfo.managed_fields(record))

@@ -63,7 +63,9 @@ class RPMService(service.Service):
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
         outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes)
-        supervisor = Supervisor(reactor, store, Launcher(reactor), outputs, config.max_managed)
+        supervisor = Supervisor(
+            reactor, store, Launcher(reactor, umask=config.child_umask), outputs, config.max_managed
+        )
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
             reactor,

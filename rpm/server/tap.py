@@ -112,8 +112,12 @@ def preflight(config: ServerConfig) -> None:
 def makeService(options: Options):
     from rpm.server.service import RPMService
 
+    # Everything the server writes (state, its own log) is for its user only; the programs
+    # it starts keep the umask it was started with.
+    child_umask = os.umask(0o077)
     try:
         config = build_config(options)
+        config.child_umask = child_umask
         preflight(config)
     except (ConfigError, TokenError, OSError, sqlite3.Error, RuntimeError) as err:
         raise SystemExit(f"rpm: {err}") from err

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import time
 
 import pytest
 
-from tests.servers import talk
+from tests.servers import BIN, talk
 from tests.support import wait_until
 
 
@@ -92,3 +94,58 @@ def test_refusals_before_auth_cannot_fill_the_disk_or_the_history(run_server):
         assert any("not recorded one by one" in record for record in records)
     after = database.stat().st_size + (server.state_dir / "rpm.db-wal").stat().st_size
     assert after - before < 1_000_000
+
+
+def info_fields(port: int, pid: int, *before: str) -> dict:
+    lines = talk(port, *before, "MODE json", f"INFO {pid}", "EXIT")
+    return json.loads(lines[-2])
+
+
+def test_before_auth_info_shows_only_what_ps_shows_anyone(run_server):
+    server = run_server()
+    pid = int(talk(server.port, f"AUTH {server.token}", "START sleep 300", "EXIT")[2].split()[1])
+    stranger = info_fields(server.port, pid)["process"]
+    assert set(stranger) == {
+        *("pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started"),
+        "managed",
+    }
+    operator = info_fields(server.port, pid, f"AUTH {server.token}")["process"]
+    assert {"cwd", "exe", "children", "env"} <= set(operator)
+    talk(server.port, f"AUTH {server.token}", f"STOP {pid}", "EXIT")
+    ended = info_fields(server.port, pid)
+    assert ended["ok"] is False and ended["error"] == "auth-required"
+
+
+def test_the_servers_files_are_its_users_only_and_its_programs_keep_the_umask(
+    server_runner, tmp_path
+):
+    log = tmp_path / "server.log"
+    server = server_runner.run(runner=("twistd", "-n", "--pidfile=", "--logfile", str(log)))
+    made = tmp_path / "made-by-a-program"
+    talk(server.port, f"AUTH {server.token}", f"START touch {made}", "EXIT")
+    wait_until(made.exists)
+    state = server.state_dir
+    for path in (log, state / "token", state / "rpm.db", *state.glob("logs/*")):
+        assert path.stat().st_mode & 0o077 == 0, path
+    assert made.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_state_directory_that_is_a_link_or_someone_elses_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    result = subprocess.run(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "rpm", "--port", "0", "--state-dir", str(link)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0 and "symbolic link" in result.stderr

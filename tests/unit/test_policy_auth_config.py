@@ -3,6 +3,7 @@
 import contextlib
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -290,3 +291,21 @@ def test_log_cap_has_a_floor():
     assert parse("--log-max-bytes", "1048576").log_max_bytes == 1048576
     with pytest.raises(config.ConfigError, match="--log-max-bytes"):
         parse("--log-max-bytes", "100")
+
+
+def test_a_state_directory_of_another_user_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 65534, 65534)
+    else:
+        theirs = Path("/")  # root's, and we are not root
+    assert "belongs to uid" in check_state_dir(str(theirs))
+    assert check_state_dir(str(tmp_path)) is None
+    assert check_state_dir(str(tmp_path / "not-yet")) is None
+
+
+def test_a_state_directory_that_is_a_symbolic_link_is_refused(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path)
+    assert "symbolic link" in check_state_dir(str(tmp_path / "link"))
+    assert "symbolic link" in check_state_dir(str(tmp_path / "link") + "/")

@@ -42,8 +42,15 @@ def check_cwd(cwd: str | None) -> None:
 class Launcher:
     """Starts managed programs with reactor.spawnProcess in a session of their own."""
 
-    def __init__(self, reactor, setsid: str | None = None, environ: dict | None = None):
+    def __init__(
+        self,
+        reactor,
+        setsid: str | None = None,
+        environ: dict | None = None,
+        umask: int | None = None,
+    ):
         self._reactor = reactor
+        self._umask = umask  # the children's, where it differs from the server's own
         self._setsid = setsid if setsid is not None else shutil.which("setsid")
         self._environ = os.environ if environ is None else environ
         self._devnull: int | None = None  # every child's stdin, opened once
@@ -72,7 +79,8 @@ class Launcher:
         environment = {**self._environ, **record.env}
         if self._devnull is None:
             self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
+        server_umask = os.umask(self._umask) if self._umask is not None else None
+        try:  # spawnProcess forks before it returns: the child has the umask set here
             return self._reactor.spawnProcess(
                 protocol,
                 program,
@@ -83,3 +91,6 @@ class Launcher:
             )
         except OSError as err:
             raise SpawnFailed(f"cannot start {record.argv[0]!r}: {err.strerror or err}") from err
+        finally:
+            if server_umask is not None:
+                os.umask(server_umask)
