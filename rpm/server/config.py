@@ -38,6 +38,7 @@ class ServerConfig:
     stop_children_on_exit: bool = False
     port_file: str | None = None
     log_max_bytes: int = DEFAULT_MAX_BYTES
+    allowed_programs: tuple[str, ...] | None = None  # None: any program may be started
     child_umask: int | None = None  # managed programs' umask, when the server's is tighter
 
     @property
@@ -186,6 +187,23 @@ def _tcp_listener(options) -> str:
     return f"{kind}:{port}:interface={interface}"
 
 
+def read_allow_list(path: str) -> tuple[str, ...]:
+    """--allow-programs FILE: one absolute path or glob a line; blank lines and # comments
+    are skipped."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.split("#", 1)[0].strip() for line in handle]
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read --allow-programs {path}: {err}") from err
+    patterns = tuple(line for line in lines if line)
+    for pattern in patterns:
+        if not pattern.startswith("/"):
+            raise ConfigError(
+                f"--allow-programs {path}: {pattern!r} is not an absolute path or glob"
+            )
+    return patterns
+
+
 def build_config(options) -> ServerConfig:
     """Check the parsed command-line options and turn them into a ServerConfig."""
     insecure = bool(options["insecure"])
@@ -217,4 +235,7 @@ def build_config(options) -> ServerConfig:
         stop_children_on_exit=bool(options["stop-children-on-exit"]),
         port_file=options["port-file"],
         log_max_bytes=_number(options, "log-max-bytes", MIN_LOG_BYTES),
+        allowed_programs=(
+            read_allow_list(options["allow-programs"]) if options["allow-programs"] else None
+        ),
     )

@@ -75,6 +75,7 @@ async def handle_info(conn, command: c.Info):
     if program is not None and program.restarting:
         restart_at = core.supervisor.restart_epoch(program)
         details = runinfo.from_record(program.record, restart_at=restart_at)
+        details["restart_blocked"] = program.blocked
     else:
         pid = program.record.pid if program is not None else command.pid
         details = await _info_of(core, conn.session, pid)

@@ -63,9 +63,8 @@ class RPMService(service.Service):
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
         outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes)
-        supervisor = Supervisor(
-            reactor, store, Launcher(reactor, umask=config.child_umask), outputs, config.max_managed
-        )
+        launcher = Launcher(reactor, umask=config.child_umask, allowed=config.allowed_programs)
+        supervisor = Supervisor(reactor, store, launcher, outputs, config.max_managed)
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
             reactor,

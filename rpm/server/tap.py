@@ -75,6 +75,12 @@ class Options(usage.Options):
         ["max-connections-per-peer", None, "100", "open connections from one address"],
         ["port-file", None, None, "append each listening address to FILE once listening"],
         [
+            "allow-programs",
+            None,
+            None,
+            "START only programs matching a line of FILE (absolute paths or globs, one a line)",
+        ],
+        [
             "log-max-bytes",
             None,
             str(DEFAULT_MAX_BYTES),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -149,3 +150,36 @@ def test_a_state_directory_that_is_a_link_or_someone_elses_is_refused(tmp_path):
         check=False,
     )
     assert result.returncode != 0 and "symbolic link" in result.stderr
+
+
+def test_allow_programs_confines_what_a_token_holder_can_start(run_server, tmp_path):
+    sleep = shutil.which("sleep")
+    allowed = tmp_path / "allowed"
+    allowed.write_text(f"# what this server may run\n{sleep}\n/nonexistent/bin/*\n")
+    server = run_server("--allow-programs", str(allowed))
+    lines = talk(server.port, f"AUTH {server.token}", "START sleep 300", "START kill 1", "EXIT")
+    assert lines[2].endswith(" started")
+    assert lines[3].startswith("ERR not-permitted") and "--allow-programs" in lines[3]
+    talk(server.port, f"AUTH {server.token}", f"STOP {lines[2].split()[1]}", "EXIT")
+
+
+def test_an_allow_list_with_a_relative_line_is_refused_at_start(tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.write_text("bin/sleep\n")
+    command = [str(BIN / "twistd"), "-n", "--pidfile=", "rpm", "--port", "0"]
+    command += ["--state-dir", str(tmp_path / "state"), "--allow-programs", str(allowed)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0 and "not an absolute path" in result.stderr
+
+
+def test_restart_storms_stay_within_max_managed(run_server):
+    server = run_server("--max-managed", "5")
+    crashing = ["START --restart always sh -c 'sleep 0.2; exit 1'"] * 5
+    lines = talk(server.port, f"AUTH {server.token}", *crashing, "START sleep 300", "EXIT")
+    assert all(line.endswith(" started") for line in lines[2:7])
+    assert lines[7].startswith("ERR limit") and "waiting to restart" in lines[7]
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # through several crash-and-restart rounds
+        table = json.loads(talk(server.port, "MODE json", "LIST --managed", "EXIT")[2])
+        assert len(table["processes"]) <= 5
+        time.sleep(0.1)

@@ -238,3 +238,27 @@ def test_cancel_restarts_leaves_the_policy_for_the_next_server(rig):
     rig.reactor.advance(120)
     assert len(rig.reactor.spawned) == 1, "no restart after cancel_restarts"
     assert not record.policy_ended and "end_policy" not in [c[0] for c in rig.store.calls]
+
+
+def test_programs_waiting_to_restart_count_against_max_managed(rig):
+    started(rig, Start(("sleep", "1")))
+    started(rig, Start(("false",), restart="always"))
+    started(rig, Start(("false",), restart="always"))
+    rig.reactor.end(index=1, code=1)
+    rig.reactor.end(index=2, code=1)
+    with pytest.raises(LimitReached, match="1 managed processes are running and 2 waiting"):
+        rig.supervisor.start(Start(("sleep", "2")))
+
+
+def test_a_restart_past_max_managed_waits_and_says_why(rig):
+    first = started(rig, Start(("false",), restart="always"))
+    started(rig, Start(("sleep", "1")))
+    rig.reactor.end(index=0, code=1)
+    rig.supervisor.max_managed = 1  # as after adopting more than a lower limit allows
+    rig.reactor.advance(1)
+    program = rig.supervisor.by_pid(first.pid)
+    assert len(rig.reactor.spawned) == 2 and program.restarting
+    assert program.blocked == "--max-managed 1 reached"
+    rig.reactor.end(index=1, code=0)  # a slot frees up
+    rig.reactor.advance(2)
+    assert len(rig.reactor.spawned) == 3 and program.running and program.blocked is None

@@ -9,11 +9,12 @@ its log files: the server holds no pipe to it.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import sys
 
-from rpm.errors import BadArgument, NotFound, SpawnFailed
+from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
 
 _PY_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
@@ -48,8 +49,10 @@ class Launcher:
         setsid: str | None = None,
         environ: dict | None = None,
         umask: int | None = None,
+        allowed: tuple[str, ...] | None = None,
     ):
         self._reactor = reactor
+        self._allowed = allowed  # --allow-programs patterns; None: anything
         self._umask = umask  # the children's, where it differs from the server's own
         self._setsid = setsid if setsid is not None else shutil.which("setsid")
         self._environ = os.environ if environ is None else environ
@@ -71,7 +74,14 @@ class Launcher:
     def prepare(self, record: ManagedRecord) -> str:
         """Check the run can start (its directory, its program); returns the executable."""
         check_cwd(record.cwd)
-        return resolve_program(record.argv[0], record.cwd, self.search_path)
+        executable = resolve_program(record.argv[0], record.cwd, self.search_path)
+        if self._allowed is not None and not any(
+            fnmatch.fnmatchcase(executable, pattern) for pattern in self._allowed
+        ):
+            raise NotPermitted(
+                f"{executable} is not one of the programs the server's --allow-programs file allows"
+            )
+        return executable
 
     def spawn(self, record: ManagedRecord, executable: str, protocol, output_fds: dict[int, int]):
         """Spawn the program; returns the process transport. The caller closes output_fds."""

@@ -43,6 +43,7 @@ class Managed:
     exit_watch: object | None = None  # pidfd watch or poll of an adopted process
     restart_call: object | None = None
     restart_at: float | None = None  # reactor time of the pending restart
+    blocked: str | None = None  # why its last restart could not happen
     stop_requested: bool = False
     spawning: bool = False
     backoff: float = BACKOFF_FIRST
@@ -182,10 +183,11 @@ class Supervisor:
 
     def start(self, command: Start) -> Deferred:
         """Start a program; fires with its record once the registry has it."""
-        if len(self._live) >= self.max_managed:
+        if len(self._live) + len(self._restarting) >= self.max_managed:
             raise LimitReached(
-                f"{self.max_managed} managed processes are running, the "
-                "server's --max-managed; stop some first"
+                f"{len(self._live)} managed processes are running and "
+                f"{len(self._restarting)} waiting to restart: the server's --max-managed is "
+                f"{self.max_managed}; stop some first"
             )
         record = ManagedRecord(
             id=self._next_id,
@@ -286,9 +288,16 @@ class Supervisor:
         managed.restart_call = managed.restart_at = None
         self._restarting.discard(managed)
         record = managed.record
+        if len(self._live) >= self.max_managed:  # more were adopted than the limit allows
+            managed.blocked = f"--max-managed {self.max_managed} reached"
+            log.warn("restart of {argv} waits: {why}", argv=record.argv, why=managed.blocked)
+            self._schedule_restart(managed)
+            return
+        managed.blocked = None
         try:
             self._spawn(managed)
         except RPMError as err:
+            managed.blocked = err.message
             log.warn("cannot restart {argv}: {err}", argv=record.argv, err=err.message)
             record.ended_at = self._reactor.seconds()
             self._schedule_restart(managed)
