@@ -1,8 +1,10 @@
 """STOP, SIGNAL, PAUSE and RESUME: who gets the signal, and when a stop is finished.
 
-A managed process is addressed as its whole process group (it leads one), plus any of its
-descendants that left the group; anything else goes to the one process, after the policy's
-checks, through a pid-reuse-safe delivery. Two STOPs of the same pid share one escalation.
+A managed program is stopped as its whole process group (it leads one), plus every process
+of its run that left the group: descendants in the table, and processes whose environment
+carries the run's RPM_RUN marker (a daemon that double-forked and called setsid); a STOP
+succeeds only once none of them runs. Anything else is the one process, after the policy's
+checks, through a pid-reuse-safe delivery. Two STOPs of the same pid share one outcome.
 """
 
 from __future__ import annotations
@@ -10,17 +12,27 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable
+from typing import NamedTuple
 
-from twisted.internet.defer import DeferredList, succeed
+from twisted.internet import task, threads
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.python.failure import Failure
 
-from rpm.errors import NoSuchProcess
+from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.rows import Row
 from rpm.server.managed.supervisor import Managed, Supervisor
-from rpm.server.procs.identity import PidfdExitWatch, alive_with_start, process_gone, same_start
+from rpm.server.procs.identity import (
+    PidfdExitWatch,
+    alive_with_start,
+    process_gone,
+    processes_of_run,
+    same_start,
+)
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.signalling import group_alive, send_to_group, send_to_process
-from rpm.server.procs.stopping import Escalation
+from rpm.server.procs.stopping import KILL_TIMEOUT, POLL, Escalation
 
 
 def _leads_group(pid: int) -> bool:
@@ -31,18 +43,20 @@ def _leads_group(pid: int) -> bool:
 
 
 class _ManagedTarget:
-    """A managed process, its process group and its descendants, as one thing to stop.
+    """A managed program's processes as one thing to stop: its process group, signalled as
+    a whole, and each process of the run that left the group (a descendant in the latest
+    table, or one whose environment carries the run's marker), signalled one by one. It is
+    gone when the program has ended and none of them still runs."""
 
-    The group is signalled as a whole, and descendants that left it (found in the latest
-    table) one by one. It is gone when the process has ended and nothing of its group or
-    of those descendants still runs.
-    """
-
-    def __init__(self, managed: Managed, descendants: list[Row]):
+    def __init__(self, managed: Managed, descendants: list[Row], run: dict[int, float]):
         self._managed = managed
         self.pid, self.started = managed.record.pid, managed.record.started
         self._group = _leads_group(self.pid)
-        self._escaped = [row for row in descendants if not self._in_group(row.pid)]
+        others = {row.pid: row.started for row in descendants}
+        others.update(run)
+        others.pop(self.pid, None)
+        self._escaped = {pid: started for pid, started in others.items() if not self._in_group(pid)}
+        self.count = 1 + len(others)  # the program and every other process of its run
 
     def _in_group(self, pid: int) -> bool:
         try:
@@ -56,27 +70,73 @@ class _ManagedTarget:
                 send_to_group(self.pid, signum)
             elif self._managed.running:
                 send_to_process(self.pid, self.started, signum)
-        for row in self._escaped:
+        for pid, started in self._escaped.items():
             with contextlib.suppress(NoSuchProcess):
-                send_to_process(row.pid, row.started, signum)
+                send_to_process(pid, started, signum)
 
     def gone(self, killed: bool) -> bool:
         if self._managed.running and self._managed.record.pid == self.pid:
             return False
         if self._group and group_alive(self.pid):
             return False
-        return all(process_gone(row.pid, row.started) for row in self._escaped)
+        return all(process_gone(pid, started) for pid, started in self._escaped.items())
+
+
+class Stopped(NamedTuple):
+    """How a STOP ended: the signal that did it (None: the program was waiting to restart,
+    and its restart is cancelled), and how many processes it stopped."""
+
+    signum: int | None
+    processes: int
+
+
+class _Shared:
+    """One STOP's outcome, for every client that asked for the same stop."""
+
+    def __init__(self, outcome: Deferred):
+        self.finished = False
+        self._result = None
+        self._waiting: list[Deferred] = []
+        outcome.addBoth(self._done)
+
+    def _done(self, result) -> None:
+        self.finished, self._result = True, result
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            self._deliver(waiter)
+
+    def _deliver(self, waiter: Deferred) -> None:
+        if isinstance(self._result, Failure):
+            waiter.errback(self._result)
+        else:
+            waiter.callback(self._result)
+
+    def result(self) -> Deferred:
+        waiter = Deferred()
+        if self.finished:
+            self._deliver(waiter)
+        else:
+            self._waiting.append(waiter)
+        return waiter
 
 
 class Controller:
     """Carries out signal commands for every client, within the policy."""
 
-    def __init__(self, reactor, supervisor: Supervisor, policy: SignalPolicy, sampler: Sampler):
+    def __init__(
+        self,
+        reactor,
+        supervisor: Supervisor,
+        policy: SignalPolicy,
+        sampler: Sampler,
+        in_thread: Callable[..., Deferred] = threads.deferToThread,
+    ):
         self._reactor = reactor
+        self._in_thread = in_thread
         self._supervisor = supervisor
         self._policy = policy
         self._sampler = sampler
-        self._stops: dict[int, Escalation] = {}
+        self._stops: dict[int, _Shared] = {}
 
     def program(self, pid: int, seen_started: float | None = None) -> Managed | None:
         """The managed program this pid names: its current run's pid, or any earlier run's
@@ -115,36 +175,53 @@ class Controller:
             )
         return managed
 
-    def stop(self, pid: int, grace: float, seen_started: float | None = None):
-        """SIGTERM, then SIGKILL after grace; fires with the signal that ended the process,
-        or None for a program that was waiting to restart (its restart is cancelled)."""
+    def stop(self, pid: int, grace: float, seen_started: float | None = None) -> Deferred:
+        """SIGTERM, then SIGKILL after grace; fires with Stopped once everything is gone."""
         managed = self._program(pid, seen_started)
-        target_pid = managed.record.pid if managed is not None else pid
-        running = self._stops.get(target_pid)
+        key = managed.record.pid if managed is not None else pid
+        running = self._stops.get(key)
         if running is not None and not running.finished:
             return running.result()
         self._sampler.invalidate()
         if managed is not None:
             self._supervisor.end_policy(managed)
             if not managed.running:
-                return succeed(None)
-            escalation = self._managed_escalation(managed, grace)
+                return succeed(Stopped(None, 0))
+            outcome = Deferred.fromCoroutine(self._stop_program(managed, grace))
         else:
-            escalation = self._process_escalation(pid, grace, seen_started)
-        self._stops[target_pid] = escalation
-        result = escalation.result()
-        escalation.start()
-        result.addBoth(self._stop_finished, target_pid, escalation)
-        return result
+            outcome = self._stop_process(pid, grace, seen_started)
+        shared = self._stops[key] = _Shared(outcome)
+        return shared.result().addBoth(self._stop_finished, key, shared)
 
-    def _managed_escalation(self, managed: Managed, grace: float) -> Escalation:
-        pid = managed.record.pid
-        target = _ManagedTarget(managed, self._descendants(pid))
+    async def _stop_program(self, managed: Managed, grace: float) -> Stopped:
+        """The whole program: its group, what left it, and whatever it forked meanwhile."""
+        pid, marker = managed.record.pid, self._supervisor.marker(managed)
+        group = pid if _leads_group(pid) else None
+        run = await self._in_thread(processes_of_run, group, marker)
+        target = _ManagedTarget(managed, self._descendants(pid), run)
         escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
         self._supervisor.when_exited(pid, escalation.poke)
-        return escalation
+        ended = escalation.result()
+        escalation.start()
+        signum = await ended
+        return Stopped(signum, target.count + await self._sweep(pid, marker))
 
-    def _process_escalation(self, pid: int, grace: float, seen_started: float | None):
+    async def _sweep(self, pid: int, marker: str) -> int:
+        """Processes of the run still there once it stopped (forked while it was stopping)
+        get SIGKILL; if any survives that, the STOP fails and names them."""
+        left = await self._in_thread(processes_of_run, None, marker)
+        left.pop(pid, None)
+        for other, started in left.items():
+            with contextlib.suppress(NoSuchProcess):
+                send_to_process(other, started, signal.SIGKILL)
+        deadline = self._reactor.seconds() + KILL_TIMEOUT
+        while running := sorted(p for p, started in left.items() if not process_gone(p, started)):
+            if self._reactor.seconds() > deadline:
+                raise NotPermitted(f"pid {pid} stopped, but its processes {running} still run")
+            await task.deferLater(self._reactor, POLL, lambda: None)
+        return len(left)
+
+    def _stop_process(self, pid: int, grace: float, seen_started: float | None) -> Deferred:
         started = self._policy.check(pid, seen_started)
         escalation = Escalation(
             self._reactor,
@@ -154,15 +231,17 @@ class Controller:
             grace,
         )
         watch = PidfdExitWatch.maybe(self._reactor, pid, escalation.poke)
+        ended = escalation.result()
         if watch is not None:
-            escalation.result().addBoth(lambda _: watch.cancel())
-        return escalation
+            ended.addBoth(lambda outcome: (watch.cancel(), outcome)[1])
+        escalation.start()
+        return ended.addCallback(lambda signum: Stopped(signum, 1))
 
-    def _stop_finished(self, outcome, pid: int, escalation: Escalation):
+    def _stop_finished(self, outcome, pid: int, shared: _Shared):
         """However the stop ended (SIGTERM, SIGKILL, an error), tables taken while it ran are
         out of date: the next LIST waits for a scan that no longer shows the process."""
         self._sampler.invalidate()
-        if self._stops.get(pid) is escalation:
+        if self._stops.get(pid) is shared:
             del self._stops[pid]
         return outcome
 

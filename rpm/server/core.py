@@ -20,6 +20,9 @@ from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.sampler import Sampler
 from rpm.server.tablefeed import lifecycle_event
 
+CONTAINMENT_GROUPS = "process groups and RPM_RUN markers"
+CONTAINMENT_SUBREAPER = "subreaper, process groups and RPM_RUN markers"
+
 
 @dataclass
 class Core:
@@ -35,6 +38,7 @@ class Core:
     supervisor: Supervisor
     controller: Controller
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    containment: str = CONTAINMENT_GROUPS  # how STOP finds all of a program's processes
     watching: set = field(default_factory=set)
     in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
     auditor: Auditor | None = None

@@ -6,6 +6,7 @@ returns a Reply, or is a coroutine whose result is one. Errors are raised as RPM
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -109,6 +110,8 @@ async def _info_of(core, session, pid: int) -> dict:
         return runinfo.from_record(record)
     if record is not None and same_start(record.started, details["started"]):
         details.update(runinfo.managed_fields(record))
+    if pid == os.getpid():
+        details["containment"] = core.containment  # how STOP finds a program's processes
     row = core.sampler.latest.by_pid.get(pid) if core.sampler.latest else None
     if row is not None and same_start(row.started, details["started"]):
         details["cpu"] = row.cpu
@@ -125,12 +128,14 @@ async def handle_start(conn, command: c.Start):
 
 async def handle_stop(conn, command: c.Stop):
     seen = conn.session.seen_started(command.pid)
-    signum = await conn.core.controller.stop(command.pid, command.grace, seen)
-    if signum is None:
+    stopped = await conn.core.controller.stop(command.pid, command.grace, seen)
+    fields = {"pid": command.pid, "processes": stopped.processes}
+    if stopped.signum is None:
         text = "stopped: it was waiting to restart, and its restart is cancelled"
-        return Ok(f"{command.pid} {text}", {"pid": command.pid, "signal": None, "message": text})
-    name = signal_name(signum)
-    return Ok(f"{command.pid} stopped by {name}", {"pid": command.pid, "signal": name})
+        return Ok(f"{command.pid} {text}", {**fields, "signal": None, "message": text})
+    name = signal_name(stopped.signum)
+    count = f" ({stopped.processes} processes)" if stopped.processes > 1 else ""
+    return Ok(f"{command.pid} stopped by {name}{count}", {**fields, "signal": name})
 
 
 def handle_signal(conn, command: c.Signal):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import resource
 
@@ -14,7 +15,7 @@ from twisted.logger import Logger
 from rpm.server.auth import load_token
 from rpm.server.config import ServerConfig
 from rpm.server.control import Controller
-from rpm.server.core import Core
+from rpm.server.core import CONTAINMENT_SUBREAPER, Core
 from rpm.server.factory import RPMFactory
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import Launcher
@@ -25,6 +26,7 @@ from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.identity import procfs_available
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.procfs import ProcfsScanner
+from rpm.server.procs.reaper import OrphanReaper, become_subreaper
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.scan import Scanner
 from rpm.server.statedir import prepare_state_dir
@@ -42,6 +44,12 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def state_marker(state_dir: str) -> str:
+    """A short name for a state directory, in its programs' RPM_RUN marker, so that two
+    servers on one machine never take each other's programs for their own."""
+    return hashlib.sha256(os.path.realpath(state_dir).encode()).hexdigest()[:12]
+
+
 class RPMService(service.Service):
     """Everything the server runs, started and stopped with the reactor."""
 
@@ -52,6 +60,7 @@ class RPMService(service.Service):
         self.reactor = reactor
         self.core: Core | None = None
         self.ports: list = []
+        self._reaper: OrphanReaper | None = None
         self._ways_in: list[list[str]] = []
 
     def build(self) -> Core:
@@ -63,7 +72,12 @@ class RPMService(service.Service):
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
         outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes)
-        launcher = Launcher(reactor, umask=config.child_umask, allowed=config.allowed_programs)
+        launcher = Launcher(
+            reactor,
+            umask=config.child_umask,
+            allowed=config.allowed_programs,
+            instance=state_marker(config.state_dir),
+        )
         supervisor = Supervisor(reactor, store, launcher, outputs, config.max_managed)
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
@@ -92,6 +106,7 @@ class RPMService(service.Service):
         super().startService()
         raise_fd_limit()
         self.core = self.build()
+        self._contain(self.core)
         factory = RPMFactory(self.core)
         for description in self.config.listen:
             serverFromString(self.reactor, description).listen(factory).addCallbacks(
@@ -100,6 +115,15 @@ class RPMService(service.Service):
                 callbackArgs=(description,),
                 errbackArgs=(description,),
             )
+
+    def _contain(self, core: Core) -> None:
+        """Become a child subreaper where Linux allows it, so orphans of managed programs
+        come back to the server (and are reaped by it); say which containment holds."""
+        if self.config.subreaper and become_subreaper():
+            core.containment = CONTAINMENT_SUBREAPER
+            self._reaper = OrphanReaper(self.reactor, core.supervisor.spawned_pids)
+            self._reaper.start()
+        log.info("STOP finds a program's processes by: {how}", how=core.containment)
 
     def _listening(self, port, description: str) -> None:
         self.ports.append(port)
@@ -134,6 +158,8 @@ class RPMService(service.Service):
             log.info("stopping {n} managed processes", n=len(core.supervisor.running()))
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.supervisor.cancel_restarts()
+        if self._reaper is not None:
+            self._reaper.stop()
         core.sampler.stop()
         core.outputs.stop()
         core.flush_audit()

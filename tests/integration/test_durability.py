@@ -83,7 +83,7 @@ def test_managed_processes_survive_a_sigkill_of_the_server_and_are_adopted(serve
         "signal": "SIGTERM",
     }
     reply = client(f"STOP {counter}")
-    assert reply == {"ok": True, "pid": counter, "signal": "SIGTERM"}
+    assert (reply["ok"], reply["pid"], reply["signal"]) == (True, counter, "SIGTERM")
     assert not pid_alive(counter)
     wait_until(lambda: not pid_alive(sleepers[1]))
     info = client(f"INFO {counter}")["process"]

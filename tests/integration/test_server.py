@@ -233,7 +233,8 @@ async def test_json_mode_for_every_command(server):
     assert (await client.json(f"LOGS {pid}"))["lines"] == ["hello"]
     assert await client.json(f"SIGNAL {pid} CONT") == {"ok": True, "pid": pid, "signal": "SIGCONT"}
     assert (await client.json("HELP STOP"))["help"][0].startswith("usage: STOP")
-    assert await client.json(f"STOP {pid}") == {"ok": True, "pid": pid, "signal": "SIGTERM"}
+    reply = await client.json(f"STOP {pid}")
+    assert reply == {"ok": True, "pid": pid, "signal": "SIGTERM", "processes": 1}
     error = await client.json("STOP nope")
     assert error["ok"] is False and error["error"] == "bad-argument"
     assert (await client.json("HISTORY 2"))["history"][-1]["command"] == "STOP nope"

@@ -15,6 +15,7 @@ from twisted.internet import defer
 from rpm import commands
 from rpm.errors import Protected, RPMError
 from rpm.server import parser
+from rpm.server.control import Stopped
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.telnet import TelnetFilter
 from rpm.wire import escape_text, json_line
@@ -76,7 +77,7 @@ class ImmediateController:
         return None  # no managed programs here
 
     def stop(self, pid, grace, seen):
-        return defer.succeed(signal.SIGTERM)
+        return defer.succeed(Stopped(signal.SIGTERM, 1))
 
     def signal(self, pid, signum, seen):
         if pid <= 1:

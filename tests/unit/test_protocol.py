@@ -13,6 +13,7 @@ from rpm.rows import Row
 from rpm.server import handlers
 from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
+from rpm.server.control import Stopped
 from rpm.server.factory import RPMFactory
 from rpm.server.framing import MAX_LINE
 from rpm.server.procs.snapshot import Renderers, Snapshot
@@ -179,7 +180,7 @@ def test_replies_wait_for_a_slow_request_and_keep_their_order():
     protocol, transport, _ = connect(core)
     protocol.dataReceived(b"STOP 42\nPING\nPING\n")
     assert transport.value() == b"", "later requests wait for the slow one"
-    core.controller.stops[42].callback(15)
+    core.controller.stops[42].callback(Stopped(15, 1))
     assert lines(transport) == ["OK 42 stopped by SIGTERM", "OK pong", "OK pong"]
 
 
@@ -190,7 +191,7 @@ def test_input_piling_up_behind_a_slow_request_stops_reading_from_the_socket():
     for _ in range(3):
         protocol.dataReceived(b"PING\n" * 20000)
     assert transport.producerState == "paused", "no more than MAX_PENDING_INPUT is read"
-    core.controller.stops[42].callback(15)
+    core.controller.stops[42].callback(Stopped(15, 1))
     assert transport.producerState == "producing"
     assert lines(transport).count("OK pong") == 60000
 

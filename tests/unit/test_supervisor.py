@@ -88,7 +88,12 @@ def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_file
     spawn = rig.reactor.spawned[0]
     assert spawn.executable == "/usr/bin/setsid"
     assert spawn.args == ["setsid", "--", "sleep", "30"]
-    assert spawn.env == {"PATH": os.environ["PATH"], "HOME": "/home/x", "FOO": "bar"}
+    assert spawn.env == {
+        "PATH": os.environ["PATH"],
+        "HOME": "/home/x",
+        "FOO": "bar",
+        "RPM_RUN": "rpm.1",  # the marker every process of the run inherits
+    }
     assert spawn.path == "/tmp"
     assert sorted(spawn.childFDs) == [0, 1, 2]
     assert record.pid == 70000 and record.id == 1

@@ -16,6 +16,7 @@ import sys
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
+from rpm.server.procs.identity import RUN_VARIABLE
 
 _PY_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 
@@ -50,13 +51,19 @@ class Launcher:
         environ: dict | None = None,
         umask: int | None = None,
         allowed: tuple[str, ...] | None = None,
+        instance: str = "rpm",
     ):
         self._reactor = reactor
+        self._instance = instance  # tells this state directory's runs from another's
         self._allowed = allowed  # --allow-programs patterns; None: anything
         self._umask = umask  # the children's, where it differs from the server's own
         self._setsid = setsid if setsid is not None else shutil.which("setsid")
         self._environ = os.environ if environ is None else environ
         self._devnull: int | None = None  # every child's stdin, opened once
+
+    def marker(self, record: ManagedRecord) -> str:
+        """The RPM_RUN value every process of this program inherits."""
+        return f"{self._instance}.{record.id}"
 
     @property
     def search_path(self) -> str:
@@ -86,7 +93,7 @@ class Launcher:
     def spawn(self, record: ManagedRecord, executable: str, protocol, output_fds: dict[int, int]):
         """Spawn the program; returns the process transport. The caller closes output_fds."""
         program, args = self.argv_for(record, executable)
-        environment = {**self._environ, **record.env}
+        environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
         if self._devnull is None:
             self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         server_umask = os.umask(self._umask) if self._umask is not None else None

@@ -119,6 +119,10 @@ class Supervisor:
     def running(self) -> list[Managed]:
         return list(self._live)
 
+    def spawned_pids(self) -> set[int]:
+        """Pids of the runs this server spawned (Twisted reaps those itself)."""
+        return {m.record.pid for m in self._live if m.transport is not None}
+
     def managed_keys(self) -> frozenset[tuple[int, float]]:
         return frozenset((m.record.pid, m.record.started) for m in self._live)
 
@@ -174,6 +178,10 @@ class Supervisor:
         if managed is not None:
             return succeed(managed.record)
         return self._store.record_for_pid(pid)
+
+    def marker(self, managed: Managed) -> str:
+        """The RPM_RUN value in the environment of every process of this program."""
+        return self._launcher.marker(managed.record)
 
     def when_exited(self, pid: int, listener: Callable[[], None]) -> None:
         """Call listener as soon as the managed run with this pid ends."""

@@ -142,6 +142,39 @@ def thread_group(pid: int) -> int | None:
     return None
 
 
+RUN_VARIABLE = "RPM_RUN"  # in every managed program's environment: its run's marker
+
+
+def processes_of_run(pgid: int | None, marker: str) -> dict[int, float]:
+    """The running processes (zombies left out) of one managed program: those in process
+    group pgid, and those whose environment carries RPM_RUN=marker, which a descendant
+    keeps when it leaves the group (setsid, a double fork). pid -> start time. Blocking:
+    it reads /proc, so call it in a worker thread."""
+    needle = f"{RUN_VARIABLE}={marker}".encode()
+    found: dict[int, float] = {}
+    if not procfs_available():
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = read_stat(int(entry))
+        if stat is None or stat[1][0] == b"Z":
+            continue
+        fields = stat[1]
+        if (pgid is not None and int(fields[2]) == pgid) or _carries(int(entry), needle):
+            found[int(entry)] = start_time_of(fields)
+    return found
+
+
+def _carries(pid: int, needle: bytes) -> bool:
+    """Whether the environment pid started with holds exactly this NAME=VALUE."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return needle in environ.read().split(b"\0")
+    except OSError:  # gone, or another user's
+        return False
+
+
 def ancestors(pid: int) -> list[int]:
     """The chain of parents of pid, nearest first, as it is now."""
     chain = []
