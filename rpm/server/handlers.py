@@ -133,9 +133,8 @@ async def handle_stop(conn, command: c.Stop):
     if stopped.signum is None:
         text = "stopped: it was waiting to restart, and its restart is cancelled"
         return Ok(f"{command.pid} {text}", {**fields, "signal": None, "message": text})
-    name = signal_name(stopped.signum)
-    count = f" ({stopped.processes} processes)" if stopped.processes > 1 else ""
-    return Ok(f"{command.pid} stopped by {name}{count}", {**fields, "signal": name})
+    name = signal_name(stopped.signum)  # the text stays the contract's; JSON has the count
+    return Ok(f"{command.pid} stopped by {name}", {**fields, "signal": name})
 
 
 def handle_signal(conn, command: c.Signal):

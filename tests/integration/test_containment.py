@@ -215,8 +215,10 @@ def test_stop_reaches_a_daemon_that_left_the_group_and_says_how_many(run_server,
     pid = int(talk(server.port, f"AUTH {server.token}", start, "EXIT")[2].split()[1])
     daemon = wait_until(lambda: escaped_daemon(pid, daemon_seconds))
     assert daemon.ppid() == server.process.pid, "the server is the orphan's subreaper"
-    lines = talk(server.port, f"AUTH {server.token}", f"STOP {pid}", "EXIT")
-    assert lines[2] == f"OK {pid} stopped by SIGTERM (2 processes)"
+    reply = json.loads(
+        talk(server.port, f"AUTH {server.token}", "MODE json", f"STOP {pid}", "EXIT")[3]
+    )
+    assert reply == {"ok": True, "pid": pid, "processes": 2, "signal": "SIGTERM"}
     assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
     wait_until(lambda: not psutil.pid_exists(daemon.pid), timeout=10)  # reaped by the server
     info = info_fields(server.port, server.process.pid, f"AUTH {server.token}")
@@ -231,6 +233,8 @@ def test_a_restarted_server_still_finds_a_daemon_by_its_marker(server_runner, da
     os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=10)
     again = server_runner.run(port=server.port, state_dir=server.state_dir)
-    lines = talk(again.port, f"AUTH {again.token}", f"STOP {pid}", "EXIT")
-    assert lines[2] == f"OK {pid} stopped by SIGTERM (2 processes)"
+    reply = json.loads(
+        talk(again.port, f"AUTH {again.token}", "MODE json", f"STOP {pid}", "EXIT")[3]
+    )
+    assert reply == {"ok": True, "pid": pid, "processes": 2, "signal": "SIGTERM"}
     wait_until(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE)

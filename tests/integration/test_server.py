@@ -234,7 +234,7 @@ async def test_json_mode_for_every_command(server):
     assert await client.json(f"SIGNAL {pid} CONT") == {"ok": True, "pid": pid, "signal": "SIGCONT"}
     assert (await client.json("HELP STOP"))["help"][0].startswith("usage: STOP")
     reply = await client.json(f"STOP {pid}")
-    assert reply == {"ok": True, "pid": pid, "signal": "SIGTERM", "processes": 1}
+    assert reply == {"ok": True, "pid": pid, "signal": "SIGTERM", "processes": 2}  # sh, sleep
     error = await client.json("STOP nope")
     assert error["ok"] is False and error["error"] == "bad-argument"
     assert (await client.json("HISTORY 2"))["history"][-1]["command"] == "STOP nope"

@@ -309,3 +309,10 @@ def test_a_state_directory_that_is_a_symbolic_link_is_refused(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path)
     assert "symbolic link" in check_state_dir(str(tmp_path / "link"))
     assert "symbolic link" in check_state_dir(str(tmp_path / "link") + "/")
+
+
+def test_pid_1_is_protected_by_its_own_rule_not_as_an_ancestor():
+    stranger = SignalPolicy("owned", lambda pid, started: False, own_pid=2**22)  # no parents
+    for pid in (1, 0, -1):
+        with pytest.raises(Protected, match="1 is init"):
+            stranger.check(pid)

@@ -351,3 +351,55 @@ def test_every_command_has_one_parser_one_handler_and_help():
         assert isinstance(command.ACCESS, commands.Access)
     access = (commands.ALWAYS_ALLOWED, commands.LOOPBACK_READ_ONLY, commands.MUTATING)
     assert sum(map(len, access)) == len(set().union(*access)), "one access level per verb"
+
+
+GUARDED_REQUESTS = {  # a well-formed request for every verb that needs AUTH
+    "START": "true",
+    "STOP": "4242",
+    "SIGNAL": "4242 HUP",
+    "PAUSE": "4242",
+    "RESUME": "4242",
+    "LOGS": "4242",
+    "FOLLOW": "4242",
+    "UNFOLLOW": "4242",
+    "HISTORY": "",
+}
+
+
+def test_the_guarded_requests_cover_every_verb_that_needs_auth():
+    from rpm import commands
+
+    needs_auth = set(commands.VERBS) - commands.ALWAYS_ALLOWED - commands.LOOPBACK_READ_ONLY
+    assert set(GUARDED_REQUESTS) == needs_auth
+    assert needs_auth >= commands.MUTATING
+    assert not commands.MUTATING & (commands.ALWAYS_ALLOWED | commands.LOOPBACK_READ_ONLY)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "192.0.2.7", "unix"])
+def test_every_verb_that_needs_auth_is_refused_before_it_under_every_name(host):
+    from rpm import commands
+
+    core = FakeCore()
+    protocol, transport, _ = connect(core, host=host)
+    for verb, arguments in GUARDED_REQUESTS.items():
+        names = [verb, verb.lower(), *(a for a, v in commands.ALIASES.items() if v == verb)]
+        for name in names:
+            protocol.dataReceived(f"{name} {arguments}\n".encode())
+            (reply,) = lines(transport)
+            assert reply.startswith(f"ERR auth-required {verb} "), (name, reply)
+    assert core.controller.stops == {}
+
+
+@pytest.mark.parametrize(
+    "guess",
+    [TOKEN[:-1], TOKEN[:8], TOKEN + "x", "x" + TOKEN, TOKEN.upper(), "y" * len(TOKEN), " "],
+)
+def test_every_wrong_shape_of_token_is_refused(guess):
+    core = FakeCore()
+    protocol, transport, _ = connect(core)
+    protocol.dataReceived(f"AUTH {guess}\nSIGNAL 4242 HUP\n".encode())
+    core.reactor.advance(1)
+    replies = lines(transport)
+    assert replies[0].split()[1] in ("auth-failed", "bad-argument"), replies
+    assert replies[1].startswith("ERR auth-required")
+    assert not protocol.session.authenticated

@@ -4,7 +4,10 @@ import signal
 import subprocess
 
 import psutil
+import pytest
 
+from rpm.errors import NoSuchProcess
+from rpm.server.procs import signalling
 from rpm.server.procs.identity import zombie_exit_status
 from tests.support import pid_alive, wait_until
 
@@ -42,3 +45,16 @@ def test_a_running_process_has_no_exit_status(spawned):
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfd", "without-pidfds"])
+def test_a_signal_for_another_start_time_never_lands(spawned, monkeypatch, pidfds):
+    monkeypatch.setattr(signalling, "HAVE_PIDFD", pidfds and signalling.HAVE_PIDFD)
+    child = subprocess.Popen(["sleep", "30"])
+    spawned.append(child.pid)
+    started = psutil.Process(child.pid).create_time()
+    with pytest.raises(NoSuchProcess, match="reused"):
+        signalling.send_to_process(child.pid, started + 1.0, signal.SIGTERM)
+    assert pid_alive(child.pid)
+    signalling.send_to_process(child.pid, started, signal.SIGTERM)
+    assert child.wait(timeout=10) == -signal.SIGTERM

@@ -267,3 +267,22 @@ def test_a_restart_past_max_managed_waits_and_says_why(rig):
     rig.reactor.end(index=1, code=0)  # a slot frees up
     rig.reactor.advance(2)
     assert len(rig.reactor.spawned) == 3 and program.running and program.blocked is None
+
+
+def test_a_record_whose_pid_now_names_another_process_is_not_adopted(rig):
+    reused = ManagedRecord(
+        5, ("sleep", "9"), None, {}, "no", 1.0, run_id=2, pid=os.getpid(), started=12.0
+    )  # this very test process has that pid now, with another start time
+    take_over(rig.reactor, rig.supervisor, [reused], next_id=6, next_run_id=3)
+    assert not rig.supervisor.is_managed(os.getpid(), reused.started)
+    assert rig.supervisor.running() == [] and reused.ended
+    assert (reused.exit_known, reused.exit_code) == (False, None)
+
+
+def test_start_answers_only_once_its_record_is_committed(rig):
+    committed = defer.Deferred()
+    rig.store.add_managed = lambda record: committed
+    answer = rig.supervisor.start(Start(("sleep", "5")))
+    assert len(rig.reactor.spawned) == 1 and not answer.called, "running, not yet answered"
+    committed.callback(None)
+    assert answer.called and answer.result.argv == ("sleep", "5")
