@@ -7,9 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.installed-test
+QA_INSTALLED := $(VENV)/.installed-qa
 SOURCES := setup.cfg pyproject.toml
 
-.PHONY: run test tui lint bench plugin-cache clean
+.PHONY: run test tui lint bench mutate test-random plugin-cache clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ $(INSTALLED): $(BIN)/python $(SOURCES)
 $(TEST_INSTALLED): $(BIN)/python $(SOURCES)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(INSTALLED)
+
+$(QA_INSTALLED): $(BIN)/python $(SOURCES)
+	$(BIN)/pip install --quiet -e '.[test,qa]'
+	touch $@ $(TEST_INSTALLED) $(INSTALLED)
 
 run: $(INSTALLED)
 	$(BIN)/twistd --nodaemon --pidfile= rpm --port $(PORT)
@@ -38,9 +43,19 @@ lint: $(TEST_INSTALLED)
 bench: $(TEST_INSTALLED)
 	$(BIN)/python -m bench
 
+# Mutation testing of the safety-critical modules ([mutmut] in setup.cfg); too slow for CI.
+mutate: $(QA_INSTALLED)
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+
+# The whole suite in a random order (pytest-randomly prints the seed to repeat it).
+test-random: $(QA_INSTALLED)
+	$(BIN)/pytest -p randomly
+
 # For system-wide installs: rebuild twistd's plugin cache after installing or removing rpm.
 plugin-cache: $(INSTALLED)
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
 clean:
-	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache
+	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache mutants

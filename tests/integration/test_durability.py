@@ -11,6 +11,8 @@ import sqlite3
 import threading
 import time
 
+import psutil
+
 from tests.servers import talk
 from tests.support import pid_alive, wait_until
 
@@ -39,6 +41,10 @@ class Client:
         self.sock.close()
 
 
+def at_least(count: int, items: list) -> list | None:
+    return items if len(items) >= count else None
+
+
 def kill9(server) -> None:
     os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=10)
@@ -58,7 +64,8 @@ def test_managed_processes_survive_a_sigkill_of_the_server_and_are_adopted(serve
     client.close()
     kill9(server)
     assert pid_alive(counter) and all(map(pid_alive, sleepers)), "they outlive the server"
-    time.sleep(2.5)  # the counter keeps writing; `short` ends while no server runs
+    wait_until(lambda: not pid_alive(short), timeout=20)  # it ends while no server runs
+    time.sleep(0.5)  # the counter writes more lines while no server runs
     again = server_runner.run(port=server.port, state_dir=server.state_dir)
     client = Client(again)
     managed = {row["pid"] for row in client("LIST --managed")["processes"]}
@@ -72,10 +79,9 @@ def test_managed_processes_survive_a_sigkill_of_the_server_and_are_adopted(serve
         assert (ended["exit_known"], ended["exit_code"]) == (True, 7)
     else:
         assert ended["exit_code"] is None
-    time.sleep(1.0)
-    lines = client(f"LOGS {counter} 1000")["lines"]
-    got = numbers(lines)
-    assert got == list(range(len(got))) and len(got) >= 40, "no numbered line is missing"
+    # lines written before, while no server ran, and after: none missing
+    got = wait_until(lambda: at_least(40, numbers(client(f"LOGS {counter} 1000")["lines"])))
+    assert got == list(range(len(got))), "no numbered line is missing"
     assert client(f"PAUSE {sleepers[0]}")["ok"] and client(f"RESUME {sleepers[0]}")["ok"]
     assert client(f"SIGNAL {sleepers[1]} TERM") == {
         "ok": True,
@@ -114,6 +120,16 @@ def test_following_loses_nothing_across_a_server_restart(server_runner):
     client("UNFOLLOW " + str(pid))
 
 
+def runs_of(marker) -> list[int]:
+    """Running processes whose command line names marker (a program's runs)."""
+    return [
+        proc.pid
+        for proc in psutil.process_iter(["cmdline", "status"])
+        if str(marker) in " ".join(proc.info["cmdline"] or ())
+        and proc.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+
+
 def test_a_restart_policy_keeps_working_across_a_server_restart(server_runner, tmp_path):
     marker = tmp_path / "runs"
     server = server_runner.run()
@@ -122,7 +138,8 @@ def test_a_restart_policy_keeps_working_across_a_server_restart(server_runner, t
     wait_until(lambda: marker.exists() and marker.read_text().count("run") >= 2)
     kill9(server)
     count = marker.read_text().count("run")
-    time.sleep(2.5)  # the run in progress ends while no server runs
+    wait_until(lambda: not runs_of(marker), timeout=20)
+    time.sleep(1.5)  # more than the backoff: a restart would have written by now
     assert marker.read_text().count("run") == count, "nothing restarts it without a server"
     again = server_runner.run(port=server.port, state_dir=server.state_dir)
     wait_until(lambda: marker.read_text().count("run") >= count + 2, timeout=20)

@@ -57,7 +57,7 @@ async def test_start_list_stop_and_exit_status(server):
 async def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(server):
     client = await connect(server.port, server.token)
     pid = await start(client, "sh -c 'trap \"\" TERM; while :; do sleep 0.1; done'")
-    await sleep(0.3)
+    await wait_for(lambda: psutil.Process(pid).children(), timeout=10)  # the trap is set by now
     assert await client.request(f"STOP {pid} 0.5") == f"OK {pid} stopped by SIGKILL"
     assert not pid_alive(pid)
 
@@ -72,12 +72,17 @@ async def test_stop_reaches_grandchildren_in_the_process_group(server):
     assert not any(pid_alive(child.pid) for child in children)
 
 
+def sleeping(pid: int) -> list[psutil.Process]:
+    """pid's children once they are `sleep` (a subshell that exec'd it has set its traps)."""
+    children = psutil.Process(pid).children()
+    return children if children and all(c.name() == "sleep" for c in children) else []
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_grandchild_that_ignores_sigterm_is_killed_too(server):
     client = await connect(server.port, server.token)
     pid = await start(client, "sh -c '(trap \"\" TERM; exec sleep 300) & wait'")
-    child = (await wait_for(lambda: psutil.Process(pid).children(), timeout=5))[0]
-    await sleep(0.2)
+    child = (await wait_for(lambda: sleeping(pid), timeout=10))[0]  # trap set, sleep exec'd
     assert await client.request(f"STOP {pid} 0.5") == f"OK {pid} stopped by SIGKILL"
     assert not pid_alive(child.pid)
 
