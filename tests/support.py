@@ -139,6 +139,11 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
     return value
 
 
+def at_least(count: int, items: list) -> list | None:
+    """items, once there are count of them (a predicate for wait_for and wait_until)."""
+    return items if len(items) >= count else None
+
+
 def pid_alive(pid: int) -> bool:
     """Whether pid runs (a zombie does not count)."""
     try:

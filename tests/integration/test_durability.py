@@ -14,7 +14,7 @@ import time
 import psutil
 
 from tests.servers import talk
-from tests.support import pid_alive, wait_until
+from tests.support import at_least, pid_alive, wait_until
 
 COUNTER = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done"
 
@@ -39,10 +39,6 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def at_least(count: int, items: list) -> list | None:
-    return items if len(items) >= count else None
 
 
 def kill9(server) -> None:
