@@ -29,7 +29,7 @@ from rpm.server.procs.procfs import ProcfsScanner
 from rpm.server.procs.reaper import OrphanReaper, become_subreaper
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.scan import Scanner
-from rpm.server.statedir import prepare_state_dir
+from rpm.server.statedir import StateDirBusy, StateLock, prepare_state_dir
 from rpm.server.welcome import listening_address, ways_in, welcome
 
 log = Logger()
@@ -61,12 +61,15 @@ class RPMService(service.Service):
         self.core: Core | None = None
         self.ports: list = []
         self._reaper: OrphanReaper | None = None
+        self._lock: StateLock | None = None
         self._ways_in: list[list[str]] = []
 
     def build(self) -> Core:
         """Open the state directory and registry, adopt survivors, and wire the parts."""
         config, reactor = self.config, self.reactor
         prepare_state_dir(config.state_dir)
+        self._lock = StateLock(config.state_dir)
+        self._lock.acquire()
         token = None if config.no_auth else load_token(config.state_dir, config.token_file)
         store = AsyncStore(reactor, Store(os.path.join(config.state_dir, "rpm.db")))
         store.start()
@@ -105,7 +108,12 @@ class RPMService(service.Service):
     def startService(self) -> None:
         super().startService()
         raise_fd_limit()
-        self.core = self.build()
+        try:
+            self.core = self.build()
+        except StateDirBusy as err:  # another server took it since the preflight check
+            log.critical("{error}; stopping", error=err)
+            self.reactor.stop()
+            return
         self._contain(self.core)
         factory = RPMFactory(self.core)
         for description in self.config.listen:
@@ -164,3 +172,5 @@ class RPMService(service.Service):
         core.outputs.stop()
         core.flush_audit()
         core.store.stop()
+        if self._lock is not None:
+            self._lock.release()

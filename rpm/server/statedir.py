@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 
 FORBIDDEN = ("/var/lib/rpm",)  # the RPM package manager's database
@@ -38,3 +40,39 @@ def prepare_state_dir(path: str) -> None:
     if os.stat(path).st_mode & 0o077:
         os.chmod(path, 0o700)
     os.makedirs(os.path.join(path, "logs"), mode=0o700, exist_ok=True)
+
+
+class StateDirBusy(Exception):
+    """Another server holds the state directory; the message names its pid."""
+
+
+class StateLock:
+    """The exclusive lock on a state directory (flock on STATE_DIR/lock), held for the
+    server's life: two servers on one directory would both adopt the same processes,
+    restart the same programs and hand out the same ids. The file holds the holder's pid."""
+
+    def __init__(self, state_dir: str):
+        self.path = os.path.join(state_dir, "lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise StateDirBusy naming the server that holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StateDirBusy(
+                f"another rpm server (pid {holder}) uses the state directory "
+                f"{os.path.dirname(self.path)}; stop it, or give this one another --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None

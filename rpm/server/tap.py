@@ -17,7 +17,7 @@ from rpm.server.auth import load_token
 from rpm.server.config import ConfigError, ServerConfig, build_config, probe_port
 from rpm.server.managed.outputs import DEFAULT_MAX_BYTES
 from rpm.server.managed.store import Store
-from rpm.server.statedir import prepare_state_dir
+from rpm.server.statedir import StateDirBusy, StateLock, prepare_state_dir
 from rpm.tokens import TokenError
 
 
@@ -108,6 +108,9 @@ class Options(usage.Options):
 def preflight(config: ServerConfig) -> None:
     """Fail now, not after daemonizing, on what would stop the server from starting."""
     prepare_state_dir(config.state_dir)
+    probe = StateLock(config.state_dir)  # held for real by the service, once daemonized
+    probe.acquire()
+    probe.release()
     if not config.no_auth:
         load_token(config.state_dir, config.token_file)
     for description in config.listen:
@@ -125,6 +128,6 @@ def makeService(options: Options):
         config = build_config(options)
         config.child_umask = child_umask
         preflight(config)
-    except (ConfigError, TokenError, OSError, sqlite3.Error, RuntimeError) as err:
+    except (ConfigError, TokenError, StateDirBusy, OSError, sqlite3.Error, RuntimeError) as err:
         raise SystemExit(f"rpm: {err}") from err
     return RPMService(config)

@@ -8,12 +8,13 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
 import psutil
 
-from tests.servers import talk
+from tests.servers import BIN, talk
 from tests.support import at_least, pid_alive, wait_until
 
 COUNTER = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done"
@@ -199,3 +200,16 @@ def test_the_registry_survives_a_sigkill_in_the_middle_of_a_burst_of_starts(serv
     again = server_runner.run(port=server.port, state_dir=server.state_dir)
     lines = talk(again.port, f"AUTH {again.token}", f"INFO {started[-1]}", "EXIT")
     assert "managed: yes" in lines
+
+
+def test_a_second_server_on_the_same_state_directory_is_refused(server_runner):
+    first = server_runner.run()
+    command = [str(BIN / "twistd"), "-n", "--pidfile=", "rpm", "--port", "0"]
+    command += ["--state-dir", str(first.state_dir)]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert second.returncode != 0
+    assert f"another rpm server (pid {first.process.pid}) uses the state directory" in (
+        second.stderr
+    )
+    assert talk(first.port, "PING", "EXIT")[1] == "OK pong", "the first one serves on"
+    assert (first.state_dir / "lock").stat().st_mode & 0o777 == 0o600

@@ -13,7 +13,7 @@ from rpm.paths import default_state_dir
 from rpm.server import auth, config
 from rpm.server.procs.identity import ancestors, is_kernel_thread
 from rpm.server.procs.policy import PID_MAX, SignalPolicy
-from rpm.server.statedir import check_state_dir, prepare_state_dir
+from rpm.server.statedir import StateDirBusy, StateLock, check_state_dir, prepare_state_dir
 from rpm.server.tap import Options
 
 # -- policy ----------------------------------------------------------------------------------
@@ -316,3 +316,13 @@ def test_pid_1_is_protected_by_its_own_rule_not_as_an_ancestor():
     for pid in (1, 0, -1):
         with pytest.raises(Protected, match="1 is init"):
             stranger.check(pid)
+
+
+def test_one_server_per_state_directory(tmp_path):
+    first, second = StateLock(str(tmp_path)), StateLock(str(tmp_path))
+    first.acquire()
+    with pytest.raises(StateDirBusy, match=f"pid {os.getpid()}"):
+        second.acquire()
+    first.release()
+    second.acquire()
+    second.release()
