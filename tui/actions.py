@@ -20,6 +20,14 @@ READ_ONLY_HELP = (
 )
 
 
+def stop_text(pid: int, reply: dict) -> str:
+    """What a STOP did: the signal that ended it, or (for a program waiting to restart) the
+    server's message."""
+    if reply.get("signal") is None:
+        return f"{pid} {reply.get('message', 'stopped')}"
+    return f"{pid} stopped by {reply['signal']}"
+
+
 class ProcessActions:
     """The `cmd_*` commands that send requests to a server, and how their answers show."""
 
@@ -73,7 +81,7 @@ class ProcessActions:
         def confirmed() -> None:
             self.close_dialog()
             self.say(f"stopping {pid}...")
-            self.send(link, f"STOP {pid}", lambda r: self.say(f"{pid} stopped by {r['signal']}"))
+            self.send(link, f"STOP {pid}", lambda reply: self.say(stop_text(pid, reply)))
 
         self.open_dialog(ConfirmStop(pid, command, confirmed, self.close_dialog), height=8)
 

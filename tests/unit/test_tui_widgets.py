@@ -361,3 +361,12 @@ def test_long_help_lines_wrap_under_their_description_at_80_columns():
     wrapped = lines[enter + 1]
     assert wrapped[wrapped.index("\u2502") + 1 : description_at].strip() == ""
     assert wrapped[description_at].isalpha()
+
+
+def test_stopping_a_program_waiting_to_restart_says_so():
+    message = "stopped: it was waiting to restart, and its restart is cancelled"
+    answer = {"ok": True, "pid": 11, "signal": None, "message": message}
+    link = FakeLink(answers={"STOP": answer})
+    app, _, _ = make_app(links=[link])
+    press(app, "k", "y")
+    assert f"11 {message}" in "\n".join(screen(app))
