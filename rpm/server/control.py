@@ -25,6 +25,7 @@ from rpm.server.managed.supervisor import Managed, Supervisor
 from rpm.server.procs.identity import (
     PidfdExitWatch,
     alive_with_start,
+    descendants,
     process_gone,
     processes_of_run,
     same_start,
@@ -197,8 +198,15 @@ class Controller:
         """The whole program: its group, what left it, and whatever it forked meanwhile."""
         pid, marker = managed.record.pid, self._supervisor.marker(managed)
         group = pid if _leads_group(pid) else None
-        run = await self._in_thread(processes_of_run, group, marker)
-        target = _ManagedTarget(managed, self._descendants(pid), run)
+        # Where its processes can be: below the server (its children, and what they orphan
+        # to the server as subreaper), or, for a program adopted from an earlier server,
+        # anywhere: in the table, started since the program was.
+        table = await self._sampler.fresh()
+        young = [row.pid for row in table.rows if row.started >= managed.record.started - 0.01]
+        run = await self._in_thread(
+            lambda: processes_of_run([*young, *descendants(os.getpid())], group, marker)
+        )
+        target = _ManagedTarget(managed, table.descendants_of(pid), run)
         escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
         self._supervisor.when_exited(pid, escalation.poke)
         ended = escalation.result()
@@ -209,7 +217,9 @@ class Controller:
     async def _sweep(self, pid: int, marker: str) -> int:
         """Processes of the run still there once it stopped (forked while it was stopping)
         get SIGKILL; if any survives that, the STOP fails and names them."""
-        left = await self._in_thread(processes_of_run, None, marker)
+        left = await self._in_thread(
+            lambda: processes_of_run(descendants(os.getpid()), None, marker)
+        )
         left.pop(pid, None)
         for other, started in left.items():
             with contextlib.suppress(NoSuchProcess):
@@ -244,11 +254,6 @@ class Controller:
         if self._stops.get(pid) is shared:
             del self._stops[pid]
         return outcome
-
-    def _descendants(self, pid: int) -> list[Row]:
-        """Everything below pid in the latest table (at most max_age old)."""
-        snapshot = self._sampler.latest
-        return snapshot.descendants_of(pid) if snapshot is not None else []
 
     def signal(self, pid: int, signum: int, seen_started: float | None = None) -> None:
         """Send one signal to one process."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import psutil
 
@@ -145,25 +145,48 @@ def thread_group(pid: int) -> int | None:
 RUN_VARIABLE = "RPM_RUN"  # in every managed program's environment: its run's marker
 
 
-def processes_of_run(pgid: int | None, marker: str) -> dict[int, float]:
-    """The running processes (zombies left out) of one managed program: those in process
-    group pgid, and those whose environment carries RPM_RUN=marker, which a descendant
-    keeps when it leaves the group (setsid, a double fork). pid -> start time. Blocking:
-    it reads /proc, so call it in a worker thread."""
+def processes_of_run(candidates: Iterable[int], pgid: int | None, marker: str) -> dict[int, float]:
+    """Which of the candidate pids run (zombies left out) as part of one managed program:
+    in its process group pgid, or carrying RPM_RUN=marker in their environment, which a
+    descendant keeps when it leaves the group (setsid, a double fork). pid -> start time.
+    Blocking: it reads /proc, so call it in a worker thread."""
     needle = f"{RUN_VARIABLE}={marker}".encode()
     found: dict[int, float] = {}
-    if not procfs_available():
-        return found
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = read_stat(int(entry))
+    for pid in candidates:
+        stat = read_stat(pid)
         if stat is None or stat[1][0] == b"Z":
             continue
         fields = stat[1]
-        if (pgid is not None and int(fields[2]) == pgid) or _carries(int(entry), needle):
-            found[int(entry)] = start_time_of(fields)
+        if (pgid is not None and int(fields[2]) == pgid) or _carries(pid, needle):
+            found[pid] = start_time_of(fields)
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid in the tree, as /proc says now (Linux; empty elsewhere)."""
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        for child in _children(parent):
+            if child not in found:
+                found.append(child)
+                queue.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children", "rb") as listing:
+                children += [int(child) for child in listing.read().split()]
+        except OSError:
+            continue
+    return children
 
 
 def _carries(pid: int, needle: bytes) -> bool:
