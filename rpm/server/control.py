@@ -200,13 +200,15 @@ class Controller:
         group = pid if _leads_group(pid) else None
         # Where its processes can be: below the server (its children, and what they orphan
         # to the server as subreaper), or, for a program adopted from an earlier server,
-        # anywhere: in the table, started since the program was.
-        table = await self._sampler.fresh()
-        young = [row.pid for row in table.rows if row.started >= managed.record.started - 0.01]
+        # anywhere: in the latest table (never waited for), started since the program was.
+        table = self._sampler.latest
+        rows = table.rows if table is not None else []
+        young = [row.pid for row in rows if row.started >= managed.record.started - 0.01]
         run = await self._in_thread(
             lambda: processes_of_run([*young, *descendants(os.getpid())], group, marker)
         )
-        target = _ManagedTarget(managed, table.descendants_of(pid), run)
+        below = table.descendants_of(pid) if table is not None else []
+        target = _ManagedTarget(managed, below, run)
         escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
         self._supervisor.when_exited(pid, escalation.poke)
         ended = escalation.result()
