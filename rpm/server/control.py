@@ -198,15 +198,9 @@ class Controller:
         """The whole program: its group, what left it, and whatever it forked meanwhile."""
         pid, marker = managed.record.pid, self._supervisor.marker(managed)
         group = pid if _leads_group(pid) else None
-        # Where its processes can be: below the server (its children, and what they orphan
-        # to the server as subreaper), or, for a program adopted from an earlier server,
-        # anywhere: in the latest table (never waited for), started since the program was.
-        table = self._sampler.latest
-        rows = table.rows if table is not None else []
-        young = [row.pid for row in rows if row.started >= managed.record.started - 0.01]
-        run = await self._in_thread(
-            lambda: processes_of_run([*young, *descendants(os.getpid())], group, marker)
-        )
+        adopted = managed.adopted  # before it stops: an ended run is adopted no more
+        table, candidates = await self._where_its_processes_can_be(managed, adopted)
+        run = await self._in_thread(lambda: processes_of_run(candidates(), group, marker))
         below = table.descendants_of(pid) if table is not None else []
         target = _ManagedTarget(managed, below, run)
         escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
@@ -214,14 +208,23 @@ class Controller:
         ended = escalation.result()
         escalation.start()
         signum = await ended
-        return Stopped(signum, target.count + await self._sweep(pid, marker))
+        _, candidates = await self._where_its_processes_can_be(managed, adopted)
+        return Stopped(signum, target.count + await self._sweep(pid, marker, candidates))
 
-    async def _sweep(self, pid: int, marker: str) -> int:
+    async def _where_its_processes_can_be(self, managed: Managed, adopted: bool):
+        """(the table used, a function listing candidate pids, called in a worker thread).
+        Below the server: its children, and what they orphan to it as subreaper. For a
+        program adopted from an earlier server, whose orphans went elsewhere, also every
+        process started since the program was, from a fresh table (a scan, so only then)."""
+        table = await self._sampler.fresh() if adopted else self._sampler.latest
+        rows = table.rows if table is not None else []
+        young = [row.pid for row in rows if row.started >= managed.record.started - 0.01]
+        return table, lambda: [*young, *descendants(os.getpid())]
+
+    async def _sweep(self, pid: int, marker: str, candidates) -> int:
         """Processes of the run still there once it stopped (forked while it was stopping)
         get SIGKILL; if any survives that, the STOP fails and names them."""
-        left = await self._in_thread(
-            lambda: processes_of_run(descendants(os.getpid()), None, marker)
-        )
+        left = await self._in_thread(lambda: processes_of_run(candidates(), None, marker))
         left.pop(pid, None)
         for other, started in left.items():
             with contextlib.suppress(NoSuchProcess):
