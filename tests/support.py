@@ -14,6 +14,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.protocols.basic import LineReceiver
 
+from rpm.server.procs.identity import read_stat
+
 TIMEOUT = 10.0
 BODY_EVENTS = re.compile(r"^\* (table|delta) ")
 
@@ -145,12 +147,9 @@ def at_least(count: int, items: list) -> list | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether pid runs (a zombie does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
+    """Whether pid runs (a zombie does not count), as the server's identity module reads it."""
+    stat = read_stat(pid)
+    return stat is not None and stat[1][0] != b"Z"
 
 
 def kill_tree(pid: int) -> None:

@@ -167,14 +167,15 @@ def descendants(pid: int) -> list[int]:
     found, queue = [], [pid]
     while queue:
         parent = queue.pop()
-        for child in _children(parent):
+        for child in children_of(parent):
             if child not in found:
                 found.append(child)
                 queue.append(child)
     return found
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
+    """pid's children, from each of its threads' /proc children list (Linux)."""
     children = []
     try:
         threads = os.listdir(f"/proc/{pid}/task")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from twisted.internet.task import LoopingCall
 
-from rpm.server.procs.identity import read_stat
+from rpm.server.procs.identity import children_of, read_stat
 
 PR_SET_CHILD_SUBREAPER = 36
 REAP_EVERY = 1.0
@@ -29,13 +29,8 @@ def become_subreaper() -> bool:
 
 
 def zombie_children(parent: int) -> list[int]:
-    """Children of parent that have exited and wait to be reaped (Linux's /proc)."""
-    try:
-        with open(f"/proc/{parent}/task/{parent}/children", "rb") as listing:
-            children = [int(pid) for pid in listing.read().split()]
-    except OSError:
-        return []
-    return [child for child in children if _is_zombie(child)]
+    """Children of parent that have exited and wait to be reaped."""
+    return [child for child in children_of(parent) if _is_zombie(child)]
 
 
 def _is_zombie(pid: int) -> bool:
