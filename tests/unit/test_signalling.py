@@ -5,10 +5,12 @@ import subprocess
 
 import psutil
 import pytest
+from twisted.internet.task import Clock
 
 from rpm.errors import NoSuchProcess
 from rpm.server.procs import signalling
 from rpm.server.procs.identity import zombie_exit_status
+from rpm.server.procs.reaper import OrphanReaper
 from tests.support import pid_alive, wait_until
 
 
@@ -58,3 +60,12 @@ def test_a_signal_for_another_start_time_never_lands(spawned, monkeypatch, pidfd
     assert pid_alive(child.pid)
     signalling.send_to_process(child.pid, started, signal.SIGTERM)
     assert child.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_the_reaper_reaps_exited_children_it_was_not_told_about(spawned):
+    known, orphan = subprocess.Popen(["true"]), subprocess.Popen(["true"])
+    spawned += [known.pid, orphan.pid]
+    wait_until(lambda: not pid_alive(known.pid) and not pid_alive(orphan.pid), timeout=10)
+    reaper = OrphanReaper(Clock(), lambda: {known.pid})
+    assert reaper.reap() == [orphan.pid]
+    assert known.wait(timeout=10) == 0, "a child someone else reaps is left to them"
