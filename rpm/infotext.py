@@ -20,6 +20,8 @@ _FORMATS = {
     "ended": _time_text,
     "restart_at": _time_text,
     "rss": human_bytes,
+    "cgroup_memory": human_bytes,
+    "cgroup_cpu": lambda seconds: f"{seconds:.2f} s",
 }
 
 

@@ -28,6 +28,8 @@ FIELDS = (
     "exit_signal",
     "ended",
     "restart_at",
+    "cgroup_cpu",
+    "cgroup_memory",
 )
 
 

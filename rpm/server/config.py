@@ -40,9 +40,10 @@ class ServerConfig:
     log_max_bytes: int = DEFAULT_MAX_BYTES
     allowed_programs: tuple[str, ...] | None = None  # None: any program may be started
     child_umask: int | None = None  # managed programs' umask, when the server's is tighter
-    # Become a child subreaper: a process-wide change, made by `twistd rpm` (build_config)
-    # and not by a service embedded in another program, such as the tests.
-    subreaper: bool = False
+    # Contain programs with process-wide means (the server a child subreaper, its programs
+    # in cgroups where allowed): `twistd rpm` does (build_config), a service embedded in
+    # another program, such as the tests' in-process servers, does not.
+    contain: bool = False
 
     @property
     def token_path(self) -> str:
@@ -238,7 +239,7 @@ def build_config(options) -> ServerConfig:
         stop_children_on_exit=bool(options["stop-children-on-exit"]),
         port_file=options["port-file"],
         log_max_bytes=_number(options, "log-max-bytes", MIN_LOG_BYTES),
-        subreaper=True,
+        contain=True,
         allowed_programs=(
             read_allow_list(options["allow-programs"]) if options["allow-programs"] else None
         ),

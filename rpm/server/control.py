@@ -29,6 +29,7 @@ from rpm.server.procs.identity import (
     process_gone,
     processes_of_run,
     same_start,
+    start_time,
 )
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.sampler import Sampler
@@ -44,20 +45,23 @@ def _leads_group(pid: int) -> bool:
 
 
 class _ManagedTarget:
-    """A managed program's processes as one thing to stop: its process group, signalled as
-    a whole, and each process of the run that left the group (a descendant in the latest
-    table, or one whose environment carries the run's marker), signalled one by one. It is
-    gone when the program has ended and none of them still runs."""
+    """A managed program's processes as one thing to stop: its cgroup where it has one, its
+    process group, signalled as a whole, and each process of the run that left the group (a
+    descendant in the latest table, or one whose environment carries the run's marker),
+    signalled one by one. It is gone when the program has ended and none of them runs."""
 
-    def __init__(self, managed: Managed, descendants: list[Row], run: dict[int, float]):
+    def __init__(self, managed: Managed, cgroups, descendants: list[Row], run: dict[int, float]):
         self._managed = managed
+        self._id = managed.record.id
+        self._cgroups = cgroups if cgroups is not None and cgroups.exists(self._id) else None
         self.pid, self.started = managed.record.pid, managed.record.started
         self._group = _leads_group(self.pid)
         others = {row.pid: row.started for row in descendants}
         others.update(run)
         others.pop(self.pid, None)
         self._escaped = {pid: started for pid, started in others.items() if not self._in_group(pid)}
-        self.count = 1 + len(others)  # the program and every other process of its run
+        contained = set(self._cgroups.pids(self._id)) if self._cgroups is not None else set()
+        self.count = len({self.pid, *others, *contained})  # every process of its run
 
     def _in_group(self, pid: int) -> bool:
         try:
@@ -74,13 +78,29 @@ class _ManagedTarget:
         for pid, started in self._escaped.items():
             with contextlib.suppress(NoSuchProcess):
                 send_to_process(pid, started, signum)
+        if self._cgroups is not None:
+            _signal_cgroup(self._cgroups, self._id, signum)
 
     def gone(self, killed: bool) -> bool:
         if self._managed.running and self._managed.record.pid == self.pid:
             return False
         if self._group and group_alive(self.pid):
             return False
+        if self._cgroups is not None and self._cgroups.populated(self._id):
+            return False
         return all(process_gone(pid, started) for pid, started in self._escaped.items())
+
+
+def _signal_cgroup(cgroups, managed_id: int, signum: int) -> None:
+    """Every process in a program's cgroup: SIGKILL all at once, other signals one by one."""
+    if signum == signal.SIGKILL:
+        cgroups.kill(managed_id)
+        return
+    for pid in cgroups.pids(managed_id):
+        started = start_time(pid)
+        if started is not None:
+            with contextlib.suppress(NoSuchProcess, NotPermitted):
+                send_to_process(pid, started, signum)
 
 
 class Stopped(NamedTuple):
@@ -202,14 +222,15 @@ class Controller:
         table, candidates = await self._where_its_processes_can_be(managed, adopted)
         run = await self._in_thread(lambda: processes_of_run(candidates(), group, marker))
         below = table.descendants_of(pid) if table is not None else []
-        target = _ManagedTarget(managed, below, run)
+        target = _ManagedTarget(managed, self._supervisor.cgroups, below, run)
         escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
         self._supervisor.when_exited(pid, escalation.poke)
         ended = escalation.result()
         escalation.start()
         signum = await ended
         _, candidates = await self._where_its_processes_can_be(managed, adopted)
-        return Stopped(signum, target.count + await self._sweep(pid, marker, candidates))
+        swept = await self._sweep(pid, managed.record.id, marker, candidates)
+        return Stopped(signum, target.count + swept)
 
     async def _where_its_processes_can_be(self, managed: Managed, adopted: bool):
         """(the table used, a function listing candidate pids, called in a worker thread).
@@ -221,9 +242,13 @@ class Controller:
         young = [row.pid for row in rows if row.started >= managed.record.started - 0.01]
         return table, lambda: [*young, *descendants(os.getpid())]
 
-    async def _sweep(self, pid: int, marker: str, candidates) -> int:
+    async def _sweep(self, pid: int, managed_id: int, marker: str, candidates) -> int:
         """Processes of the run still there once it stopped (forked while it was stopping)
         get SIGKILL; if any survives that, the STOP fails and names them."""
+        cgroups = self._supervisor.cgroups
+        contained = cgroups is not None and cgroups.populated(managed_id)
+        if contained:
+            cgroups.kill(managed_id)
         left = await self._in_thread(lambda: processes_of_run(candidates(), None, marker))
         left.pop(pid, None)
         for other, started in left.items():
@@ -233,6 +258,11 @@ class Controller:
         while running := sorted(p for p, started in left.items() if not process_gone(p, started)):
             if self._reactor.seconds() > deadline:
                 raise NotPermitted(f"pid {pid} stopped, but its processes {running} still run")
+            await task.deferLater(self._reactor, POLL, lambda: None)
+        while contained and cgroups.populated(managed_id):
+            if self._reactor.seconds() > deadline:
+                left_in = cgroups.pids(managed_id)
+                raise NotPermitted(f"pid {pid} stopped, but its processes {left_in} still run")
             await task.deferLater(self._reactor, POLL, lambda: None)
         return len(left)
 
@@ -275,13 +305,22 @@ class Controller:
         self._group_signal(pid, signal.SIGCONT, seen_started)
 
     def _group_signal(self, pid: int, signum: int, seen_started: float | None) -> None:
+        """PAUSE/RESUME: a managed program as its group (and its cgroup, frozen or thawed,
+        where it has one, so that what left the group pauses too); anything else alone."""
         managed = self._running_program(pid, seen_started)
-        if managed is not None and _leads_group(managed.record.pid):
-            send_to_group(managed.record.pid, signum)
-        elif managed is not None:
-            send_to_process(managed.record.pid, managed.record.started, signum)
-        else:
+        if managed is None:
             self.signal(pid, signum, seen_started)
+            return
+        cgroups = self._supervisor.cgroups
+        frozen = cgroups is not None and cgroups.exists(managed.record.id)
+        if frozen and signum == signal.SIGCONT:
+            cgroups.freeze(managed.record.id, False)  # thawed first, so SIGCONT arrives
+        if _leads_group(managed.record.pid):
+            send_to_group(managed.record.pid, signum)
+        else:
+            send_to_process(managed.record.pid, managed.record.started, signum)
+        if frozen and signum == signal.SIGSTOP:
+            cgroups.freeze(managed.record.id, True)  # after SIGSTOP, so it shows as stopped
 
     def stop_all(self, grace: float):
         """Stop every managed process (for --stop-children-on-exit)."""

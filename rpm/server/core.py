@@ -21,7 +21,6 @@ from rpm.server.procs.sampler import Sampler
 from rpm.server.tablefeed import lifecycle_event
 
 CONTAINMENT_GROUPS = "process groups and RPM_RUN markers"
-CONTAINMENT_SUBREAPER = "subreaper, process groups and RPM_RUN markers"
 
 
 @dataclass

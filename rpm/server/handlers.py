@@ -110,6 +110,9 @@ async def _info_of(core, session, pid: int) -> dict:
         return runinfo.from_record(record)
     if record is not None and same_start(record.started, details["started"]):
         details.update(runinfo.managed_fields(record))
+        cgroups = core.supervisor.cgroups
+        if cgroups is not None and cgroups.exists(record.id):
+            details.update(cgroups.usage(record.id))  # the whole program's CPU (and memory)
     if pid == os.getpid():
         details["containment"] = core.containment  # how STOP finds a program's processes
     row = core.sampler.latest.by_pid.get(pid) if core.sampler.latest else None

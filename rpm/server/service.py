@@ -15,9 +15,10 @@ from twisted.logger import Logger
 from rpm.server.auth import load_token
 from rpm.server.config import ServerConfig
 from rpm.server.control import Controller
-from rpm.server.core import CONTAINMENT_SUBREAPER, Core
+from rpm.server.core import CONTAINMENT_GROUPS, Core
 from rpm.server.factory import RPMFactory
 from rpm.server.managed.adoption import take_over
+from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
@@ -81,7 +82,8 @@ class RPMService(service.Service):
             allowed=config.allowed_programs,
             instance=state_marker(config.state_dir),
         )
-        supervisor = Supervisor(reactor, store, launcher, outputs, config.max_managed)
+        cgroups = ProgramCgroups.create(state_marker(config.state_dir)) if config.contain else None
+        supervisor = Supervisor(reactor, store, launcher, outputs, config.max_managed, cgroups)
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
             reactor,
@@ -127,10 +129,12 @@ class RPMService(service.Service):
     def _contain(self, core: Core) -> None:
         """Become a child subreaper where Linux allows it, so orphans of managed programs
         come back to the server (and are reaped by it); say which containment holds."""
-        if self.config.subreaper and become_subreaper():
-            core.containment = CONTAINMENT_SUBREAPER
+        means = ["cgroups"] if core.supervisor.cgroups is not None else []
+        if self.config.contain and become_subreaper():
+            means.append("subreaper")
             self._reaper = OrphanReaper(self.reactor, core.supervisor.spawned_pids)
             self._reaper.start()
+        core.containment = ", ".join([*means, CONTAINMENT_GROUPS])
         log.info("STOP finds a program's processes by: {how}", how=core.containment)
 
     def _listening(self, port, description: str) -> None:
@@ -166,6 +170,8 @@ class RPMService(service.Service):
             log.info("stopping {n} managed processes", n=len(core.supervisor.running()))
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.supervisor.cancel_restarts()
+        if core.supervisor.cgroups is not None:
+            core.supervisor.cgroups.tidy()
         if self._reaper is not None:
             self._reaper.stop()
         core.sampler.stop()

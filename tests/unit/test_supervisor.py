@@ -1,6 +1,7 @@
 """The supervisor with a fake process reactor and a Clock: spawning, exits, restart policies."""
 
 import os
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -286,3 +287,18 @@ def test_start_answers_only_once_its_record_is_committed(rig):
     assert len(rig.reactor.spawned) == 1 and not answer.called, "running, not yet answered"
     committed.callback(None)
     assert answer.called and answer.result.argv == ("sleep", "5")
+
+
+def test_a_program_joins_its_cgroup_before_it_can_fork(tmp_path):
+    launcher = Launcher(None, setsid="/usr/bin/setsid", environ={"PATH": "/bin"})
+    record = ManagedRecord(1, ("sleep", "30"), None, {}, "no", 0.0)
+    procs = str(tmp_path / "cgroup.procs")
+    program, args = launcher.argv_for(record, "/bin/sleep", procs)
+    assert program == "/bin/sh" and args[3:] == [procs, "/usr/bin/setsid", "--", "sleep", "30"]
+    joined = subprocess.run(
+        [program, *args[1:3], procs, "sh", "-c", "echo $$"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert (tmp_path / "cgroup.procs").read_text().strip() == joined.stdout.strip()

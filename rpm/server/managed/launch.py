@@ -19,6 +19,8 @@ from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs.identity import RUN_VARIABLE
 
 _PY_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+_SH = "/bin/sh"
+_JOIN_CGROUP = 'echo $$ 2>/dev/null >"$0"; exec "$@"'  # $0: the cgroup.procs to join
 
 
 def resolve_program(name: str, cwd: str | None, search_path: str) -> str:
@@ -69,14 +71,22 @@ class Launcher:
     def search_path(self) -> str:
         return self._environ.get("PATH", os.defpath)
 
-    def argv_for(self, record: ManagedRecord, executable: str) -> tuple[str, list[str]]:
-        """The program to exec and its argv, wrapped so the child starts a new session."""
+    def argv_for(
+        self, record: ManagedRecord, executable: str, cgroup_procs: str | None = None
+    ) -> tuple[str, list[str]]:
+        """The program to exec and its argv, wrapped so the child starts a new session, and
+        first joins its cgroup (given its cgroup.procs), before it can fork anything."""
         target = record.argv[0]
         if "/" not in target and "PATH" in record.env:
             target = executable  # resolved on the server's PATH, not the child's
         if self._setsid:
-            return self._setsid, ["setsid", "--", target, *record.argv[1:]]
-        return sys.executable, [sys.executable, "-c", _PY_SETSID, target, *record.argv[1:]]
+            program, args = self._setsid, ["setsid", "--", target, *record.argv[1:]]
+        else:
+            program = sys.executable
+            args = [sys.executable, "-c", _PY_SETSID, target, *record.argv[1:]]
+        if cgroup_procs is None:
+            return program, args
+        return _SH, ["sh", "-c", _JOIN_CGROUP, cgroup_procs, program, *args[1:]]
 
     def prepare(self, record: ManagedRecord) -> str:
         """Check the run can start (its directory, its program); returns the executable."""
@@ -90,9 +100,16 @@ class Launcher:
             )
         return executable
 
-    def spawn(self, record: ManagedRecord, executable: str, protocol, output_fds: dict[int, int]):
+    def spawn(
+        self,
+        record: ManagedRecord,
+        executable: str,
+        protocol,
+        output_fds: dict[int, int],
+        cgroup_procs: str | None = None,
+    ):
         """Spawn the program; returns the process transport. The caller closes output_fds."""
-        program, args = self.argv_for(record, executable)
+        program, args = self.argv_for(record, executable, cgroup_procs)
         environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
         if self._devnull is None:
             self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from rpm.commands import Start
 from rpm.errors import LimitReached, RPMError, SpawnFailed
 from rpm.rows import RESTARTING, Row
+from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.records import ManagedRecord
@@ -95,8 +96,10 @@ class Supervisor:
         launcher: Launcher,
         outputs: OutputTracker,
         max_managed: int = 1000,
+        cgroups: ProgramCgroups | None = None,
     ):
         self._reactor = reactor
+        self.cgroups = cgroups  # each program in a cgroup of its own, where allowed
         self._store = store
         self._launcher = launcher
         self._outputs = outputs
@@ -224,9 +227,10 @@ class Supervisor:
             raise SpawnFailed(
                 f"cannot open the log files for {record.argv[0]!r}: {err.strerror or err}"
             ) from err
+        cgroup_procs = self.cgroups.prepare(record.id) if self.cgroups is not None else None
         managed.spawning = True
         try:
-            self._launcher.spawn(record, executable, _Child(self, managed), fds)
+            self._launcher.spawn(record, executable, _Child(self, managed), fds, cgroup_procs)
         finally:
             managed.spawning = False
             for fd in fds.values():
@@ -273,6 +277,8 @@ class Supervisor:
 
     def _finish_run(self, managed: Managed) -> None:
         self._outputs.release(managed.record.id)
+        if self.cgroups is not None and not self.cgroups.populated(managed.record.id):
+            self.cgroups.remove(managed.record.id)
         self._store.end_run(managed.record)
         self._emit("exited", managed.record)
         self._schedule_restart(managed)

@@ -1,0 +1,147 @@
+"""Managed programs in cgroups of their own (cgroup v2), where the server may create them:
+under its own cgroup when that is writable (systemd's Delegate=yes, or root). A program's
+cgroup holds every process it ever forks, whatever they do to their group, session or
+environment, so STOP can kill them all at once (cgroup.kill), PAUSE freeze them
+(cgroup.freeze), and INFO report their total CPU (cpu.stat).
+
+Without such a cgroup the server falls back on process groups, RPM_RUN markers and being
+a subreaper (see control.py). Every method here is a few small reads or writes in cgroupfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+CGROUP2 = "cgroup2"
+
+
+def _cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified)."""
+    try:
+        with open(mountinfo, encoding="utf-8") as lines:
+            for line in lines:
+                fields = line.split()
+                separator = fields.index("-")
+                if fields[separator + 1] == CGROUP2:
+                    return fields[4]
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _own_cgroup(cgroup: str = "/proc/self/cgroup") -> str | None:
+    """This process's cgroup v2 path (the `0::` line)."""
+    try:
+        with open(cgroup, encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        return None
+    return None
+
+
+def delegated_root() -> str | None:
+    """The cgroup this server may create cgroups under, or None."""
+    mount, own = _cgroup2_mount(), _own_cgroup()
+    if mount is None or own is None:
+        return None
+    path = os.path.join(mount, own.lstrip("/"))
+    if not os.access(path, os.W_OK) or not os.path.exists(os.path.join(path, "cgroup.procs")):
+        return None
+    return path
+
+
+class ProgramCgroups:
+    """One cgroup per managed program, under rpm-<instance> in the server's own cgroup."""
+
+    def __init__(self, base: str):
+        self.base = base
+
+    @classmethod
+    def create(cls, instance: str) -> ProgramCgroups | None:
+        """The cgroups of this state directory's programs, where the system allows them."""
+        root = delegated_root()
+        if root is None:
+            return None
+        base = os.path.join(root, f"rpm-{instance}")
+        try:
+            os.makedirs(base, exist_ok=True)
+        except OSError:
+            return None
+        if not os.path.exists(os.path.join(base, "cgroup.kill")):  # cgroup.kill: Linux 5.14
+            return None
+        return cls(base)
+
+    def path(self, managed_id: int) -> str:
+        return os.path.join(self.base, f"program-{managed_id}")
+
+    def exists(self, managed_id: int) -> bool:
+        return os.path.isdir(self.path(managed_id))
+
+    def prepare(self, managed_id: int) -> str | None:
+        """Make the program's cgroup; the cgroup.procs a new run writes its pid to first."""
+        try:
+            os.makedirs(self.path(managed_id), exist_ok=True)
+        except OSError:
+            return None
+        return os.path.join(self.path(managed_id), "cgroup.procs")
+
+    def pids(self, managed_id: int) -> list[int]:
+        """Every process in the program's cgroup now."""
+        text = self._read(managed_id, "cgroup.procs")
+        return [int(pid) for pid in text.split()] if text else []
+
+    def populated(self, managed_id: int) -> bool:
+        """Whether any process of the program still runs (zombies are out of a cgroup)."""
+        text = self._read(managed_id, "cgroup.events") or ""
+        return any(line == "populated 1" for line in text.splitlines())
+
+    def kill(self, managed_id: int) -> None:
+        """SIGKILL every process in the cgroup, atomically."""
+        with contextlib.suppress(OSError):
+            self._write(managed_id, "cgroup.kill", "1")
+
+    def freeze(self, managed_id: int, frozen: bool) -> None:
+        with contextlib.suppress(OSError):
+            self._write(managed_id, "cgroup.freeze", "1" if frozen else "0")
+
+    def usage(self, managed_id: int) -> dict:
+        """The program's total CPU seconds, and its memory where the memory controller is
+        on (INFO's cgroup_cpu and cgroup_memory)."""
+        fields = {}
+        for line in (self._read(managed_id, "cpu.stat") or "").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                fields["cgroup_cpu"] = int(value) / 1e6
+        memory = self._read(managed_id, "memory.current")
+        if memory:
+            fields["cgroup_memory"] = int(memory)
+        return fields
+
+    def remove(self, managed_id: int) -> None:
+        """Remove the program's cgroup once nothing runs in it (it stays otherwise)."""
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path(managed_id))
+
+    def tidy(self) -> None:
+        """At the server's stop: remove the cgroups nothing runs in (and ours, if empty).
+        Programs that outlive the server keep theirs, for the next server to use."""
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(self.base):
+                if entry.startswith("program-"):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(self.base, entry))
+            os.rmdir(self.base)
+
+    def _read(self, managed_id: int, name: str) -> str | None:
+        try:
+            with open(os.path.join(self.path(managed_id), name), encoding="ascii") as handle:
+                return handle.read().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _write(self, managed_id: int, name: str, text: str) -> None:
+        with open(os.path.join(self.path(managed_id), name), "w", encoding="ascii") as handle:
+            handle.write(text)
