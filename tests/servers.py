@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.store import Store
 from rpm.server.procs.identity import alive_with_start
+from rpm.server.service import state_marker
 from tests.support import kill_tree
 
 BIN = Path(sys.executable).parent
@@ -71,6 +73,22 @@ def kill_managed(state_dir: Path) -> None:
     for record in records:
         if record.pid and record.pid > 1 and alive_with_start(record.pid, record.started):
             kill_tree(record.pid)
+    remove_cgroups(state_dir)
+
+
+def remove_cgroups(state_dir: Path) -> None:
+    """Kill what is left in the cgroups of a state directory's programs, and remove them."""
+    groups = ProgramCgroups.create(state_marker(str(state_dir)))
+    if groups is None:
+        return
+    names = [name for name in os.listdir(groups.base) if name.startswith("program-")]
+    ids = [int(name.split("-", 1)[1]) for name in names]
+    for managed_id in ids:
+        groups.kill(managed_id)
+    deadline = time.monotonic() + 10
+    while any(groups.populated(i) for i in ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    groups.tidy()
 
 
 class ServerRunner:

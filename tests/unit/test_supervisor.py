@@ -294,9 +294,10 @@ def test_a_program_joins_its_cgroup_before_it_can_fork(tmp_path):
     record = ManagedRecord(1, ("sleep", "30"), None, {}, "no", 0.0)
     procs = str(tmp_path / "cgroup.procs")
     program, args = launcher.argv_for(record, "/bin/sleep", procs)
-    assert program == "/bin/sh" and args[3:] == [procs, "/usr/bin/setsid", "--", "sleep", "30"]
+    assert program == "/usr/bin/setsid"  # first out of the server's process group
+    assert args == ["setsid", "--", "/bin/sh", "-c", args[4], procs, "sleep", "30"]
     joined = subprocess.run(
-        [program, *args[1:3], procs, "sh", "-c", "echo $$"],
+        ["/bin/sh", "-c", args[4], procs, "sh", "-c", "echo $$"],
         check=True,
         capture_output=True,
         text=True,

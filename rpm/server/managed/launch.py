@@ -74,19 +74,18 @@ class Launcher:
     def argv_for(
         self, record: ManagedRecord, executable: str, cgroup_procs: str | None = None
     ) -> tuple[str, list[str]]:
-        """The program to exec and its argv, wrapped so the child starts a new session, and
-        first joins its cgroup (given its cgroup.procs), before it can fork anything."""
+        """The program to exec and its argv, wrapped so the child first starts a new session
+        (leaving the server's process group at once), then joins its cgroup (given its
+        cgroup.procs) before the program can fork anything."""
         target = record.argv[0]
         if "/" not in target and "PATH" in record.env:
             target = executable  # resolved on the server's PATH, not the child's
+        command = [target, *record.argv[1:]]
+        if cgroup_procs is not None:
+            command = [_SH, "-c", _JOIN_CGROUP, cgroup_procs, *command]
         if self._setsid:
-            program, args = self._setsid, ["setsid", "--", target, *record.argv[1:]]
-        else:
-            program = sys.executable
-            args = [sys.executable, "-c", _PY_SETSID, target, *record.argv[1:]]
-        if cgroup_procs is None:
-            return program, args
-        return _SH, ["sh", "-c", _JOIN_CGROUP, cgroup_procs, program, *args[1:]]
+            return self._setsid, ["setsid", "--", *command]
+        return sys.executable, [sys.executable, "-c", _PY_SETSID, *command]
 
     def prepare(self, record: ManagedRecord) -> str:
         """Check the run can start (its directory, its program); returns the executable."""
