@@ -61,3 +61,7 @@ class BadEncoding(RPMError):
 
 class LimitReached(RPMError):
     code = "limit"
+
+
+class StorageFailed(RPMError):
+    code = "storage"

@@ -23,6 +23,7 @@ from zope.interface import implementer
 from rpm import __version__
 from rpm.commands import ALWAYS_ALLOWED, LOOPBACK_READ_ONLY, MUTATING, shown
 from rpm.errors import AuthRequired, RPMError
+from rpm.server.faults import fault_error
 from rpm.server.framing import MAX_LINE, Framer, FramingError
 from rpm.server.handlers import HANDLERS
 from rpm.server.parser import parse_arguments, redact, split_verb
@@ -229,6 +230,15 @@ class RPMProtocol(Protocol, TimeoutMixin):
             return outcome
         if outcome.check(RPMError):
             return Error(outcome.value.code, outcome.value.message)
+        fault = fault_error(outcome.value)
+        if fault is not None:  # the machine's doing, not a bug: say so, without a traceback
+            log.warn(
+                "{peer}: {code}: {message}",
+                peer=self.session.peer,
+                code=fault.code,
+                message=fault.message,
+            )
+            return Error(fault.code, fault.message)
         log.failure(
             "internal error for {peer} on {command}",
             outcome,

@@ -213,3 +213,29 @@ def test_a_second_server_on_the_same_state_directory_is_refused(server_runner):
     )
     assert talk(first.port, "PING", "EXIT")[1] == "OK pong", "the first one serves on"
     assert (first.state_dir / "lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_out_of_file_descriptors_is_a_limit_not_an_internal_error(server_runner):
+    server = server_runner.run(prefix=("prlimit", "--nofile=64:64", "--"))
+    operator = Client(server)
+    pid = operator("START sh -c 'echo hello; exec sleep 300'")["pid"]
+    wait_until(lambda: operator(f"LOGS {pid}")["lines"] == ["hello"])
+    hogs = []
+    try:
+        while len(hogs) < 200:  # until the server has no descriptor left for another one
+            hog = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            hogs.append(hog)
+            if not hog.recv(100):
+                break
+        replies = [operator(request) for request in (f"LOGS {pid}", f"INFO {pid}", "LIST")]
+        assert all(reply.get("error") != "internal" for reply in replies), replies
+        assert replies[0] == {
+            "ok": False,
+            "error": "limit",
+            "message": "the server has no file descriptors left (too many open files); "
+            "try again once some connections close",
+        }
+    finally:
+        for hog in hogs:
+            hog.close()
+    wait_until(lambda: operator(f"LOGS {pid}").get("lines") == ["hello"])  # full service again

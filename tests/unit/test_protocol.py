@@ -1,6 +1,8 @@
 """The connection protocol over StringTransport: framing, ordering, auth, flow control."""
 
+import errno
 import json
+import sqlite3
 
 import pytest
 from twisted.internet import defer
@@ -31,6 +33,13 @@ class FakeSampler:
         return defer.succeed(self.latest)
 
 
+ENVIRONMENT_FAULTS = {
+    777: OSError(errno.EMFILE, "Too many open files"),
+    778: sqlite3.OperationalError("database is locked"),
+    779: OSError(errno.ENOSPC, "No space left on device", "/state/rpm.db"),
+}
+
+
 class FakeController:
     def __init__(self):
         self.stops = {}
@@ -47,6 +56,8 @@ class FakeController:
             raise NoSuchProcess("no process has pid 999")
         if pid == 666:
             raise RuntimeError("a bug")
+        if pid in ENVIRONMENT_FAULTS:
+            raise ENVIRONMENT_FAULTS[pid]
 
 
 class FakeOutputTracker:
@@ -403,3 +414,15 @@ def test_every_wrong_shape_of_token_is_refused(guess):
     assert replies[0].split()[1] in ("auth-failed", "bad-argument"), replies
     assert replies[1].startswith("ERR auth-required")
     assert not protocol.session.authenticated
+
+
+def test_faults_of_the_machine_get_named_codes_not_internal():
+    protocol, transport, _ = connect(FakeCore(token=None))
+    protocol.dataReceived(b"SIGNAL 777 HUP\nSIGNAL 778 HUP\nSIGNAL 779 HUP\nPING\n")
+    assert lines(transport) == [
+        "ERR limit the server has no file descriptors left (too many open files); "
+        "try again once some connections close",
+        "ERR storage the registry is locked by another process; nothing was changed",
+        "ERR storage the disk is full: /state/rpm.db",
+        "OK pong",
+    ]

@@ -1,0 +1,44 @@
+"""Faults of the machine, not bugs: out of file descriptors, a full or read-only disk, a
+locked or unwritable registry. A request they break is answered with a named code (`limit`,
+`storage`) and a message saying what happened, never `internal`."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+
+from rpm.errors import LimitReached, RPMError, StorageFailed
+
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+_STORAGE = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "the disk reported an input/output error",
+}
+
+
+def fault_error(err: BaseException) -> RPMError | None:
+    """The client-facing error for a fault of the environment, or None for anything else."""
+    if isinstance(err, OSError) and err.errno in _OUT_OF_DESCRIPTORS:
+        return LimitReached(
+            "the server has no file descriptors left (too many open files); "
+            "try again once some connections close"
+        )
+    if isinstance(err, OSError) and err.errno in _STORAGE:
+        return StorageFailed(f"{_STORAGE[err.errno]}: {err.filename or 'the state directory'}")
+    if isinstance(err, sqlite3.OperationalError):
+        return _registry_error(str(err))
+    return None
+
+
+def _registry_error(text: str) -> StorageFailed:
+    if "locked" in text or "busy" in text:
+        cause = "the registry is locked by another process"
+    elif "full" in text:
+        cause = "the disk is full"
+    elif "readonly" in text or "read-only" in text:
+        cause = "the registry is not writable"
+    else:
+        cause = f"the registry cannot be used ({text})"
+    return StorageFailed(f"{cause}; nothing was changed")
