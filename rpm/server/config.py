@@ -33,6 +33,8 @@ class ServerConfig:
     signal_scope: str = "owned"
     idle_timeout: float = 900.0
     max_managed: int = 1000
+    keep_ended: int = 1000
+    audit_keep_days: float = 90.0
     max_connections: int = 1000
     max_connections_per_peer: int = 100
     stop_children_on_exit: bool = False
@@ -234,6 +236,8 @@ def build_config(options) -> ServerConfig:
         signal_scope=options["signal-scope"],
         idle_timeout=_number(options, "idle-timeout", 0, float),
         max_managed=_number(options, "max-managed", 1),
+        keep_ended=_number(options, "keep-ended", 0),
+        audit_keep_days=_number(options, "audit-keep-days", 0, float),
         max_connections=_number(options, "max-connections", 1),
         max_connections_per_peer=_number(options, "max-connections-per-peer", 1),
         stop_children_on_exit=bool(options["stop-children-on-exit"]),

@@ -22,6 +22,7 @@ from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
+from rpm.server.managed.pruning import Pruner
 from rpm.server.managed.store import AsyncStore, Store
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.identity import procfs_available
@@ -63,6 +64,7 @@ class RPMService(service.Service):
         self.ports: list = []
         self._reaper: OrphanReaper | None = None
         self._lock: StateLock | None = None
+        self._pruner: Pruner | None = None
         self._ways_in: list[list[str]] = []
 
     def build(self) -> Core:
@@ -76,14 +78,7 @@ class RPMService(service.Service):
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
         outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes)
-        launcher = Launcher(
-            reactor,
-            umask=config.child_umask,
-            allowed=config.allowed_programs,
-            instance=state_marker(config.state_dir),
-        )
-        cgroups = ProgramCgroups.create(state_marker(config.state_dir)) if config.contain else None
-        supervisor = Supervisor(reactor, store, launcher, outputs, config.max_managed, cgroups)
+        supervisor = self._supervisor(store, outputs)
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
             reactor,
@@ -97,6 +92,8 @@ class RPMService(service.Service):
             reactor, config, token, store, logfiles, outputs, sampler, supervisor, controller
         )
         supervisor.observe(core.broadcast)
+        self._pruner = Pruner(reactor, store, logfiles, config.keep_ended, config.audit_keep_days)
+        supervisor.observe(self._pruner.observe)
         take_over(
             reactor,
             supervisor,
@@ -105,7 +102,20 @@ class RPMService(service.Service):
             store.sync.next_run_id(),
         )
         outputs.start()
+        self._pruner.prune()
         return core
+
+    def _supervisor(self, store: AsyncStore, outputs: OutputTracker) -> Supervisor:
+        """The supervisor, its launcher and, where allowed, its programs' cgroups."""
+        config, instance = self.config, state_marker(self.config.state_dir)
+        launcher = Launcher(
+            self.reactor,
+            umask=config.child_umask,
+            allowed=config.allowed_programs,
+            instance=instance,
+        )
+        cgroups = ProgramCgroups.create(instance) if config.contain else None
+        return Supervisor(self.reactor, store, launcher, outputs, config.max_managed, cgroups)
 
     def startService(self) -> None:
         super().startService()
@@ -170,6 +180,7 @@ class RPMService(service.Service):
             log.info("stopping {n} managed processes", n=len(core.supervisor.running()))
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.supervisor.cancel_restarts()
+        self._pruner.stop()
         if core.supervisor.cgroups is not None:
             core.supervisor.cgroups.tidy()
         if self._reaper is not None:

@@ -71,6 +71,13 @@ class Options(usage.Options):
             "close connections silent this many seconds (0: never); watchers are exempt",
         ],
         ["max-managed", None, "1000", "managed processes alive at once"],
+        [
+            "keep-ended",
+            None,
+            "1000",
+            "programs ended for good whose records and logs are kept (older ones are deleted)",
+        ],
+        ["audit-keep-days", None, "90", "days of audit records kept (HISTORY)"],
         ["max-connections", None, "1000", "open connections in total"],
         ["max-connections-per-peer", None, "100", "open connections from one address"],
         ["port-file", None, None, "append each listening address to FILE once listening"],

@@ -14,6 +14,7 @@ import time
 
 import psutil
 
+from rpm.server.managed.store import Store
 from tests.servers import BIN, talk
 from tests.support import at_least, pid_alive, wait_until
 
@@ -239,3 +240,22 @@ def test_out_of_file_descriptors_is_a_limit_not_an_internal_error(server_runner)
         for hog in hogs:
             hog.close()
     wait_until(lambda: operator(f"LOGS {pid}").get("lines") == ["hello"])  # full service again
+
+
+def test_state_stays_bounded_over_many_start_stop_cycles(server_runner):
+    server = server_runner.run("--keep-ended", "5")
+    client = Client(server)
+    for _ in range(1000):
+        pid = client("START sleep 60")["pid"]
+        assert client(f"STOP {pid} 1")["ok"]
+    logs = server.state_dir / "logs"
+    wait_until(lambda: len(list(logs.iterdir())) <= 6 * 3, timeout=30)  # 5 kept, the newest
+    assert len(client("HISTORY 1000")["history"]) == 1000
+    database = server.state_dir / "rpm.db"
+    size = database.stat().st_size + (server.state_dir / "rpm.db-wal").stat().st_size
+    assert size < 10_000_000
+    store = Store(str(database))
+    try:
+        assert len(store.records()) <= 6
+    finally:
+        store.close()

@@ -99,3 +99,22 @@ def test_the_registry_and_its_journal_are_private_whatever_the_umask(tmp_path):
             store.close()
     finally:
         os.umask(previous)
+
+
+def test_prune_keeps_the_newest_ended_programs_and_never_the_newest_id(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    for number in range(1, 8):
+        program = record(id=number, run_id=number, pid=700 + number, restart="no")
+        store.add_managed(program)
+        program.ended_at = 100.0 - number  # the newest id ended first
+        store.end_run(program)
+    newest = record(id=8, run_id=8, pid=800, restart="no")
+    store.add_managed(newest)
+    newest.ended_at = 1.0  # the oldest end of all, but its id must not come back
+    store.end_run(newest)
+    store.add_audits([AuditRecord(float(t), "p", True, f"STOP {t}", "OK") for t in range(10)])
+    forgotten = store.prune(keep_ended=3, audit_before=5.0, audit_rows=3)
+    assert sorted(forgotten) == [4, 5, 6, 7]
+    assert sorted(r.id for r in store.records()) == [1, 2, 3, 8]
+    assert store.next_id() == 9
+    assert [h.command for h in store.history(100)] == ["STOP 7", "STOP 8", "STOP 9"]

@@ -144,6 +144,15 @@ class LogFiles:
     def journal_path(self, managed_id: int) -> str:
         return os.path.join(self.directory, f"{managed_id}.idx")
 
+    def remove(self, managed_id: int) -> None:
+        """Delete every file of a program: its streams, rotated generations and journal
+        (blocking: call it in a worker thread)."""
+        prefix = f"{managed_id}."
+        for name in os.listdir(self.directory):
+            if name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, name))
+
     def open_for_child(self, managed_id: int) -> dict[int, int]:
         """File descriptors for the child's stdout (1) and stderr (2); the caller closes them."""
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC

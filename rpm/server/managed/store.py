@@ -62,6 +62,13 @@ _LATEST_RUNS = f"""
     SELECT {_COLUMNS} FROM managed m
     LEFT JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE managed_id = m.id)
 """
+# Programs whose latest run ended and that will not restart, the most recently ended first.
+_ENDED_FOR_GOOD = """
+    SELECT m.id FROM managed m
+    JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE managed_id = m.id)
+    WHERE r.ended_at IS NOT NULL AND (m.restart = 'no' OR m.policy_ended = 1)
+    ORDER BY r.ended_at DESC
+"""
 _RUN_BY_PID = f"""
     SELECT {_COLUMNS} FROM runs r JOIN managed m ON m.id = r.managed_id
     WHERE r.pid = ? ORDER BY r.id DESC LIMIT 1
@@ -221,6 +228,28 @@ class Store:
         ).fetchall()
         return [AuditRecord(r[1], r[2], bool(r[3]), r[4], r[5], r[0]) for r in reversed(rows)]
 
+    def prune(self, keep_ended: int, audit_before: float, audit_rows: int) -> list[int]:
+        """Forget programs ended for good beyond the newest keep_ended (never the newest id,
+        so ids are not reused), and audit records older than audit_before or beyond the
+        newest audit_rows. Returns the ids of the programs forgotten (their logs go too)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            ended = [row[0] for row in self._db.execute(_ENDED_FOR_GOOD)]
+            newest = self._db.execute("SELECT max(id) FROM managed").fetchone()[0]
+            gone = [managed_id for managed_id in ended[keep_ended:] if managed_id != newest]
+            for start in range(0, len(gone), 500):
+                chunk = gone[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                self._db.execute(f"DELETE FROM runs WHERE managed_id IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM managed WHERE id IN ({marks})", chunk)
+            self._db.execute("DELETE FROM audit WHERE time < ?", (audit_before,))
+            self._db.execute(
+                "DELETE FROM audit WHERE id <= "
+                "(SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (audit_rows,),
+            )
+        return gone
+
     def integrity(self) -> str:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
 
@@ -266,3 +295,6 @@ class AsyncStore:
 
     def history(self, count: int):
         return self._run(self.sync.history, count)
+
+    def prune(self, keep_ended: int, audit_before: float, audit_rows: int):
+        return self._run(self.sync.prune, keep_ended, audit_before, audit_rows)
