@@ -1,4 +1,5 @@
-"""Accepting connections: one RPMProtocol each, within the total and per-peer caps."""
+"""Accepting connections: one RPMProtocol each, within the total and per-peer caps, and
+while file descriptors are left for the requests of the connections already open."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import Counter
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from rpm.server.faults import DESCRIPTORS_KEPT, descriptors_left
 from rpm.server.protocol import RPMProtocol
 from rpm.server.session import Session, describe_peer, peer_key
 from rpm.wire import err_line
@@ -41,6 +43,13 @@ class RPMFactory(Factory):
             return _Refusal(
                 f"the server has {self._total} connections open, its "
                 "--max-connections; try again later"
+            )
+        left = descriptors_left()
+        if left is not None and left < DESCRIPTORS_KEPT:
+            log.warn("refused {peer}: {n} file descriptors left", peer=peer, n=left)
+            return _Refusal(
+                "the server is out of file descriptors (too many open files); try again "
+                "once some connections close"
             )
         if self._per_host[host] >= config.max_connections_per_peer:
             log.warn("refused {peer}: too many connections from {host}", peer=peer, host=host)

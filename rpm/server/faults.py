@@ -5,6 +5,8 @@ locked or unwritable registry. A request they break is answered with a named cod
 from __future__ import annotations
 
 import errno
+import os
+import resource
 import sqlite3
 
 from rpm.errors import LimitReached, RPMError, StorageFailed
@@ -16,6 +18,23 @@ _STORAGE = {
     errno.EROFS: "the file system is read-only",
     errno.EIO: "the disk reported an input/output error",
 }
+
+
+DESCRIPTORS_KEPT = 16  # for the files a request needs: logs, the registry, /proc
+
+
+def descriptors_left() -> int | None:
+    """File descriptors this process may still open (None where it cannot be told)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except FileNotFoundError:
+        return None
+    except OSError:  # listing needs a descriptor too: none is left
+        return 0
+    return soft - in_use
 
 
 def fault_error(err: BaseException) -> RPMError | None:

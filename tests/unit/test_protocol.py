@@ -2,6 +2,7 @@
 
 import errno
 import json
+import os
 import sqlite3
 
 import pytest
@@ -426,3 +427,22 @@ def test_faults_of_the_machine_get_named_codes_not_internal():
         "ERR storage the disk is full: /state/rpm.db",
         "OK pong",
     ]
+
+
+def test_a_connection_is_told_when_no_file_descriptors_are_left(monkeypatch):
+    from rpm.server import factory
+
+    monkeypatch.setattr(factory, "descriptors_left", lambda: factory.DESCRIPTORS_KEPT - 1)
+    _, transport, greeting = connect()
+    assert greeting.startswith(b"ERR limit the server is out of file descriptors")
+    assert transport.disconnecting
+    monkeypatch.setattr(factory, "descriptors_left", lambda: factory.DESCRIPTORS_KEPT)
+    assert connect()[2].startswith(b"OK rpm ")
+
+
+def test_descriptors_left_counts_this_process():
+    from rpm.server.faults import descriptors_left
+
+    before = descriptors_left()
+    with open(os.devnull) as _held:
+        assert descriptors_left() == before - 1
