@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 
@@ -267,3 +269,25 @@ def test_state_stays_bounded_over_many_start_stop_cycles(server_runner):
         assert len(store.records()) <= 6
     finally:
         store.close()
+
+
+WRITER = (
+    "import sys; [sys.stdout.write(f'line {n:07d}\\n') for n in range(400_000)]; sys.stdout.flush()"
+)
+
+
+def test_a_follower_of_a_fast_writer_gets_every_line_kept_or_a_gap(server_runner):
+    server = server_runner.run("--log-max-bytes", "262144")
+    client = Client(server)
+    writer = client(f"START -- {shlex.quote(sys.executable)} -c {shlex.quote(WRITER)}")["pid"]
+    client.sock.sendall(f"FOLLOW {writer}\n".encode())
+    gap, last, deadline = False, -1, time.monotonic() + 60
+    while last < 399_999:
+        assert time.monotonic() < deadline, f"stuck after line {last}"
+        message = json.loads(client.file.readline())
+        if message.get("event") == "gap":
+            gap = True
+        elif message.get("event") == "output":
+            number = int(message["line"].split()[1])
+            assert number == last + 1 or (gap and number > last), f"a silent hole at {last}"
+            gap, last = False, number

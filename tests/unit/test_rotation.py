@@ -154,3 +154,30 @@ def test_journal_records_of_rotated_data_are_dropped(tmp_path):
         ends = [int(line.split()[2]) for line in journal]
     assert min(ends) > logs.live_start(1, "stdout")
     assert [line.text for line in logs.tail(1, 2)] == ["line 029998", "line 029999"]
+
+
+class RecordingConnection(Connection):
+    """Keeps every event, output and gap alike."""
+
+    def send_event(self, event):
+        self.lines.append((event.name, event.fields))
+
+
+def test_a_follower_too_slow_for_the_cap_is_told_what_it_missed(tmp_path):
+    logs = LogFiles(str(tmp_path))
+    watcher = OutputTracker(Clock(), logs, max_bytes=64 * 1024, run=synchronous)
+    watcher.track(1)
+    connection = RecordingConnection()
+    watcher.follow(connection, 42, 1, logs.sizes(1))
+    connection.write_blocked = True  # the client stops reading while the program writes on
+    with open(logs.path(1, "stdout"), "ab", buffering=0) as out:
+        for start in range(0, 40_000, 2_000):
+            out.write(numbered(start, start + 2_000))
+            watcher.observe(1)
+    connection.write_blocked = False
+    watcher.observe(1)
+    gaps = [fields for name, fields in connection.lines if name == "gap"]
+    numbers = [int(f["line"].split()[1]) for name, f in connection.lines if name == "output"]
+    assert len(gaps) == 1 and gaps[0]["bytes"] > 0 and gaps[0]["stream"] == "stdout"
+    assert numbers == list(range(numbers[0], 40_000)), "after the gap, every line in order"
+    assert numbers[0] * len(b"line 000000\n") == gaps[0]["bytes"], "the gap says how much"

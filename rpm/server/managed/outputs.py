@@ -22,7 +22,8 @@ from rpm.server.managed.rotation import Cut
 from rpm.wire import Event
 
 log = Logger()
-READ_PER_TICK = 65536
+READ_CHUNK = 1 << 20  # one read
+READ_PER_TICK = 8 << 20  # per follower and stream, each tick, while the client keeps up
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
@@ -43,23 +44,43 @@ class Follower:
     def catch_up(
         self, logfiles: LogFiles, managed_id: int, sizes: dict[str, int], final: bool = False
     ) -> None:
-        """Send the complete lines written since the last call (all of them when final)."""
+        """Send the complete lines written since the last call (all of them when final), as
+        much as the client takes: reading stops while its transport is full, and goes on at
+        the next tick. Lines rotated away before they were read are announced by a `gap`."""
         for stream in STREAMS:
-            if self.connection.write_blocked:
-                return
-            start = self.offsets[stream]
-            if sizes[stream] < start:  # truncated (rotation without holes): start over
-                self.offsets[stream], self._partial[stream] = 0, b""
-                start = 0
-            wanted = min(sizes[stream] - start, READ_PER_TICK)
-            if wanted <= 0:
-                continue
-            begin, data = logfiles.read(managed_id, stream, start, wanted)
-            if begin != start:
-                self._partial[stream] = b""  # rotated away twice before we read it: skip
-            self.offsets[stream] = begin + len(data)
-            at_end = self.offsets[stream] >= sizes[stream]
-            self._emit(stream, self._partial[stream] + data, final and at_end)
+            budget = READ_PER_TICK
+            while budget > 0 and not self.connection.write_blocked:
+                wanted = self._wanted(stream, sizes[stream], budget)
+                if wanted <= 0:
+                    break
+                start = self.offsets[stream]
+                begin, data = logfiles.read(managed_id, stream, start, wanted)
+                if begin != start:  # rotated away before we read it
+                    self._partial[stream] = b""
+                    self._gap(stream, begin - start)
+                self.offsets[stream] = begin + len(data)
+                budget -= max(len(data), 1)
+                at_end = self.offsets[stream] >= sizes[stream]
+                self._emit(stream, self._partial[stream] + data, final and at_end)
+                if not data:
+                    break
+
+    def _wanted(self, stream: str, size: int, budget: int) -> int:
+        """How much to read now; a stream that shrank was truncated by a rotation (where
+        holes cannot be punched): start over at its beginning."""
+        if size < self.offsets[stream]:
+            self.offsets[stream], self._partial[stream] = 0, b""
+        return min(size - self.offsets[stream], READ_CHUNK, budget)
+
+    def _gap(self, stream: str, skipped: int) -> None:
+        """Tell the follower that output it had not read yet is gone (rotated away)."""
+        self.connection.send_event(
+            Event(
+                "gap",
+                f"{self.pid} {stream} {skipped} bytes",
+                {"pid": self.pid, "stream": stream, "bytes": skipped},
+            )
+        )
 
     def _emit(self, stream: str, data: bytes, final: bool) -> None:
         *lines, rest = data.split(b"\n")
