@@ -19,6 +19,7 @@ from rpm.server.core import CONTAINMENT_GROUPS, Core
 from rpm.server.factory import RPMFactory
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.cgroups import ProgramCgroups
+from rpm.server.managed.guard import RegistryGuard
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
@@ -65,6 +66,7 @@ class RPMService(service.Service):
         self._reaper: OrphanReaper | None = None
         self._lock: StateLock | None = None
         self._pruner: Pruner | None = None
+        self._guard: RegistryGuard | None = None
         self._ways_in: list[list[str]] = []
 
     def build(self) -> Core:
@@ -103,6 +105,8 @@ class RPMService(service.Service):
         )
         outputs.start()
         self._pruner.prune()
+        self._guard = RegistryGuard(reactor, store, supervisor.records)
+        self._guard.start()
         return core
 
     def _supervisor(self, store: AsyncStore, outputs: OutputTracker) -> Supervisor:
@@ -181,6 +185,7 @@ class RPMService(service.Service):
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.supervisor.cancel_restarts()
         self._pruner.stop()
+        self._guard.stop()
         if core.supervisor.cgroups is not None:
             core.supervisor.cgroups.tidy()
         if self._reaper is not None:

@@ -15,6 +15,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from rpm.server.managed.store import Store
 from tests.servers import BIN, talk
@@ -291,3 +292,22 @@ def test_a_follower_of_a_fast_writer_gets_every_line_kept_or_a_gap(server_runner
             number = int(message["line"].split()[1])
             assert number == last + 1 or (gap and number > last), f"a silent hole at {last}"
             gap, last = False, number
+
+
+@pytest.mark.parametrize("fault", ["deleted", "overwritten"])
+def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_runner, fault):
+    server = server_runner.run()
+    client = Client(server)
+    pid = client("START sleep 300")["pid"]
+    database = server.state_dir / "rpm.db"
+    for name in ("rpm.db", "rpm.db-wal", "rpm.db-shm"):
+        (server.state_dir / name).unlink(missing_ok=True)
+    if fault == "overwritten":
+        database.write_bytes(b"not a database")
+    wait_until(lambda: "writing a new one" in server.log.read_text())
+    kill9(server)
+    again = server_runner.run(port=server.port, state_dir=server.state_dir)
+    listed = Client(again)("LIST --managed")["processes"]
+    assert [row["pid"] for row in listed] == [pid], "the next server still adopts it"
+    if fault == "overwritten":
+        assert list(server.state_dir.glob("rpm.db.replaced-*")), "the foreign file is kept"

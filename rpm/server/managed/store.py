@@ -7,10 +7,12 @@ All access after start-up goes through one dedicated thread (AsyncStore), the on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sqlite3
+import time
 
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -111,13 +113,48 @@ class Store:
     """Synchronous access to the database; use it from one thread at a time."""
 
     def __init__(self, path: str):
-        _private_file(path)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.path = path
+        self._open()
+
+    def _open(self) -> None:
+        _private_file(self.path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
+        info = os.stat(self.path)
+        self._identity = (info.st_dev, info.st_ino)
+
+    def replaced(self) -> bool:
+        """Whether the database file was deleted or replaced since it was opened (writes
+        would go on into a file nobody will read again)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (info.st_dev, info.st_ino) != self._identity
+
+    def rebuild(self, records: list[ManagedRecord]) -> None:
+        """A new database at the path, holding these programs (what the server holds in
+        memory). A foreign file found there is kept aside, never overwritten."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        if os.path.exists(self.path):
+            os.rename(self.path, f"{self.path}.replaced-{int(time.time())}")
+        for journal in ("-wal", "-shm"):  # left by the old file: not this one's
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path + journal)
+        self._open()
+        with self._db:
+            self._db.execute("BEGIN")
+            for record in records:
+                self._insert_program(record)
+                if record.run_id is not None:
+                    self._insert_run(record)
+                    if record.ended:
+                        self._end_run(record)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -150,18 +187,24 @@ class Store:
         """Insert a new program and its first run in one transaction; returns the run id."""
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute(
-                "INSERT INTO managed (id, argv, cwd, env, restart, created) VALUES (?,?,?,?,?,?)",
-                (
-                    record.id,
-                    json.dumps(record.argv),
-                    record.cwd,
-                    json.dumps(record.env),
-                    record.restart,
-                    record.created,
-                ),
-            )
+            self._insert_program(record)
             return self._insert_run(record)
+
+    def _insert_program(self, record: ManagedRecord) -> None:
+        self._db.execute(
+            "INSERT INTO managed (id, argv, cwd, env, restart, created, restarts, policy_ended) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                record.id,
+                json.dumps(record.argv),
+                record.cwd,
+                json.dumps(record.env),
+                record.restart,
+                record.created,
+                record.restarts,
+                int(record.policy_ended),
+            ),
+        )
 
     def add_run(self, record: ManagedRecord) -> int:
         """Record a new run (a restart) of a known program; returns the run id."""
@@ -182,16 +225,19 @@ class Store:
     def end_run(self, record: ManagedRecord) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute(
-                "UPDATE runs SET ended_at=?, exit_code=?, exit_signal=?, exit_known=? WHERE id=?",
-                (
-                    record.ended_at,
-                    record.exit_code,
-                    record.exit_signal,
-                    int(record.exit_known),
-                    record.run_id,
-                ),
-            )
+            self._end_run(record)
+
+    def _end_run(self, record: ManagedRecord) -> None:
+        self._db.execute(
+            "UPDATE runs SET ended_at=?, exit_code=?, exit_signal=?, exit_known=? WHERE id=?",
+            (
+                record.ended_at,
+                record.exit_code,
+                record.exit_signal,
+                int(record.exit_known),
+                record.run_id,
+            ),
+        )
 
     def end_policy(self, managed_id: int) -> None:
         with self._db:
@@ -298,3 +344,10 @@ class AsyncStore:
 
     def prune(self, keep_ended: int, audit_before: float, audit_rows: int):
         return self._run(self.sync.prune, keep_ended, audit_before, audit_rows)
+
+    def replaced(self):
+        """Fires with whether the database file was deleted or replaced under us."""
+        return self._run(self.sync.replaced)
+
+    def rebuild(self, records: list[ManagedRecord]):
+        return self._run(self.sync.rebuild, [dataclasses.replace(r) for r in records])

@@ -122,6 +122,10 @@ class Supervisor:
     def running(self) -> list[Managed]:
         return list(self._live)
 
+    def records(self) -> list[ManagedRecord]:
+        """Every program the server holds in memory, with its latest run."""
+        return [managed.record for managed in self._by_id.values()]
+
     def spawned_pids(self) -> set[int]:
         """Pids of the runs this server spawned (Twisted reaps those itself)."""
         return {m.record.pid for m in self._live if m.transport is not None}
