@@ -304,7 +304,7 @@ def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_ru
         (server.state_dir / name).unlink(missing_ok=True)
     if fault == "overwritten":
         database.write_bytes(b"not a database")
-    wait_until(lambda: "writing a new one" in server.log.read_text())
+    wait_until(lambda: "the new registry holds" in server.log.read_text())
     kill9(server)
     again = server_runner.run(port=server.port, state_dir=server.state_dir)
     listed = Client(again)("LIST --managed")["processes"]

@@ -9,6 +9,7 @@ import pytest
 
 from rpm.server.procs import identity, procfs
 from rpm.server.procs.scan import Scanner
+from tests.support import wait_until
 
 pytestmark = pytest.mark.skipif(not identity.procfs_available(), reason="no /proc here")
 WORDS = {*procfs.STATUSES.values(), "?"}
@@ -86,7 +87,7 @@ def test_cpu_is_measured_between_two_samples(spawned):
 def test_managed_rows_and_zombies(spawned):
     child = subprocess.Popen(["true"])
     spawned.append(child.pid)
-    time.sleep(0.2)  # exited, not reaped yet: a zombie
+    wait_until(lambda: identity.read_stat(child.pid)[1][0] == b"Z", timeout=10)  # not reaped
     started = identity.start_time(child.pid)
     rows = {row.pid: row for row in procfs.ProcfsScanner().scan(frozenset({(child.pid, started)}))}
     assert rows[child.pid].status == "zombie" and rows[child.pid].cmdline is None

@@ -52,7 +52,11 @@ class RegistryGuard:
             path=self._store.sync.path,
             n=len(records),
         )
-        return self._store.rebuild(records)
+        rebuilt = self._store.rebuild(records)
+        rebuilt.addCallback(
+            lambda _: log.critical("the new registry holds {n} programs", n=len(records))
+        )
+        return rebuilt
 
     def _checked(self, _) -> None:
         self._checking = False
