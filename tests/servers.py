@@ -3,9 +3,11 @@ that need to kill, restart or drive one from another program."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -63,13 +65,14 @@ def kill_managed(state_dir: Path) -> None:
     """SIGKILL the live managed processes a state directory's registry knows (each leads its
     own process group; pid and start time must both match, so a reused pid is left alone)."""
     database = state_dir / "rpm.db"
-    if not database.exists():
-        return
-    store = Store(str(database))
-    try:
-        records = store.records(only_unfinished=True)
-    finally:
-        store.close()
+    records = []
+    if database.exists():
+        with contextlib.suppress(sqlite3.DatabaseError):
+            store = Store(str(database))
+            try:
+                records = store.records(only_unfinished=True)
+            finally:
+                store.close()
     for record in records:
         if record.pid and record.pid > 1 and alive_with_start(record.pid, record.started):
             kill_tree(record.pid)
