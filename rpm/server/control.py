@@ -254,15 +254,17 @@ class Controller:
         for other, started in left.items():
             with contextlib.suppress(NoSuchProcess):
                 send_to_process(other, started, signal.SIGKILL)
+
+        def still_running() -> list[int]:
+            running = {p for p, started in left.items() if not process_gone(p, started)}
+            if contained:
+                running.update(cgroups.pids(managed_id))
+            return sorted(running)
+
         deadline = self._reactor.seconds() + KILL_TIMEOUT
-        while running := sorted(p for p, started in left.items() if not process_gone(p, started)):
+        while running := still_running():
             if self._reactor.seconds() > deadline:
                 raise NotPermitted(f"pid {pid} stopped, but its processes {running} still run")
-            await task.deferLater(self._reactor, POLL, lambda: None)
-        while contained and cgroups.populated(managed_id):
-            if self._reactor.seconds() > deadline:
-                left_in = cgroups.pids(managed_id)
-                raise NotPermitted(f"pid {pid} stopped, but its processes {left_in} still run")
             await task.deferLater(self._reactor, POLL, lambda: None)
         return len(left)
 

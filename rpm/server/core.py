@@ -40,11 +40,10 @@ class Core:
     containment: str = CONTAINMENT_GROUPS  # how STOP finds all of a program's processes
     watching: set = field(default_factory=set)
     in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
-    auditor: Auditor | None = None
+    auditor: Auditor = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.auditor is None:
-            self.auditor = Auditor(self.reactor, self.store)
+        self.auditor = Auditor(self.reactor, self.store)
 
     def audit(self, session, command: str, result: str) -> None:
         """Record a mutating command or a failed AUTH (see auditing.py)."""

@@ -15,6 +15,7 @@ from twisted.internet import task
 from rpm import commands as c
 from rpm.errors import AuthFailed, AuthRequired, BadArgument, NoSuchProcess, NotManaged
 from rpm.infotext import text_lines
+from rpm.rows import Row
 from rpm.server import helptext
 from rpm.server.auth import token_matches
 from rpm.server.managed import runinfo
@@ -89,9 +90,7 @@ async def handle_info(conn, command: c.Info):
 # What INFO tells a client before AUTH: the LIST row, what `ps` shows anyone. Where a
 # process runs, its executable, children, environment names and the records of ended
 # runs need AUTH.
-ROW_FIELDS = frozenset(
-    ("pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed")
-)
+ROW_FIELDS = frozenset(Row._fields)
 
 
 async def _info_of(core, session, pid: int) -> dict:

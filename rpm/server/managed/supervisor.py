@@ -42,8 +42,7 @@ class Managed:
     record: ManagedRecord
     transport: object | None = None  # our child's process transport, while it runs
     exit_watch: object | None = None  # pidfd watch or poll of an adopted process
-    restart_call: object | None = None
-    restart_at: float | None = None  # reactor time of the pending restart
+    restart_call: object | None = None  # the pending restart (getTime() says when)
     blocked: str | None = None  # why its last restart could not happen
     stop_requested: bool = False
     spawning: bool = False
@@ -154,9 +153,9 @@ class Supervisor:
     def restart_epoch(self, managed: Managed) -> float | None:
         """When a program waiting to restart will restart, in seconds since the epoch (the
         reactor's clock may be a test's, so this converts from it)."""
-        if managed.restart_at is None:
+        if managed.restart_call is None:
             return None
-        return time.time() + (managed.restart_at - self._reactor.seconds())
+        return time.time() + (managed.restart_call.getTime() - self._reactor.seconds())
 
     def restarting_rows(self) -> list[Row]:
         """A row for each program waiting to restart, so LIST shows it (status restarting)."""
@@ -299,12 +298,17 @@ class Supervisor:
             managed.backoff = BACKOFF_FIRST
         delay, managed.backoff = managed.backoff, min(managed.backoff * 2, BACKOFF_CAP)
         managed.restart_call = self._reactor.callLater(delay, self._restart, managed)
-        managed.restart_at = self._reactor.seconds() + delay
         self._restarting.add(managed)
 
-    def _restart(self, managed: Managed) -> None:
-        managed.restart_call = managed.restart_at = None
+    def _forget_restart(self, managed: Managed) -> None:
+        """No restart is pending for this program any more (cancelled, or due now)."""
+        if managed.restart_call is not None and managed.restart_call.active():
+            managed.restart_call.cancel()
+        managed.restart_call = None
         self._restarting.discard(managed)
+
+    def _restart(self, managed: Managed) -> None:
+        self._forget_restart(managed)
         record = managed.record
         if len(self._live) >= self.max_managed:  # more were adopted than the limit allows
             managed.blocked = f"--max-managed {self.max_managed} reached"
@@ -327,10 +331,7 @@ class Supervisor:
     def end_policy(self, managed: Managed) -> None:
         """STOP ends the restart policy: nothing restarts the program after it."""
         managed.stop_requested = True
-        if managed.restart_call is not None and managed.restart_call.active():
-            managed.restart_call.cancel()
-        managed.restart_call = managed.restart_at = None
-        self._restarting.discard(managed)
+        self._forget_restart(managed)
         if not managed.record.policy_ended:
             managed.record.policy_ended = True
             self._store.end_policy(managed.record.id)
@@ -388,6 +389,4 @@ class Supervisor:
         """Cancel every pending restart (the server is stopping); policies are kept, so the
         next server restarts those programs."""
         for managed in list(self._restarting):
-            managed.restart_call.cancel()
-            managed.restart_call = managed.restart_at = None
-        self._restarting.clear()
+            self._forget_restart(managed)
