@@ -13,7 +13,7 @@ import psutil
 from twisted.internet import task
 
 from rpm import commands as c
-from rpm.errors import AuthFailed, AuthRequired, BadArgument, NoSuchProcess, NotManaged
+from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
 from rpm.infotext import text_lines
 from rpm.rows import Row
 from rpm.server import helptext
@@ -80,20 +80,30 @@ async def handle_info(conn, command: c.Info):
         details["restart_blocked"] = program.blocked
     else:
         pid = program.record.pid if program is not None else command.pid
-        details = await _info_of(core, conn.session, pid)
+        details = await _info_of(core, pid)
     if not conn.session.authenticated:
-        details = {key: value for key, value in details.items() if key in ROW_FIELDS}
+        details = for_stranger(details)
     lines = text_lines(details)
     return Body(len(lines), "fields", lines, {"process": details})
 
 
-# What INFO tells a client before AUTH: the LIST row, what `ps` shows anyone. Where a
-# process runs, its executable, children, environment names and the records of ended
-# runs need AUTH.
-ROW_FIELDS = frozenset(Row._fields)
+# What INFO tells a client before AUTH: the contract's keys, but no more than `ps` shows
+# anyone. Where a process runs, its executable and environment names need AUTH, and so
+# does the command line of a run that has ended (it may carry secrets long after).
+STRANGER_FIELDS = frozenset(Row._fields) | {"threads", "children", "restarts"}
+STRANGER_FIELDS |= {"exit_code", "exit_signal"}
 
 
-async def _info_of(core, session, pid: int) -> dict:
+def for_stranger(details: dict) -> dict:
+    """INFO's fields as a client without the token may see them."""
+    shown = {key: value for key, value in details.items() if key in STRANGER_FIELDS}
+    shown["cwd"] = None
+    if details.get("status") == "dead":
+        shown["cmdline"] = None
+    return shown
+
+
+async def _info_of(core, pid: int) -> dict:
     """A process read live (with its managed fields if it is one of ours), or a managed run
     that has ended, from the records."""
     record = await core.supervisor.record_for_pid(pid)
@@ -102,10 +112,6 @@ async def _info_of(core, session, pid: int) -> dict:
     except NoSuchProcess:
         if record is None:
             raise
-        if not session.authenticated:
-            raise AuthRequired(
-                f"pid {pid} has ended; its records need AUTH <token> first"
-            ) from None
         return runinfo.from_record(record)
     if record is not None and same_start(record.started, details["started"]):
         details.update(runinfo.managed_fields(record))

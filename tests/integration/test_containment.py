@@ -108,16 +108,19 @@ def info_fields(port: int, pid: int, *before: str) -> dict:
 def test_before_auth_info_shows_only_what_ps_shows_anyone(run_server):
     server = run_server()
     pid = int(talk(server.port, f"AUTH {server.token}", "START sleep 300", "EXIT")[2].split()[1])
+    wait_until(lambda: info_fields(server.port, pid)["process"]["cmdline"] == ["sleep", "300"])
     stranger = info_fields(server.port, pid)["process"]
     assert set(stranger) == {
         *("pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started"),
-        "managed",
-    }
+        *("managed", "cwd", "threads", "children", "restarts", "exit_code", "exit_signal"),
+    }, "the contract's INFO keys"
+    assert stranger["cwd"] is None
     operator = info_fields(server.port, pid, f"AUTH {server.token}")["process"]
-    assert {"cwd", "exe", "children", "env"} <= set(operator)
+    assert {"exe", "env"} <= set(operator) and operator["cwd"] is not None
     talk(server.port, f"AUTH {server.token}", f"STOP {pid}", "EXIT")
-    ended = info_fields(server.port, pid)
-    assert ended["ok"] is False and ended["error"] == "auth-required"
+    ended = info_fields(server.port, pid)["process"]
+    assert ended["status"] == "dead" and ended["exit_signal"] == "SIGTERM"
+    assert ended["cmdline"] is None and ended["cwd"] is None, "no argv of an ended run"
 
 
 def test_the_servers_files_are_its_users_only_and_its_programs_keep_the_umask(
