@@ -188,6 +188,27 @@ def start_latencies(server: BenchServer, count: int) -> list[float]:
     return samples
 
 
+def start_burst(server: BenchServer, count: int) -> float:
+    """Seconds for `count` STARTs sent at once on one connection, until the last reply."""
+    conn = Conn(server, "json")
+    began = time.perf_counter()
+    conn.sock.sendall(b"START /bin/true\n" * count)
+    for _ in range(count):
+        conn.read_until(JSON_END)
+    elapsed = time.perf_counter() - began
+    conn.close()
+    return elapsed
+
+
+def spawn_burst(count: int) -> float:
+    """The floor for a burst: `count` bare posix_spawns, then waiting for them all."""
+    began = time.perf_counter()
+    pids = [os.posix_spawn("/bin/true", ["true"], os.environ) for _ in range(count)]
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return time.perf_counter() - began
+
+
 def spawn_latencies(count: int) -> list[float]:
     """The floor: posix_spawn and waitpid of /bin/true in this process."""
 

@@ -21,7 +21,8 @@ from twisted.python.failure import Failure
 
 from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.rows import Row
-from rpm.server.managed.supervisor import Managed, Supervisor
+from rpm.server.managed.program import Managed
+from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.identity import (
     PidfdExitWatch,
     alive_with_start,
@@ -216,7 +217,7 @@ class Controller:
 
     async def _stop_program(self, managed: Managed, grace: float) -> Stopped:
         """The whole program: its group, what left it, and whatever it forked meanwhile."""
-        pid, marker = managed.record.pid, self._supervisor.marker(managed)
+        pid, marker = managed.record.pid, self._supervisor.marker_of(managed.record)
         group = pid if _leads_group(pid) else None
         adopted = managed.adopted  # before it stops: an ended run is adopted no more
         table, candidates = await self._where_its_processes_can_be(managed, adopted)

@@ -12,10 +12,10 @@ from rpm.server.auditing import Auditor
 from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
 from rpm.server.control import Controller
+from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.store import AsyncStore
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.sampler import Sampler
 from rpm.server.tablefeed import lifecycle_event

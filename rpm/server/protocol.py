@@ -2,7 +2,8 @@
 control. Bytes become request lines in framing.py; this module keeps connection state only.
 
 Requests are executed one at a time: while one is in progress (STOP waits for the process
-to end) or while the client is not reading what we send, the next waits, and no more than
+to end) or while the client is not reading what we send, the next waits (STARTs pipelined
+together overlap, answered in order, so their records share a transaction), and no more than
 MAX_PENDING_INPUT bytes are read ahead, so a client can never make the server buffer without
 bound. A connection silent for --idle-timeout seconds is closed, unless it is streaming.
 """
@@ -34,6 +35,26 @@ from rpm.wire import TEXT, Error, Event, ok_line
 log = Logger()
 MAX_PENDING_INPUT = 4 * MAX_LINE  # read while requests wait, up to this much
 BUSY, WRITE_FULL = "busy", "write-full"
+OVERLAPPING = frozenset({"START"})  # verbs that may run while earlier ones are in progress
+MAX_OVERLAPPING = 64
+
+
+class _Request:
+    """A request executed and waiting for its turn to be answered."""
+
+    _UNSET = object()
+
+    def __init__(self, text: str, verb: str | None, command, outcome=_UNSET):
+        self.text, self.verb, self.command = text, verb, command
+        self.outcome = outcome
+
+    @property
+    def settled(self) -> bool:
+        return self.outcome is not self._UNSET
+
+    def settle(self, outcome) -> None:
+        """The reply or the Failure the request ended with."""
+        self.outcome = outcome
 
 
 @implementer(IPushProducer)
@@ -73,7 +94,8 @@ class RPMProtocol(Protocol, TimeoutMixin):
         self._reading_paused = False
         self._input_ended = False
         self._after: list = []
-        self._verb = self._command = None  # of the request being executed, once known
+        self._verb = self._command = None  # of the request being dispatched, once known
+        self._in_flight: deque[_Request] = deque()  # executed, in order, not yet answered
 
     # -- connection life -------------------------------------------------------------------
 
@@ -143,7 +165,8 @@ class RPMProtocol(Protocol, TimeoutMixin):
         while self._requests and not self._holds and not self.transport.disconnecting:
             item = self._requests.popleft()
             if isinstance(item, RPMError):  # a line that cannot be a request
-                self._respond("", Error(item.code, item.message))
+                self._in_flight.append(_Request("", None, None, Error(item.code, item.message)))
+                self._send_settled()
             else:
                 self._execute(item)
 
@@ -188,6 +211,7 @@ class RPMProtocol(Protocol, TimeoutMixin):
     # -- requests --------------------------------------------------------------------------
 
     def _execute(self, text: str) -> None:
+        """Run one request; its reply goes out in order, once those before it went out."""
         self._verb = self._command = None
         try:
             result = self._dispatch(text)
@@ -195,14 +219,31 @@ class RPMProtocol(Protocol, TimeoutMixin):
             result = fail()
         if not isinstance(result, Deferred):
             result = succeed(result)
-        outcome: list = []
-        result.addBoth(outcome.append)
-        if outcome:
-            self._respond(text, outcome[0])
-            return
-        self.hold(BUSY)
-        result.addCallback(lambda _: self._respond(text, outcome[0]))
-        result.addCallback(lambda _: self.release(BUSY))
+        request = _Request(text, self._verb, self._command)
+        self._in_flight.append(request)
+        result.addBoth(request.settle)
+        result.addCallback(lambda _: self._send_settled())
+        if self._in_flight and not self._may_overlap():
+            self.hold(BUSY)
+
+    def _may_overlap(self) -> bool:
+        """Whether the next request may start before those in progress are answered: only
+        STARTs overlap STARTs (their records then share a transaction), a bounded number."""
+        if not self._requests or len(self._in_flight) >= MAX_OVERLAPPING:
+            return False
+        following = self._requests[0]
+        return (
+            isinstance(following, str)
+            and split_verb(following)[0] in OVERLAPPING
+            and all(request.verb in OVERLAPPING for request in self._in_flight)
+        )
+
+    def _send_settled(self) -> None:
+        """Send the replies that are ready, in the order their requests came."""
+        while self._in_flight and self._in_flight[0].settled:
+            self._respond(self._in_flight.popleft())
+        if not self._in_flight and BUSY in self._holds:
+            self.release(BUSY)
 
     def _dispatch(self, text: str):
         verb, rest = split_verb(text)
@@ -225,7 +266,8 @@ class RPMProtocol(Protocol, TimeoutMixin):
             where = "the server's operator has the token"
         return f"{verb} needs AUTH <token> first; {where}"
 
-    def _reply_for(self, text: str, outcome):
+    def _reply_for(self, request: _Request):
+        outcome = request.outcome
         if not isinstance(outcome, Failure):
             return outcome
         if outcome.check(RPMError):
@@ -243,27 +285,27 @@ class RPMProtocol(Protocol, TimeoutMixin):
             "internal error for {peer} on {command}",
             outcome,
             peer=self.session.peer,
-            command=redact(text),
+            command=redact(request.text),
         )
         return Error(
             "internal",
             "the server hit a bug with this request; it is logged, and the server keeps serving",
         )
 
-    def _respond(self, text: str, outcome) -> None:
-        reply = self._reply_for(text, outcome)
+    def _respond(self, request: _Request) -> None:
+        reply = self._reply_for(request)
         self.transport.write(reply.render(self.session.mode))
-        if text:
-            self._audit(text, reply)
+        if request.text:
+            self._audit(request, reply)
         after, self._after = self._after, []
         for action in after:
             action()
 
-    def _audit(self, text: str, reply) -> None:
-        failed_auth = self._verb == "AUTH" and isinstance(reply, Error)
-        if self._verb in MUTATING or failed_auth:
+    def _audit(self, request: _Request, reply) -> None:
+        failed_auth = request.verb == "AUTH" and isinstance(reply, Error)
+        if request.verb in MUTATING or failed_auth:
             result = reply.render(TEXT).split(b"\r\n", 1)[0].decode("utf-8", "replace")
-            self.core.audit(self.session, redact(text, self._command), shown(result, 200))
+            self.core.audit(self.session, redact(request.text, request.command), shown(result, 200))
 
     def after_reply(self, action) -> None:
         """Run action once the current request's reply has been written."""

@@ -18,13 +18,14 @@ from rpm.server.control import Controller
 from rpm.server.core import CONTAINMENT_GROUPS, Core
 from rpm.server.factory import RPMFactory
 from rpm.server.managed.adoption import take_over
+from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.guard import RegistryGuard
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.pruning import Pruner
-from rpm.server.managed.store import AsyncStore, Store
+from rpm.server.managed.store import Store
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.identity import procfs_available
 from rpm.server.procs.policy import SignalPolicy

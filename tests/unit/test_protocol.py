@@ -19,6 +19,7 @@ from rpm.server.config import ServerConfig
 from rpm.server.control import Stopped
 from rpm.server.factory import RPMFactory
 from rpm.server.framing import MAX_LINE
+from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs.snapshot import Renderers, Snapshot
 
 TOKEN = "correct-horse-battery-staple"
@@ -194,6 +195,37 @@ def test_replies_wait_for_a_slow_request_and_keep_their_order():
     assert transport.value() == b"", "later requests wait for the slow one"
     core.controller.stops[42].callback(Stopped(15, 1))
     assert lines(transport) == ["OK 42 stopped by SIGTERM", "OK pong", "OK pong"]
+
+
+class FakeSupervisor:
+    """STARTs that wait for the test to commit them."""
+
+    def __init__(self):
+        self.starts = []
+
+    def start(self, command):
+        self.starts.append(defer.Deferred())
+        return self.starts[-1]
+
+
+def test_pipelined_starts_overlap_but_are_answered_in_order_and_nothing_else_overlaps():
+    core = FakeCore(token=None)
+    core.supervisor = FakeSupervisor()
+    protocol, transport, _ = connect(core)
+    protocol.dataReceived(b"START a\nSTART b\nSTART c\nPING\nSTART d\n")
+    assert len(core.supervisor.starts) == 3, "the three STARTs run together, PING waits"
+    for index in (2, 0):  # the last one is committed first: its reply still waits its turn
+        record = ManagedRecord(index + 1, ("x",), None, {}, "no", 0.0, pid=100 + index)
+        core.supervisor.starts[index].callback(record)
+    assert lines(transport) == ["OK 100 started"]
+    core.supervisor.starts[1].errback(sqlite3.OperationalError("database is locked"))
+    assert lines(transport) == [
+        "ERR storage the registry is locked by another process; nothing was changed",
+        "OK 102 started",
+        "OK pong",
+    ]
+    assert len(core.supervisor.starts) == 4, "the START after PING runs once PING is answered"
+    assert [audit[1] for audit in core.audits] == ["START a", "START b", "START c"]
 
 
 def test_input_piling_up_behind_a_slow_request_stops_reading_from_the_socket():

@@ -43,10 +43,15 @@ def test_a_newer_schema_is_refused(tmp_path):
         Store(path)
 
 
+def add(store, program):
+    """A program and its first run, as a START commits them (intent, then pid)."""
+    store.write([(store.add_program, (program,)), (store.add_run, (program,))])
+
+
 def test_runs_and_their_end_are_recorded(tmp_path):
     store = Store(str(tmp_path / "db"))
     first = record()
-    store.add_managed(first)
+    add(store, first)
     assert [r.pid for r in store.records(only_unfinished=True)] == [500]
     first.ended_at, first.exit_code, first.exit_known = 20.0, 1, True
     store.end_run(first)
@@ -63,11 +68,11 @@ def test_runs_and_their_end_are_recorded(tmp_path):
 def test_unfinished_means_alive_or_waiting_for_a_restart(tmp_path):
     store = Store(str(tmp_path / "db"))
     done = record(id=1, restart="no")
-    store.add_managed(done)
+    add(store, done)
     done.ended_at = 5.0
     store.end_run(done)
     policy = record(id=2, run_id=2, pid=600, restart="always")
-    store.add_managed(policy)
+    add(store, policy)
     policy.ended_at = 6.0
     store.end_run(policy)
     assert [r.id for r in store.records(only_unfinished=True)] == [2]
@@ -105,11 +110,11 @@ def test_prune_keeps_the_newest_ended_programs_and_never_the_newest_id(tmp_path)
     store = Store(str(tmp_path / "db"))
     for number in range(1, 8):
         program = record(id=number, run_id=number, pid=700 + number, restart="no")
-        store.add_managed(program)
+        add(store, program)
         program.ended_at = 100.0 - number  # the newest id ended first
         store.end_run(program)
     newest = record(id=8, run_id=8, pid=800, restart="no")
-    store.add_managed(newest)
+    add(store, newest)
     newest.ended_at = 1.0  # the oldest end of all, but its id must not come back
     store.end_run(newest)
     store.add_audits([AuditRecord(float(t), "p", True, f"STOP {t}", "OK") for t in range(10)])
@@ -118,3 +123,27 @@ def test_prune_keeps_the_newest_ended_programs_and_never_the_newest_id(tmp_path)
     assert sorted(r.id for r in store.records()) == [1, 2, 3, 8]
     assert store.next_id() == 9
     assert [h.command for h in store.history(100)] == ["STOP 7", "STOP 8", "STOP 9"]
+
+
+def test_a_start_without_a_pid_is_unfinished_until_it_is_marked_failed(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    starting = record(id=1, run_id=None, pid=None, started=None, spawned_at=None)
+    store.write([(store.add_program, (starting,))])
+    [loaded] = store.records(only_unfinished=True)
+    assert (loaded.id, loaded.run_id, loaded.pid) == (1, None, None)
+    store.write([(store.end_policy, (1,))])
+    assert store.records(only_unfinished=True) == []
+    add(store, record(id=2, run_id=1, pid=900))
+    assert store.prune(keep_ended=0, audit_before=0.0, audit_rows=10) == [1]
+
+
+def test_writes_in_one_transaction_land_together_or_not_at_all(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    add(store, record(id=1))
+    duplicate = record(id=1, run_id=9, pid=901)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write(
+            [(store.add_run, (record(id=1, run_id=2, pid=902),)), (store.add_program, (duplicate,))]
+        )
+    assert [r.run_id for r in store.records()] == [1], "the first write was rolled back too"
+    assert store.write([(store.end_policy, (1,)), (store.add_audits, ([],))]) == [None, None]

@@ -1,6 +1,8 @@
 """The supervisor with a fake process reactor and a Clock: spawning, exits, restart policies."""
 
+import errno
 import os
+import sqlite3
 import subprocess
 from types import SimpleNamespace
 
@@ -11,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from rpm.commands import Start
-from rpm.errors import BadArgument, LimitReached, NotFound
+from rpm.errors import BadArgument, LimitReached, NotFound, SpawnFailed
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
@@ -19,15 +21,19 @@ from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.supervisor import Supervisor
 
+FAKE_PID = 5_000_000
+
 
 class FakeProcessReactor(Clock):
     def __init__(self):
         super().__init__()
         self.spawned = []
-        self.next_pid = 70000
+        self.readers = set()
+        self.next_pid = FAKE_PID  # above Linux's PID_MAX_LIMIT: no real process has it
 
     def spawnProcess(self, protocol, executable, args, env=None, path=None, childFDs=None):
-        transport = SimpleNamespace(pid=self.next_pid)
+        transport = SimpleNamespace(pid=self.next_pid, signals=[])
+        transport.signalProcess = transport.signals.append
         self.next_pid += 1
         self.spawned.append(
             SimpleNamespace(
@@ -41,6 +47,12 @@ class FakeProcessReactor(Clock):
         )
         protocol.makeConnection(transport)
         return transport
+
+    def addReader(self, reader):  # an adopted run's pidfd watch
+        self.readers.add(reader)
+
+    def removeReader(self, reader):
+        self.readers.discard(reader)
 
     def end(self, index=-1, code=0, signal=None):
         if code == 0 and signal is None:
@@ -97,10 +109,10 @@ def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_file
     }
     assert spawn.path == "/tmp"
     assert sorted(spawn.childFDs) == [0, 1, 2]
-    assert record.pid == 70000 and record.id == 1
-    assert rig.events == [("started", 70000, None)]
-    assert rig.store.calls[0][0] == "add_managed"
-    assert rig.supervisor.is_managed(70000, record.started)
+    assert record.pid == FAKE_PID and record.id == 1
+    assert rig.events == [("started", FAKE_PID, None)]
+    assert [call[0] for call in rig.store.calls] == ["add_program", "add_run"]
+    assert rig.supervisor.is_managed(FAKE_PID, record.started)
 
 
 def test_a_path_override_makes_the_program_absolute(rig):
@@ -140,7 +152,7 @@ def test_exit_status_is_recorded_and_announced(rig):
     record = started(rig, Start(("false",)))
     rig.reactor.end(code=3)
     assert (record.exit_code, record.exit_signal, record.exit_known) == (3, None, True)
-    assert rig.events[-1] == ("exited", 70000, 3)
+    assert rig.events[-1] == ("exited", FAKE_PID, 3)
     assert rig.store.calls[-1][0] == "end_run"
     rig.reactor.advance(120)
     assert len(rig.reactor.spawned) == 1, "restart policy 'no' never restarts"
@@ -157,7 +169,7 @@ def test_a_run_that_ends_during_spawn_is_started_then_exited(rig):
     rig.reactor.spawnProcess = spawn_and_end
     record = started(rig, Start(("false",)))
     assert [e[0] for e in rig.events] == ["started", "exited"]
-    assert [call[0] for call in rig.store.calls] == ["add_managed", "end_run"]
+    assert [call[0] for call in rig.store.calls] == ["add_program", "add_run", "end_run"]
     assert record.ended
 
 
@@ -227,7 +239,14 @@ def test_records_of_processes_that_ended_while_the_server_was_down(rig):
     to_restart = ManagedRecord(
         8, ("true",), None, {}, "always", 1.0, run_id=4, pid=2**22 - 6, started=12.0, spawned_at=1.0
     )
-    take_over(rig.reactor, rig.supervisor, [dead, to_restart], next_id=9, next_run_id=5)
+    take_over(
+        rig.reactor,
+        rig.supervisor,
+        [dead, to_restart],
+        next_id=9,
+        next_run_id=5,
+        find=lambda markers: {},
+    )
     assert dead.ended and dead.exit_known is False and dead.exit_code is None
     assert [e[0] for e in rig.events] == ["exited", "exited"]
     rig.reactor.advance(1)
@@ -280,13 +299,92 @@ def test_a_record_whose_pid_now_names_another_process_is_not_adopted(rig):
     assert (reused.exit_known, reused.exit_code) == (False, None)
 
 
-def test_start_answers_only_once_its_record_is_committed(rig):
-    committed = defer.Deferred()
-    rig.store.add_managed = lambda record: committed
+def test_start_runs_nothing_before_its_intent_is_committed_nor_answers_before_its_pid(rig):
+    intent, pid_committed = defer.Deferred(), defer.Deferred()
+    rig.store.add_program = lambda record: intent
+    rig.store.add_run = lambda record: pid_committed
+    answers = []
+    rig.supervisor.start(Start(("sleep", "5"))).addBoth(answers.append)
+    assert rig.reactor.spawned == [], "nothing runs before its record is durable"
+    intent.callback(None)
+    assert len(rig.reactor.spawned) == 1 and answers == [], "running, not yet answered"
+    pid_committed.callback(1)
+    assert [answer.argv for answer in answers] == [("sleep", "5")]
+
+
+def test_a_start_whose_record_cannot_be_written_runs_nothing(rig):
+    rig.store.add_program = lambda record: defer.fail(sqlite3.OperationalError("disk is full"))
     answer = rig.supervisor.start(Start(("sleep", "5")))
-    assert len(rig.reactor.spawned) == 1 and not answer.called, "running, not yet answered"
-    committed.callback(None)
-    assert answer.called and answer.result.argv == ("sleep", "5")
+    assert rig.reactor.spawned == [] and rig.supervisor.records() == []
+    assert answer.result.check(sqlite3.OperationalError)
+    answer.addErrback(lambda _: None)
+
+
+def test_a_start_whose_pid_cannot_be_committed_is_killed_before_the_reply(rig):
+    rig.store.add_run = lambda record: defer.fail(sqlite3.OperationalError("database is locked"))
+    answer = rig.supervisor.start(Start(("sleep", "5"), restart="always"))
+    spawned = rig.reactor.spawned[0]
+    assert spawned.protocol.transport.signals == ["KILL"]
+    assert answer.result.check(sqlite3.OperationalError)
+    answer.addErrback(lambda _: None)
+    rig.reactor.end(signal=9)
+    rig.reactor.advance(120)
+    assert len(rig.reactor.spawned) == 1, "a killed uncommitted START is not restarted"
+
+
+def test_a_start_that_cannot_spawn_is_marked_failed(rig):
+    original = rig.reactor.spawnProcess
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    rig.reactor.spawnProcess = refuse
+    answer = rig.supervisor.start(Start(("sleep", "5")))
+    assert answer.result.check(SpawnFailed)
+    answer.addErrback(lambda _: None)
+    assert [call[0] for call in rig.store.calls] == ["add_program", "end_policy"]
+    rig.reactor.spawnProcess = original
+    assert rig.supervisor.records() == []
+
+
+def test_a_start_cut_short_is_adopted_if_its_run_exists_else_marked_failed(rig):
+    ran = ManagedRecord(4, ("sleep", "9"), None, {}, "no", 1.0)
+    never = ManagedRecord(5, ("sleep", "9"), None, {}, "no", 1.0)
+    survivor = (os.getpid(), 12.0)
+    take_over(
+        rig.reactor,
+        rig.supervisor,
+        [ran, never],
+        next_id=6,
+        next_run_id=3,
+        find=lambda markers: {"rpm.4": survivor} if "rpm.4" in markers else {},
+    )
+    assert (ran.pid, ran.started, ran.run_id) == (os.getpid(), 12.0, 3)
+    assert [m.record for m in rig.supervisor.running()] == [ran]
+    assert never.policy_ended and ("end_policy", 5) in rig.store.calls
+    assert ("add_run", ran) in rig.store.calls
+    for managed in rig.supervisor.running():
+        managed.exit_watch.cancel()
+
+
+def test_a_restart_cut_short_is_adopted_not_started_twice(rig):
+    ended = ManagedRecord(
+        4, ("sleep", "9"), None, {}, "always", 1.0, run_id=2, pid=5_000_001, started=5.0
+    )
+    ended.ended_at = 6.0
+    take_over(
+        rig.reactor,
+        rig.supervisor,
+        [ended],
+        next_id=5,
+        next_run_id=3,
+        find=lambda markers: {"rpm.4": (os.getpid(), 12.0)},
+    )
+    assert (ended.pid, ended.run_id, ended.restarts, ended.ended) == (os.getpid(), 3, 1, False)
+    rig.reactor.advance(120)
+    assert rig.reactor.spawned == []
+    for managed in rig.supervisor.running():
+        managed.exit_watch.cancel()
 
 
 def test_a_program_joins_its_cgroup_before_it_can_fork(tmp_path):

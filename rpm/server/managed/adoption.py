@@ -18,6 +18,7 @@ from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs.identity import (
     PidfdExitWatch,
     alive_with_start,
+    find_runs,
     process_gone,
     zombie_exit_status,
 )
@@ -26,12 +27,31 @@ log = Logger()
 POLL_SECONDS = 0.5
 
 
-def take_over(reactor, supervisor, records: list[ManagedRecord], next_id: int, next_run_id: int):
-    """Give the supervisor the registry's unfinished programs: adopt, close or restart each."""
+def take_over(
+    reactor,
+    supervisor,
+    records: list[ManagedRecord],
+    next_id: int,
+    next_run_id: int,
+    find=find_runs,
+):
+    """Give the supervisor the registry's unfinished programs: adopt, close or restart each.
+    A program with no pid committed (a START cut short) or due to restart (a restart cut
+    short) may have a run going all the same: it is found by its RPM_RUN marker and adopted,
+    never started twice; a START with nothing running is marked failed."""
     supervisor.set_next_ids(next_id, next_run_id)
+    unsure = [record for record in records if record.run_id is None or record.ended]
+    found = find({supervisor.marker_of(record) for record in unsure}) if unsure else {}
     for record in records:
         managed = supervisor.restore(record)
-        if not record.ended and alive_with_start(record.pid, record.started):
+        survivor = found.get(supervisor.marker_of(record)) if record in unsure else None
+        if survivor is not None:
+            supervisor.adopt_run(managed, *survivor)
+            supervisor.adopt(managed, _exit_watch(reactor, supervisor, managed))
+        elif record.run_id is None:
+            log.warn("the START of {argv} was cut short before it ran", argv=record.argv)
+            supervisor.never_ran(managed)
+        elif not record.ended and alive_with_start(record.pid, record.started):
             supervisor.adopt(managed, _exit_watch(reactor, supervisor, managed))
         elif not record.ended:
             _close_run(supervisor, managed)

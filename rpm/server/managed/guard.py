@@ -10,8 +10,8 @@ from collections.abc import Callable
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.store import AsyncStore
 
 log = Logger()
 CHECK_EVERY = 1.0

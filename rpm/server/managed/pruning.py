@@ -11,9 +11,9 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.store import AsyncStore
 
 log = Logger()
 PRUNE_DELAY = 1.0

@@ -2,20 +2,18 @@
 
 WAL mode with synchronous=NORMAL: a committed transaction survives a crash (even kill -9) of
 the server. The schema is versioned with PRAGMA user_version and migrated forward at open.
-All access after start-up goes through one dedicated thread (AsyncStore), the only writer.
+All access after start-up goes through one dedicated thread (asyncstore.AsyncStore), the
+only writer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import sqlite3
 import time
-
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
+from collections.abc import Callable
 
 from rpm.server.managed.records import AuditRecord, ManagedRecord
 
@@ -64,12 +62,19 @@ _LATEST_RUNS = f"""
     SELECT {_COLUMNS} FROM managed m
     LEFT JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE managed_id = m.id)
 """
-# Programs whose latest run ended and that will not restart, the most recently ended first.
+# Programs ended for good, the most recently ended first: their latest run ended and they
+# will not restart, or their START failed before anything ran (no run, policy ended).
 _ENDED_FOR_GOOD = """
     SELECT m.id FROM managed m
-    JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE managed_id = m.id)
-    WHERE r.ended_at IS NOT NULL AND (m.restart = 'no' OR m.policy_ended = 1)
-    ORDER BY r.ended_at DESC
+    LEFT JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE managed_id = m.id)
+    WHERE CASE WHEN r.id IS NULL THEN m.policy_ended = 1
+          ELSE r.ended_at IS NOT NULL AND (m.restart = 'no' OR m.policy_ended = 1) END
+    ORDER BY coalesce(r.ended_at, m.created) DESC
+"""
+# Programs alive, to restart, or whose START was interrupted before its pid was committed.
+_UNFINISHED = """
+    WHERE CASE WHEN r.id IS NULL THEN m.policy_ended = 0
+          ELSE r.ended_at IS NULL OR (m.restart != 'no' AND m.policy_ended = 0) END
 """
 _RUN_BY_PID = f"""
     SELECT {_COLUMNS} FROM runs r JOIN managed m ON m.id = r.managed_id
@@ -154,7 +159,7 @@ class Store:
                 if record.run_id is not None:
                     self._insert_run(record)
                     if record.ended:
-                        self._end_run(record)
+                        self.end_run(record)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -183,12 +188,24 @@ class Store:
     def next_run_id(self) -> int:
         return (self._db.execute("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
 
-    def add_managed(self, record: ManagedRecord) -> int:
-        """Insert a new program and its first run in one transaction; returns the run id."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._insert_program(record)
-            return self._insert_run(record)
+    def write(self, operations: list[tuple[Callable, tuple]]) -> list:
+        """Run writes (Store methods with their arguments) in one transaction: all of them are
+        durable when it returns, or none is and the error is raised. Returns their results."""
+        self._db.execute("BEGIN")
+        try:
+            results = [method(*args) for method, args in operations]
+            self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+        return results
+
+    # The writes below are meant for write(), which makes a transaction of them.
+
+    def add_program(self, record: ManagedRecord) -> None:
+        """A new program, before anything runs: the intent of a START (no run yet)."""
+        self._insert_program(record)
 
     def _insert_program(self, record: ManagedRecord) -> None:
         self._db.execute(
@@ -207,13 +224,9 @@ class Store:
         )
 
     def add_run(self, record: ManagedRecord) -> int:
-        """Record a new run (a restart) of a known program; returns the run id."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "UPDATE managed SET restarts=? WHERE id=?", (record.restarts, record.id)
-            )
-            return self._insert_run(record)
+        """A program's new run (its first, or a restart), with its pid; returns the run id."""
+        self._db.execute("UPDATE managed SET restarts=? WHERE id=?", (record.restarts, record.id))
+        return self._insert_run(record)
 
     def _insert_run(self, record: ManagedRecord) -> int:
         self._db.execute(
@@ -223,11 +236,6 @@ class Store:
         return record.run_id
 
     def end_run(self, record: ManagedRecord) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._end_run(record)
-
-    def _end_run(self, record: ManagedRecord) -> None:
         self._db.execute(
             "UPDATE runs SET ended_at=?, exit_code=?, exit_signal=?, exit_known=? WHERE id=?",
             (
@@ -240,29 +248,26 @@ class Store:
         )
 
     def end_policy(self, managed_id: int) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("UPDATE managed SET policy_ended=1 WHERE id=?", (managed_id,))
+        """Nothing restarts the program any more (STOP); for a program without a run, its
+        START failed before anything ran."""
+        self._db.execute("UPDATE managed SET policy_ended=1 WHERE id=?", (managed_id,))
+
+    def add_audits(self, records: list[AuditRecord]) -> None:
+        self._db.executemany(
+            "INSERT INTO audit (time, peer, authenticated, command, result) VALUES (?,?,?,?,?)",
+            [(r.time, r.peer, int(r.authenticated), r.command, r.result) for r in records],
+        )
 
     def records(self, only_unfinished: bool = False) -> list[ManagedRecord]:
-        """Programs with their latest run; only_unfinished keeps those alive or to restart."""
-        query = _LATEST_RUNS
-        if only_unfinished:
-            query += " WHERE r.ended_at IS NULL OR (m.restart != 'no' AND m.policy_ended = 0)"
+        """Programs with their latest run; only_unfinished keeps those alive, to restart, or
+        still starting (no run committed)."""
+        query = _LATEST_RUNS + (_UNFINISHED if only_unfinished else "")
         return [_record(row) for row in self._db.execute(query + " ORDER BY m.id")]
 
     def record_for_pid(self, pid: int) -> ManagedRecord | None:
         """The program with the newest run that had this pid, described by that run."""
         row = self._db.execute(_RUN_BY_PID, (pid,)).fetchone()
         return None if row is None else _record(row)
-
-    def add_audits(self, records: list[AuditRecord]) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO audit (time, peer, authenticated, command, result) VALUES (?,?,?,?,?)",
-                [(r.time, r.peer, int(r.authenticated), r.command, r.result) for r in records],
-            )
 
     def history(self, count: int, text_limit: int = 200) -> list[AuditRecord]:
         """The newest `count` records, oldest first, each text cut to text_limit characters
@@ -298,56 +303,3 @@ class Store:
 
     def integrity(self) -> str:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-class AsyncStore:
-    """Runs Store methods in one dedicated thread, so the reactor never waits on the disk."""
-
-    def __init__(self, reactor, store: Store):
-        self.sync = store
-        self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="rpm-store")
-
-    def start(self) -> None:
-        self._pool.start()
-
-    def stop(self) -> None:
-        self._pool.stop()
-        self.sync.close()
-
-    def _run(self, method, *args):
-        """A Deferred firing with method(*args), run in the store's thread."""
-        return deferToThreadPool(self._reactor, self._pool, method, *args)
-
-    # Each write takes a copy of the record: the caller goes on changing its own.
-
-    def add_managed(self, record: ManagedRecord):
-        return self._run(self.sync.add_managed, dataclasses.replace(record))
-
-    def add_run(self, record: ManagedRecord):
-        return self._run(self.sync.add_run, dataclasses.replace(record))
-
-    def end_run(self, record: ManagedRecord):
-        return self._run(self.sync.end_run, dataclasses.replace(record))
-
-    def end_policy(self, managed_id: int):
-        return self._run(self.sync.end_policy, managed_id)
-
-    def record_for_pid(self, pid: int):
-        return self._run(self.sync.record_for_pid, pid)
-
-    def add_audits(self, records: list[AuditRecord]):
-        return self._run(self.sync.add_audits, records)
-
-    def history(self, count: int):
-        return self._run(self.sync.history, count)
-
-    def prune(self, keep_ended: int, audit_before: float, audit_rows: int):
-        return self._run(self.sync.prune, keep_ended, audit_before, audit_rows)
-
-    def replaced(self):
-        """Fires with whether the database file was deleted or replaced under us."""
-        return self._run(self.sync.replaced)
-
-    def rebuild(self, records: list[ManagedRecord]):
-        return self._run(self.sync.rebuild, [dataclasses.replace(r) for r in records])

@@ -1,10 +1,9 @@
 """Managed processes: start, exit status, restart policies, adoption after a server restart.
 
-Each program started by START gets a registry record (its id names its log files) and one
-run per (re)start. Twisted reaps our children and reports how they ended; processes adopted
-from a previous server are watched through their pidfd (or polled) instead, and their exit
-status is unknown. Records are written through the store's single thread, in order, and
-START answers only once its record is committed.
+Each program started by START gets a registry record (its id names its log files), written
+before anything runs, and one run per (re)start, whose pid is committed before START answers.
+Twisted reaps our children; processes adopted from a previous server are watched through
+their pidfd (or polled) instead, and their exit status is unknown.
 """
 
 from __future__ import annotations
@@ -14,75 +13,32 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from rpm.commands import Start
 from rpm.errors import LimitReached, RPMError, SpawnFailed
-from rpm.rows import RESTARTING, Row
+from rpm.rows import Row
+from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.outputs import OutputTracker
+from rpm.server.managed.program import (
+    BACKOFF_FIRST,
+    Child,
+    Managed,
+    child_start_time,
+    kill_run,
+    restarting_row,
+)
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.store import AsyncStore
-from rpm.server.procs.identity import same_start, start_time
+from rpm.server.procs.identity import same_start
 
 log = Logger()
-BACKOFF_FIRST, BACKOFF_CAP, STABLE_UPTIME = 1.0, 60.0, 60.0
+BACKOFF_CAP, STABLE_UPTIME = 60.0, 60.0
 KEEP_ENDED = 1000
-
-
-@dataclass(eq=False)
-class Managed:
-    """A managed program at run time: its record plus what only this server holds."""
-
-    record: ManagedRecord
-    transport: object | None = None  # our child's process transport, while it runs
-    exit_watch: object | None = None  # pidfd watch or poll of an adopted process
-    restart_call: object | None = None  # the pending restart (getTime() says when)
-    blocked: str | None = None  # why its last restart could not happen
-    stop_requested: bool = False
-    spawning: bool = False
-    backoff: float = BACKOFF_FIRST
-
-    @property
-    def running(self) -> bool:
-        return self.record.pid is not None and not self.record.ended
-
-    @property
-    def adopted(self) -> bool:
-        return self.running and self.transport is None
-
-    @property
-    def restarting(self) -> bool:
-        """Between runs: ended, with a restart scheduled."""
-        return self.restart_call is not None
-
-
-class _Child(ProcessProtocol):
-    def __init__(self, supervisor: Supervisor, managed: Managed):
-        self._supervisor, self._managed = supervisor, managed
-
-    def connectionMade(self) -> None:
-        self._supervisor._spawned(self._managed, self.transport)
-
-    def processEnded(self, reason) -> None:
-        value = reason.value
-        self._supervisor.run_ended(
-            self._managed,
-            getattr(value, "exitCode", None),
-            getattr(value, "signal", None),
-            known=True,
-        )
-
-
-def _start_time(pid: int) -> float:
-    """The start time of our child (not reaped yet, so it is there to read)."""
-    started = start_time(pid)
-    return time.time() if started is None else started
 
 
 class Supervisor:
@@ -108,6 +64,7 @@ class Supervisor:
         self._live: set[Managed] = set()  # running now
         self._finished: deque[Managed] = deque()  # ended for good, oldest first
         self._restarting: set[Managed] = set()  # between runs, a restart scheduled
+        self._starting: set[Managed] = set()  # STARTs whose record is being written
         self._observers: list[Callable[[str, ManagedRecord], None]] = []
         self._exit_listeners: dict[int, list[Callable[[], None]]] = {}
         self._next_id = self._next_run_id = 1
@@ -139,7 +96,7 @@ class Supervisor:
         )
 
     def by_pid(self, pid: int) -> Managed | None:
-        """The managed program whose current or last run had this pid, if still in memory."""
+        """The program whose current or last run had this pid, if still in memory."""
         return self._by_pid.get(pid)
 
     def program_for_pid(self, pid: int) -> Managed | None:
@@ -151,29 +108,15 @@ class Supervisor:
         return managed
 
     def restart_epoch(self, managed: Managed) -> float | None:
-        """When a program waiting to restart will restart, in seconds since the epoch (the
-        reactor's clock may be a test's, so this converts from it)."""
+        """When a program waiting to restart will, in epoch seconds (from the reactor's clock)."""
         if managed.restart_call is None:
             return None
         return time.time() + (managed.restart_call.getTime() - self._reactor.seconds())
 
     def restarting_rows(self) -> list[Row]:
         """A row for each program waiting to restart, so LIST shows it (status restarting)."""
-        server = os.getpid()
         return [
-            Row(
-                managed.record.pid,
-                server,
-                None,
-                os.path.basename(managed.record.argv[0]),
-                tuple(managed.record.argv),
-                RESTARTING,
-                0.0,
-                0,
-                managed.record.started or 0.0,
-                True,
-                restart_at=self.restart_epoch(managed),
-            )
+            restarting_row(managed, self.restart_epoch(managed))
             for managed in self._restarting
             if managed.record.pid is not None
         ]
@@ -185,9 +128,9 @@ class Supervisor:
             return succeed(managed.record)
         return self._store.record_for_pid(pid)
 
-    def marker(self, managed: Managed) -> str:
+    def marker_of(self, record: ManagedRecord) -> str:
         """The RPM_RUN value in the environment of every process of this program."""
-        return self._launcher.marker(managed.record)
+        return self._launcher.marker(record)
 
     def when_exited(self, pid: int, listener: Callable[[], None]) -> None:
         """Call listener as soon as the managed run with this pid ends."""
@@ -196,34 +139,75 @@ class Supervisor:
     # -- start -----------------------------------------------------------------------------
 
     def start(self, command: Start) -> Deferred:
-        """Start a program; fires with its record once the registry has it."""
-        if len(self._live) + len(self._restarting) >= self.max_managed:
+        """Start a program, durably or not at all: its record is committed before anything
+        runs, its pid after the spawn (a run whose pid cannot be committed is killed at
+        once). Fires with the record once the registry has the pid."""
+        self._check_capacity()
+        now = self._reactor.seconds()
+        record = ManagedRecord(
+            self._next_id, command.argv, command.cwd, dict(command.env), command.restart, now
+        )
+        executable = self._launcher.prepare(record)  # a START that cannot run writes nothing
+        self._next_id += 1
+        managed = Managed(record)
+        self._by_id[record.id] = managed
+        self._starting.add(managed)
+        intent = self._store.add_program(record)
+        intent.addBoth(self._intent_settled, managed)
+        intent.addCallback(lambda _: self._first_run(managed, executable))
+        return intent
+
+    def _check_capacity(self) -> None:
+        busy = len(self._live) + len(self._restarting) + len(self._starting)
+        if busy >= self.max_managed:
             raise LimitReached(
-                f"{len(self._live)} managed processes are running and "
+                f"{len(self._live) + len(self._starting)} managed processes are running and "
                 f"{len(self._restarting)} waiting to restart: the server's --max-managed is "
                 f"{self.max_managed}; stop some first"
             )
-        record = ManagedRecord(
-            id=self._next_id,
-            argv=command.argv,
-            cwd=command.cwd,
-            env=dict(command.env),
-            restart=command.restart,
-            created=self._reactor.seconds(),
-        )
-        managed = Managed(record)
-        self._spawn(managed)
-        self._next_id += 1
-        self._by_id[record.id] = managed
-        committed = self._store.add_managed(record)
+
+    def _intent_settled(self, result, managed: Managed):
+        """The START's record is written (or could not be: then nothing runs)."""
+        self._starting.discard(managed)
+        if isinstance(result, Failure):
+            self._by_id.pop(managed.record.id, None)
+        return result
+
+    def _first_run(self, managed: Managed, executable: str) -> Deferred:
+        record = managed.record
+        try:
+            self._spawn(managed, executable)
+        except RPMError:
+            self.never_ran(managed)
+            raise
+        committed = self._store.add_run(record)
         self._announce_run(managed)
-        committed.addCallback(lambda _: record)
+        committed.addCallbacks(lambda _: record, self._uncommitted, errbackArgs=(managed,))
         return committed
 
-    def _spawn(self, managed: Managed) -> None:
+    def never_ran(self, managed: Managed) -> None:
+        """A START whose program could not be spawned (or whose server died before it ran):
+        its record says it failed."""
+        managed.record.policy_ended = True
+        self._by_id.pop(managed.record.id, None)
+        self._store.end_policy(managed.record.id).addErrback(
+            lambda failure: log.warn(
+                "cannot mark the failed START of {argv} in the registry: {error}",
+                argv=managed.record.argv,
+                error=failure.getErrorMessage(),
+            )
+        )
+
+    def _uncommitted(self, failure: Failure, managed: Managed) -> Failure:
+        """The registry did not take a START's pid: kill the run before the client hears of
+        the failure, so nothing runs that a restarted server would not know."""
+        managed.stop_requested = True
+        kill_run(managed, self.cgroups, failure)
+        return failure
+
+    def _spawn(self, managed: Managed, executable: str) -> None:
         """Start a run; the record changes only once the process exists (see _spawned)."""
         record = managed.record
-        executable = self._launcher.prepare(record)
         try:
             fds = self._outputs.logfiles.open_for_child(record.id)
         except OSError as err:
@@ -233,7 +217,7 @@ class Supervisor:
         cgroup_procs = self.cgroups.prepare(record.id) if self.cgroups is not None else None
         managed.spawning = True
         try:
-            self._launcher.spawn(record, executable, _Child(self, managed), fds, cgroup_procs)
+            self._launcher.spawn(record, executable, Child(self, managed), fds, cgroup_procs)
         finally:
             managed.spawning = False
             for fd in fds.values():
@@ -242,15 +226,17 @@ class Supervisor:
 
     def _spawned(self, managed: Managed, transport) -> None:
         """The process exists (Twisted calls this before it could report its end)."""
-        record = managed.record
         managed.transport = transport
+        self._new_run(managed, transport.pid, child_start_time(transport.pid))
+        self._live.add(managed)
+
+    def _new_run(self, managed: Managed, pid: int, started: float) -> None:
+        record = managed.record
         record.run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
-        record.pid, record.spawned_at = transport.pid, self._reactor.seconds()
+        record.pid, record.started, record.spawned_at = pid, started, self._reactor.seconds()
         record.ended_at = record.exit_code = record.exit_signal = None
         record.exit_known = False
-        record.started = _start_time(transport.pid)
-        self._by_pid[record.pid] = managed
-        self._live.add(managed)
+        self._by_pid[pid] = managed
 
     def _announce_run(self, managed: Managed) -> None:
         """After a spawn: tell observers, and finish a run that already ended meanwhile."""
@@ -317,7 +303,7 @@ class Supervisor:
             return
         managed.blocked = None
         try:
-            self._spawn(managed)
+            self._spawn(managed, self._launcher.prepare(record))
         except RPMError as err:
             managed.blocked = err.message
             log.warn("cannot restart {argv}: {err}", argv=record.argv, err=err.message)
@@ -325,8 +311,16 @@ class Supervisor:
             self._schedule_restart(managed)
             return
         record.restarts += 1
-        self._store.add_run(record)
+        self._store.add_run(record).addErrback(
+            self._kill_unrecorded_restart, managed, record.run_id
+        )
         self._announce_run(managed)
+
+    def _kill_unrecorded_restart(self, failure: Failure, managed: Managed, run_id: int) -> None:
+        """As for a START, a restart whose pid is not recorded does not run; the policy tries
+        again later (with its backoff)."""
+        if managed.running and managed.record.run_id == run_id:
+            kill_run(managed, self.cgroups, failure)
 
     def end_policy(self, managed: Managed) -> None:
         """STOP ends the restart policy: nothing restarts the program after it."""
@@ -379,6 +373,17 @@ class Supervisor:
             "adopted managed process {pid} ({argv})",
             pid=managed.record.pid,
             argv=managed.record.argv,
+        )
+
+    def adopt_run(self, managed: Managed, pid: int, started: float) -> None:
+        """A restored program has a run the registry has no pid for (found by its marker):
+        record it as the program's run, before adopting it."""
+        if managed.record.run_id is not None:
+            managed.record.restarts += 1
+        self._new_run(managed, pid, started)
+        self._store.add_run(managed.record)
+        log.warn(
+            "found pid {pid} ({argv}), started but not recorded", pid=pid, argv=managed.record.argv
         )
 
     def resume_policy(self, managed: Managed) -> None:

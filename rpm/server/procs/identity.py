@@ -162,6 +162,38 @@ def processes_of_run(candidates: Iterable[int], pgid: int | None, marker: str) -
     return found
 
 
+def find_runs(markers: Iterable[str]) -> dict[str, tuple[int, float]]:
+    """The live process at the root of each run named by its RPM_RUN marker: the one whose
+    parent does not carry the same marker (or the oldest). marker -> (pid, start time). It
+    finds runs the registry has no pid for (a server killed in the middle of a START).
+    Blocking: it reads every process's environment, so call it only at start-up."""
+    wanted = {f"{RUN_VARIABLE}={marker}".encode(): marker for marker in markers}
+    carriers: dict[str, dict[int, tuple[int, float]]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or (stat := read_stat(int(name))) is None or stat[1][0] == b"Z":
+            continue
+        for needle in _variables(int(name)) & wanted.keys():
+            carriers.setdefault(wanted[needle], {})[int(name)] = (
+                int(stat[1][1]),
+                start_time_of(stat[1]),
+            )
+    found = {}
+    for marker, processes in carriers.items():
+        roots = [pid for pid, (parent, _) in processes.items() if parent not in processes]
+        pid = min(roots or processes, key=lambda each: processes[each][1])
+        found[marker] = (pid, processes[pid][1])
+    return found
+
+
+def _variables(pid: int) -> set[bytes]:
+    """The NAME=VALUE entries of the environment pid started with (empty if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return set(environ.read().split(b"\0"))
+    except OSError:  # gone, or another user's
+        return set()
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below pid in the tree, as /proc says now (Linux; empty elsewhere)."""
     found, queue = [], [pid]
@@ -192,11 +224,7 @@ def children_of(pid: int) -> list[int]:
 
 def _carries(pid: int, needle: bytes) -> bool:
     """Whether the environment pid started with holds exactly this NAME=VALUE."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            return needle in environ.read().split(b"\0")
-    except OSError:  # gone, or another user's
-        return False
+    return needle in _variables(pid)
 
 
 def ancestors(pid: int) -> list[int]:

@@ -1,0 +1,111 @@
+"""A managed program at run time, and the process protocol of its runs we spawned."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+
+from rpm.rows import RESTARTING, Row
+from rpm.server.managed.records import ManagedRecord
+from rpm.server.procs.identity import start_time
+
+log = Logger()
+BACKOFF_FIRST = 1.0
+
+
+@dataclass(eq=False)
+class Managed:
+    """A managed program at run time: its record plus what only this server holds."""
+
+    record: ManagedRecord
+    transport: object | None = None  # our child's process transport, while it runs
+    exit_watch: object | None = None  # pidfd watch or poll of an adopted process
+    restart_call: object | None = None  # the pending restart (getTime() says when)
+    blocked: str | None = None  # why its last restart could not happen
+    stop_requested: bool = False
+    spawning: bool = False
+    backoff: float = BACKOFF_FIRST
+
+    @property
+    def running(self) -> bool:
+        return self.record.pid is not None and not self.record.ended
+
+    @property
+    def adopted(self) -> bool:
+        return self.running and self.transport is None
+
+    @property
+    def restarting(self) -> bool:
+        """Between runs: ended, with a restart scheduled."""
+        return self.restart_call is not None
+
+
+class Child(ProcessProtocol):
+    """Tells the supervisor when our child exists and when it ended."""
+
+    def __init__(self, supervisor, managed: Managed):
+        self._supervisor, self._managed = supervisor, managed
+
+    def connectionMade(self) -> None:
+        self._supervisor._spawned(self._managed, self.transport)
+
+    def processEnded(self, reason) -> None:
+        value = reason.value
+        self._supervisor.run_ended(
+            self._managed,
+            getattr(value, "exitCode", None),
+            getattr(value, "signal", None),
+            known=True,
+        )
+
+
+def child_start_time(pid: int) -> float:
+    """The start time of our child (not reaped yet, so it is there to read)."""
+    started = start_time(pid)
+    return time.time() if started is None else started
+
+
+def restarting_row(managed: Managed, restart_at: float | None) -> Row:
+    """The LIST row of a program between runs: its last pid, status restarting."""
+    record = managed.record
+    return Row(
+        record.pid,
+        os.getpid(),
+        None,
+        os.path.basename(record.argv[0]),
+        tuple(record.argv),
+        RESTARTING,
+        0.0,
+        0,
+        record.started or 0.0,
+        True,
+        restart_at=restart_at,
+    )
+
+
+def kill_run(managed: Managed, cgroups, failure) -> None:
+    """SIGKILL a run we spawned (our child: it cannot have been reaped and its pid reused
+    yet) whose pid the registry could not take (failure): its process, group and cgroup."""
+    pid = managed.record.pid
+    log.warn(
+        "killed pid {pid} ({argv}): its run could not be recorded: {error}",
+        pid=pid,
+        argv=managed.record.argv,
+        error=failure.getErrorMessage(),
+    )
+    if cgroups is not None:
+        cgroups.kill(managed.record.id)
+    if managed.transport is None:
+        return
+    with contextlib.suppress(OSError):
+        if os.getpgid(pid) == pid:  # setsid has run: its group may hold more
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError, ProcessExitedAlready):
+        managed.transport.signalProcess("KILL")
