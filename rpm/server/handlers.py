@@ -172,20 +172,24 @@ async def managed_record(conn, pid: int):
     raise NoSuchProcess(f"no managed process has had pid {pid}")
 
 
+ROTATED_AWAY = "older output was cut away by the log cap"
+
+
 async def handle_logs(conn, command: c.Logs):
     record = await managed_record(conn, command.pid)
-    lines = await conn.core.in_thread(conn.core.logfiles.tail, record.id, command.lines)
+    logfiles = conn.core.logfiles
+
+    def read() -> tuple[list, bool]:
+        lines = logfiles.tail(record.id, command.lines)
+        return lines, len(lines) < command.lines and logfiles.rotated(record.id)
+
+    lines, cut_short = await conn.core.in_thread(read)
     texts = [line.text for line in lines]
-    return Body(
-        len(lines),
-        "lines",
-        texts,
-        {
-            "pid": command.pid,
-            "lines": texts,
-            "streams": [line.stream for line in lines],
-        },
-    )
+    fields = {"pid": command.pid, "lines": texts, "streams": [line.stream for line in lines]}
+    if cut_short:  # the range asked for reaches back past what is kept: say so
+        fields["note"] = ROTATED_AWAY
+    noun = f"lines ({ROTATED_AWAY})" if cut_short else "lines"
+    return Body(len(lines), noun, texts, fields)
 
 
 async def handle_follow(conn, command: c.Follow):

@@ -173,6 +173,10 @@ class LogFiles:
         """Cap one stream's file (blocking: call it in a worker thread)."""
         return rotation.rotate(self.path(managed_id, stream), max_bytes)
 
+    def rotated(self, managed_id: int) -> bool:
+        """Whether the log cap has cut older output out of either stream's live file."""
+        return any(rotation.read_cut(self.path(managed_id, s)) is not None for s in STREAMS)
+
     def live_start(self, managed_id: int, stream: str) -> int:
         return rotation.live_start(self.path(managed_id, stream))
 
