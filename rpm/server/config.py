@@ -40,6 +40,9 @@ class ServerConfig:
     stop_children_on_exit: bool = False
     port_file: str | None = None
     log_max_bytes: int = DEFAULT_MAX_BYTES
+    server_log: str | None = None  # the server's own log file, rotated (serverlog.py)
+    server_log_size: int = 10 * 1024 * 1024
+    server_log_keep: int = 5
     allowed_programs: tuple[str, ...] | None = None  # None: any program may be started
     child_umask: int | None = None  # managed programs' umask, when the server's is tighter
     # Contain programs with process-wide means (the server a child subreaper, its programs
@@ -210,6 +213,17 @@ def read_allow_list(path: str) -> tuple[str, ...]:
     return patterns
 
 
+def _server_log(path: str | None) -> str | None:
+    """--server-log as an absolute path in a directory that exists (twistd changes directory
+    to / when it daemonizes)."""
+    if path is None:
+        return None
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ConfigError(f"--server-log {path}: its directory does not exist")
+    return path
+
+
 def build_config(options) -> ServerConfig:
     """Check the parsed command-line options and turn them into a ServerConfig."""
     insecure = bool(options["insecure"])
@@ -243,6 +257,9 @@ def build_config(options) -> ServerConfig:
         stop_children_on_exit=bool(options["stop-children-on-exit"]),
         port_file=options["port-file"],
         log_max_bytes=_number(options, "log-max-bytes", MIN_LOG_BYTES),
+        server_log=_server_log(options["server-log"]),
+        server_log_size=_number(options, "server-log-size", 64 * 1024),
+        server_log_keep=_number(options, "server-log-keep", 1),
         contain=True,
         allowed_programs=(
             read_allow_list(options["allow-programs"]) if options["allow-programs"] else None

@@ -33,6 +33,7 @@ from rpm.server.procs.procfs import ProcfsScanner
 from rpm.server.procs.reaper import OrphanReaper, become_subreaper
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.scan import Scanner
+from rpm.server.serverlog import ServerLog
 from rpm.server.statedir import StateDirBusy, StateLock, prepare_state_dir
 from rpm.server.welcome import listening_address, ways_in, welcome
 
@@ -69,6 +70,16 @@ class RPMService(service.Service):
         self._pruner: Pruner | None = None
         self._guard: RegistryGuard | None = None
         self._ways_in: list[list[str]] = []
+        self._server_log = (
+            ServerLog(config.server_log, config.server_log_size, config.server_log_keep)
+            if config.server_log
+            else None
+        )
+
+    def setServiceParent(self, parent) -> None:
+        super().setServiceParent(parent)
+        if self._server_log is not None:
+            self._server_log.offer(parent)
 
     def build(self) -> Core:
         """Open the state directory and registry, adopt survivors, and wire the parts."""
@@ -124,6 +135,8 @@ class RPMService(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        if self._server_log is not None:
+            self._server_log.attach()
         raise_fd_limit()
         try:
             self.core = self.build()

@@ -94,6 +94,15 @@ class Options(usage.Options):
             "size cap of each managed process's stdout and of its stderr; past it, older output "
             "moves to a .1 file of the same size",
         ],
+        [
+            "server-log",
+            None,
+            None,
+            "write the server's own log to FILE, rotated at --server-log-size, keeping "
+            "--server-log-keep old files (under twistd, in place of its -l file)",
+        ],
+        ["server-log-size", None, str(10 * 1024 * 1024), "size at which --server-log rotates"],
+        ["server-log-keep", None, "5", "rotated --server-log files kept (older ones deleted)"],
     ]
 
     def __init__(self) -> None:

@@ -91,6 +91,27 @@ def test_twist_runs_the_same_plugin(run_server):
     assert talk(server.port, "PING", "EXIT")[1:] == ["OK pong", "OK bye"]
 
 
+@pytest.mark.parametrize("runner", [("twistd", "-n", "--pidfile="), ("twist",)])
+def test_the_server_log_rotates_keeping_a_bounded_number_of_files(run_server, tmp_path, runner):
+    path = tmp_path / "logs" / "server.log"
+    path.parent.mkdir()
+    size = 64 * 1024
+    options = ("--server-log", str(path), "--server-log-size", str(size), "--server-log-keep", "2")
+    server = run_server(*options, runner=runner)
+    for _ in range(1500):  # each connection logs its opening and its closing
+        talk(server.port, "EXIT")
+        if (path.parent / "server.log.2").exists() and path.stat().st_size > size / 2:
+            break
+    assert (path.parent / "server.log.2").exists(), "it rotated more than once"
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names == ["server.log", "server.log.1", "server.log.2"], "two old files kept, no more"
+    assert all(p.stat().st_size <= size + 4096 for p in path.parent.iterdir())
+    assert "connection from 127.0.0.1" in path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    if runner[0] == "twistd":  # it took the place of twistd's own log (stdout here)
+        assert "connection from" not in server.log.read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
