@@ -11,6 +11,8 @@ import subprocess
 import threading
 import time
 
+import psutil
+
 from bench.server import BenchServer
 
 TEXT_END, JSON_END = b"\r\n.\r\n", b"\r\n"
@@ -227,6 +229,29 @@ def stop_latencies(server: BenchServer, count: int) -> list[float]:
         samples.extend(timed(lambda pid=pid: conn.request(f"STOP {pid}"), 1))
     conn.close()
     return samples
+
+
+LOG_TEST_BYTES = 256 * 1024 * 1024
+
+
+def log_writer_cost(server: BenchServer) -> tuple[float, int]:
+    """A program writes LOG_TEST_BYTES as fast as it can, through its log writer: the
+    writer's CPU seconds per MB, and its unique memory (USS) in bytes."""
+    conn = Conn(server, "json")
+    script = f"head -c {LOG_TEST_BYTES} /dev/zero | tr '\\000' x; exec sleep 60"
+    pid = json.loads(conn.request(f"START sh -c {json.dumps(script)}"))["pid"]
+    writer = next(
+        child
+        for child in server.psutil.children()
+        if any("logwriter.py" in part for part in child.cmdline())
+    )
+    while psutil.Process(pid).name() != "sleep":  # the writing is over once sleep runs
+        time.sleep(0.05)
+    time.sleep(0.2)  # the pipe drained
+    times, memory = writer.cpu_times(), writer.memory_full_info().uss
+    conn.request(f"STOP {pid}")
+    conn.close()
+    return (times.user + times.system) / (LOG_TEST_BYTES / 1e6), memory
 
 
 def memory_per_connection(server: BenchServer, count: int) -> float:

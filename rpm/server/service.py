@@ -69,6 +69,7 @@ class RPMService(service.Service):
         self._lock: StateLock | None = None
         self._pruner: Pruner | None = None
         self._guard: RegistryGuard | None = None
+        self._launcher: Launcher | None = None
         self._ways_in: list[list[str]] = []
         self._server_log = (
             ServerLog(config.server_log, config.server_log_size, config.server_log_keep)
@@ -124,7 +125,7 @@ class RPMService(service.Service):
     def _supervisor(self, store: AsyncStore, outputs: OutputTracker) -> Supervisor:
         """The supervisor, its launcher and, where allowed, its programs' cgroups."""
         config, instance = self.config, state_marker(self.config.state_dir)
-        launcher = Launcher(
+        launcher = self._launcher = Launcher(
             self.reactor,
             umask=config.child_umask,
             allowed=config.allowed_programs,
@@ -198,6 +199,7 @@ class RPMService(service.Service):
             log.info("stopping {n} managed processes", n=len(core.supervisor.running()))
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.supervisor.cancel_restarts()
+        self._launcher.close_factory()
         self._pruner.stop()
         self._guard.stop()
         if core.supervisor.cgroups is not None:

@@ -286,12 +286,13 @@ def new_client_reads(server, pid: int) -> bool:
 def test_state_stays_bounded_over_many_start_stop_cycles(server_runner):
     server = server_runner.run("--keep-ended", "5")
     client = Client(server)
-    for _ in range(1000):
+    for _ in range(2000):
         pid = client("START sleep 60")["pid"]
         assert client(f"STOP {pid} 1")["ok"]
     logs = server.state_dir / "logs"
-    wait_until(lambda: len(list(logs.iterdir())) <= 6 * 3, timeout=30)  # 5 kept, the newest
-    assert len(client("HISTORY 1000")["history"]) == 1000
+    files = 4  # .out and .err, the order journal .idx, the log writers' .lock
+    wait_until(lambda: len(list(logs.iterdir())) <= 6 * files, timeout=30)  # 5 kept, the newest
+    assert len(client("HISTORY 1000")["history"]) == 1000, "the newest thousand, no more"
     database = server.state_dir / "rpm.db"
     size = database.stat().st_size + (server.state_dir / "rpm.db-wal").stat().st_size
     assert size < 10_000_000
@@ -324,14 +325,18 @@ def test_a_follower_of_a_fast_writer_gets_every_line_kept_or_a_gap(server_runner
             gap, last = False, number
 
 
-@pytest.mark.parametrize("fault", ["deleted", "overwritten"])
+@pytest.mark.parametrize("fault", ["deleted", "overwritten", "corrupted in place"])
 def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_runner, fault):
     server = server_runner.run()
     client = Client(server)
     pid = client("START sleep 300")["pid"]
     database = server.state_dir / "rpm.db"
-    for name in ("rpm.db", "rpm.db-wal", "rpm.db-shm"):
-        (server.state_dir / name).unlink(missing_ok=True)
+    if fault == "corrupted in place":  # the same file, its first page overwritten
+        with open(database, "r+b") as handle:
+            handle.write(b"\xff" * 4096)
+    else:
+        for name in ("rpm.db", "rpm.db-wal", "rpm.db-shm"):
+            (server.state_dir / name).unlink(missing_ok=True)
     if fault == "overwritten":
         database.write_bytes(b"not a database")
     wait_until(lambda: "the new registry holds" in server.log.read_text())
@@ -339,5 +344,57 @@ def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_ru
     again = server_runner.run(port=server.port, state_dir=server.state_dir)
     listed = Client(again)("LIST --managed")["processes"]
     assert [row["pid"] for row in listed] == [pid], "the next server still adopts it"
-    if fault == "overwritten":
+    if fault != "deleted":
         assert list(server.state_dir.glob("rpm.db.replaced-*")), "the foreign file is kept"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs, unmounted (lazily, if still busy) at the end."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the disk refuses (ENOSPC)."""
+    filler = directory / "filler"
+    with open(filler, "wb") as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+    return filler
+
+
+def test_a_full_disk_is_answered_storage_and_nothing_runs_unrecorded(server_runner, small_disk):
+    server = server_runner.run(state_dir=small_disk / "state")
+    client = Client(server)
+    filler = fill(small_disk)
+    answered, refused = [], None
+    for _ in range(3000):  # the registry's journal grows until the disk refuses it
+        reply = client("START sleep 300")
+        if not reply["ok"]:
+            refused = reply
+            break
+        answered.append(reply["pid"])
+    assert refused is not None, "the disk never filled"
+    assert refused["error"] == "storage" and "the disk is full" in refused["message"], refused
+    assert client("PING")["ok"] and client("LIST --managed")["ok"], "reading goes on"
+    filler.unlink()
+    started = client("START sleep 300")
+    assert started["ok"], "full service once there is room"
+    managed = {row["pid"] for row in client("LIST --managed")["processes"]}
+    assert {*answered, started["pid"]} <= managed
+    assert marked_processes(small_disk / "state") <= managed, "nothing runs unrecorded"
+    kill9(server)
+    again = server_runner.run(port=server.port, state_dir=small_disk / "state")
+    adopted = {row["pid"] for row in Client(again)("LIST --managed")["processes"]}
+    assert {*answered, started["pid"]} <= adopted, "every OK'd process is in the registry"

@@ -2,7 +2,9 @@
 
 import errno
 import os
+import socket
 import sqlite3
+import stat
 import subprocess
 from types import SimpleNamespace
 
@@ -15,7 +17,7 @@ from twisted.python.failure import Failure
 from rpm.commands import Start
 from rpm.errors import BadArgument, LimitReached, NotFound, SpawnFailed
 from rpm.server.managed.adoption import take_over
-from rpm.server.managed.launch import Launcher
+from rpm.server.managed.launch import LOG_WRITER, Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.records import ManagedRecord
@@ -28,10 +30,15 @@ class FakeProcessReactor(Clock):
     def __init__(self):
         super().__init__()
         self.spawned = []
+        self.factories = []
         self.readers = set()
         self.next_pid = FAKE_PID  # above Linux's PID_MAX_LIMIT: no real process has it
 
     def spawnProcess(self, protocol, executable, args, env=None, path=None, childFDs=None):
+        if LOG_WRITER in args:  # the log writers' factory: its channel, kept for the test
+            assert args[-1] == "--serve" and env == {}
+            self.factories.append(socket.socket(fileno=os.dup(childFDs[3])))
+            return SimpleNamespace(pid=None)
         transport = SimpleNamespace(pid=self.next_pid, signals=[])
         transport.signalProcess = transport.signals.append
         self.next_pid += 1
@@ -43,6 +50,7 @@ class FakeProcessReactor(Clock):
                 env=env,
                 path=path,
                 childFDs=childFDs,
+                files=[stat.S_ISREG(os.fstat(fd).st_mode) for fd in childFDs.values()],
             )
         )
         protocol.makeConnection(transport)
@@ -80,14 +88,16 @@ class FakeStore:
 def rig(tmp_path):
     reactor = FakeProcessReactor()
     store = FakeStore()
-    watcher = OutputTracker(reactor, LogFiles(str(tmp_path / "logs")))
+    watcher = OutputTracker(reactor, LogFiles(str(tmp_path / "logs")), max_bytes=1024 * 1024)
     launcher = Launcher(
         reactor, setsid="/usr/bin/setsid", environ={"PATH": os.environ["PATH"], "HOME": "/home/x"}
     )
     supervisor = Supervisor(reactor, store, launcher, watcher, max_managed=3)
     events = []
     supervisor.observe(lambda event, record: events.append((event, record.pid, record.exit_code)))
-    return SimpleNamespace(reactor=reactor, store=store, supervisor=supervisor, events=events)
+    return SimpleNamespace(
+        reactor=reactor, store=store, supervisor=supervisor, events=events, logs=tmp_path / "logs"
+    )
 
 
 def started(rig, command):
@@ -109,6 +119,17 @@ def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_file
     }
     assert spawn.path == "/tmp"
     assert sorted(spawn.childFDs) == [0, 1, 2]
+    assert spawn.files == [False, False, False], "stdout and stderr are pipes, not the files"
+    [factory] = rig.reactor.factories  # its output goes through pipes to a log writer
+    request, pipes, _, _ = socket.recv_fds(factory, 8192, 2)
+    assert request.decode().split("\0") == [
+        str(rig.logs / "1.out"), str(rig.logs / "1.err"), str(512 * 1024)
+    ]  # fmt: skip
+    assert [stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in pipes] == [True, True]
+    for fd in pipes:
+        os.close(fd)
+    factory.close()
+    assert (rig.logs / "1.out").exists() and (rig.logs / "1.err").exists()
     assert record.pid == FAKE_PID and record.id == 1
     assert rig.events == [("started", FAKE_PID, None)]
     assert [call[0] for call in rig.store.calls] == ["add_program", "add_run"]
@@ -161,9 +182,10 @@ def test_exit_status_is_recorded_and_announced(rig):
 def test_a_run_that_ends_during_spawn_is_started_then_exited(rig):
     original = rig.reactor.spawnProcess
 
-    def spawn_and_end(*args, **kwargs):
-        transport = original(*args, **kwargs)
-        rig.reactor.end(code=1)
+    def spawn_and_end(protocol, executable, args, **kwargs):
+        transport = original(protocol, executable, args, **kwargs)
+        if LOG_WRITER not in args:
+            rig.reactor.end(code=1)
         return transport
 
     rig.reactor.spawnProcess = spawn_and_end
@@ -401,3 +423,23 @@ def test_a_program_joins_its_cgroup_before_it_can_fork(tmp_path):
         text=True,
     )
     assert (tmp_path / "cgroup.procs").read_text().strip() == joined.stdout.strip()
+
+
+def test_where_no_log_writer_can_start_programs_write_their_files_themselves(rig):
+    original, attempts = rig.reactor.spawnProcess, []
+
+    def no_writers(protocol, executable, args, **kwargs):
+        if LOG_WRITER in args:
+            attempts.append(args)
+            raise OSError(errno.EACCES, "Permission denied")
+        return original(protocol, executable, args, **kwargs)
+
+    rig.reactor.spawnProcess = no_writers
+    for _ in range(2):
+        started(rig, Start(("sleep", "30")))
+    assert len(attempts) == 1, "no new attempt for a minute"
+    files = rig.reactor.spawned[0].files
+    assert files == [False, True, True], "stdin /dev/null, stdout and stderr the log files"
+    rig.reactor.advance(61)
+    started(rig, Start(("sleep", "30")))
+    assert len(attempts) == 2

@@ -1,5 +1,6 @@
 """The registry under foot: once a second the server checks that its database file is the
-one it opened. If it was deleted or replaced while the server runs, the server says so
+one it opened, with a database's header. If it was deleted, replaced or overwritten while
+the server runs, the server says so
 loudly, once, and writes a new one from what it holds in memory, so that the next server
 still adopts every program."""
 
@@ -47,7 +48,8 @@ class RegistryGuard:
             return None
         records = self._records()
         log.critical(
-            "the registry {path} was deleted or replaced while the server ran; writing a new "
+            "the registry {path} was deleted, replaced or overwritten while the server ran; "
+            "writing a new "
             "one from the {n} programs the server holds in memory",
             path=self._store.sync.path,
             n=len(records),

@@ -4,7 +4,8 @@ The program is resolved on the server's PATH before anything runs, so a missing 
 non-executable program is an error the client sees, not a silent exit. The child becomes the
 leader of a new session and process group (through util-linux `setsid`, which execs without
 forking, so the pid is the program's), its stdin is /dev/null and its stdout and stderr are
-its log files: the server holds no pipe to it.
+pipes to its log writer (logwriter.py), a process of its own that outlives the server as
+the program does: the server holds no pipe to either.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import socket
 import sys
+
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs.identity import RUN_VARIABLE
 
+log = Logger()
+WRITERS_RETRY = 60.0
+LOG_WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logwriter.py")
 _PY_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 _SH = "/bin/sh"
 _JOIN_CGROUP = 'echo $$ 2>/dev/null >"$0"; exec "$@"'  # $0: the cgroup.procs to join
@@ -43,6 +51,16 @@ def check_cwd(cwd: str | None) -> None:
         raise BadArgument(f"--cwd {cwd!r} is not an existing directory")
 
 
+class _Factory(ProcessProtocol):
+    """The writer factory's process: when it ends, the next START starts another."""
+
+    def __init__(self, launcher: Launcher, channel: socket.socket):
+        self._launcher, self._channel = launcher, channel
+
+    def processEnded(self, reason) -> None:
+        self._launcher.close_factory(self._channel)
+
+
 class Launcher:
     """Starts managed programs with reactor.spawnProcess in a session of their own."""
 
@@ -61,7 +79,9 @@ class Launcher:
         self._umask = umask  # the children's, where it differs from the server's own
         self._setsid = setsid if setsid is not None else shutil.which("setsid")
         self._environ = os.environ if environ is None else environ
-        self._devnull: int | None = None  # every child's stdin, opened once
+        self._devnull: int | None = None
+        self._factory: socket.socket | None = None  # our end of the writer factory's channel
+        self._writers_retry_at = 0.0  # after a failure to start a log writer, when to retry
 
     def marker(self, record: ManagedRecord) -> str:
         """The RPM_RUN value every process of this program inherits."""
@@ -99,6 +119,91 @@ class Launcher:
             )
         return executable
 
+    def outputs(self, logfiles, record: ManagedRecord, limit: int) -> dict[int, int]:
+        """A run's stdout (1) and stderr (2): pipes to its log writer, each stream's live
+        file held to `limit`; or, where no log writer can start (the server's Python cannot
+        be run again, say), its log files themselves, capped by the server as it reads. The
+        caller closes them."""
+        try:
+            files = logfiles.open_for_child(record.id)
+        except OSError as err:
+            raise SpawnFailed(
+                f"cannot open the log files for {record.argv[0]!r}: {err.strerror or err}"
+            ) from err
+        paths = (logfiles.path(record.id, "stdout"), logfiles.path(record.id, "stderr"))
+        if self._reactor.seconds() < self._writers_retry_at:
+            return files
+        try:
+            pipes = self.start_log_writer(paths, limit)
+        except SpawnFailed as err:
+            log.warn("programs write their log files themselves for a minute: {error}", error=err)
+            self._writers_retry_at = self._reactor.seconds() + WRITERS_RETRY
+            return files
+        for fd in files.values():
+            os.close(fd)
+        return pipes
+
+    def start_log_writer(self, paths: tuple[str, str], limit: int) -> dict[int, int]:
+        """Start a run's log writer (logwriter.py) on two new pipes; returns the ends the
+        program writes to, as its stdout (1) and stderr (2). The caller closes them."""
+        out_read, out_write = os.pipe2(os.O_CLOEXEC)
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            if not self._ask_factory(paths, limit, (out_read, err_read)):
+                self._spawn_writer(
+                    [*paths, str(limit)], {3: out_read, 4: err_read}, ProcessProtocol()
+                )
+        except OSError as err:
+            os.close(out_write)
+            os.close(err_write)
+            raise SpawnFailed(f"cannot start the log writer: {err.strerror or err}") from err
+        finally:
+            os.close(out_read)
+            os.close(err_read)
+        return {1: out_write, 2: err_write}
+
+    def _ask_factory(self, paths: tuple[str, str], limit: int, pipes: tuple[int, int]) -> bool:
+        """Have the writer factory (logwriter.py --serve, started at the first need) fork the
+        writer; False if it cannot, and the caller starts one itself."""
+        if self._factory is None:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self._spawn_writer(["--serve"], {3: theirs.fileno()}, _Factory(self, ours))
+            finally:
+                theirs.close()
+            ours.setblocking(False)
+            self._factory = ours
+        request = "\0".join([*paths, str(limit)]).encode()
+        try:
+            socket.send_fds(self._factory, [request], list(pipes))
+        except OSError:  # the factory is gone or stuck: a new one next time
+            self.close_factory()
+            return False
+        return True
+
+    def close_factory(self, channel: socket.socket | None = None) -> None:
+        """Close the channel to the writer factory (which then ends); given a channel, only
+        if it is still the current one. Writers already forked go on."""
+        if self._factory is not None and channel in (None, self._factory):
+            self._factory.close()
+            self._factory = None
+
+    def _spawn_writer(self, arguments: list[str], pipes: dict[int, int], protocol) -> None:
+        quiet = self._null()
+        self._reactor.spawnProcess(
+            protocol,
+            sys.executable,
+            [sys.executable, "-I", "-S", LOG_WRITER, *arguments],
+            env={},
+            childFDs={0: quiet, 1: quiet, 2: quiet, **pipes},
+        )
+
+    def _null(self) -> int:
+        """/dev/null, opened once: every child's stdin, and the log writer's own output."""
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        return self._devnull
+
     def spawn(
         self,
         record: ManagedRecord,
@@ -110,8 +215,6 @@ class Launcher:
         """Spawn the program; returns the process transport. The caller closes output_fds."""
         program, args = self.argv_for(record, executable, cgroup_procs)
         environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
-        if self._devnull is None:
-            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         server_umask = os.umask(self._umask) if self._umask is not None else None
         try:  # spawnProcess forks before it returns: the child has the umask set here
             return self._reactor.spawnProcess(
@@ -120,7 +223,7 @@ class Launcher:
                 args,
                 env=environment,
                 path=record.cwd,
-                childFDs={0: self._devnull, **output_fds},
+                childFDs={0: self._null(), **output_fds},
             )
         except OSError as err:
             raise SpawnFailed(f"cannot start {record.argv[0]!r}: {err.strerror or err}") from err

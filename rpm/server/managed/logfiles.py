@@ -1,11 +1,12 @@
 """Managed processes' output files, and reading their last lines back in order.
 
-Each managed program (by its registry id) writes its stdout to `<id>.out` and its stderr to
-`<id>.err` in the logs directory itself: the files are opened O_APPEND and handed to the
-child, so the output never depends on the server being alive. The two streams are told
-apart by file; their interleaving is recovered from `<id>.idx`, a journal in which the
-server notes, as it watches, when each stream reached which size (`<time> <o|e> <end>`).
-Reading functions here block (file I/O): call them from a worker thread.
+Each managed program (by its registry id) has its stdout in `<id>.out` and its stderr in
+`<id>.err` in the logs directory, written by its log writer (logwriter.py), a process that
+outlives the server as the program does, so the output never depends on the server. The
+two streams are told apart by file; their interleaving is recovered from `<id>.idx`, a
+journal in which the server notes, as it watches, when each stream reached which size
+(`<time> <o|e> <end>`). Reading functions here block (file I/O): call them from a worker
+thread.
 """
 
 from __future__ import annotations
@@ -49,20 +50,32 @@ def _clean(raw: bytes) -> str:
     return text
 
 
+def _open_live(path: str):
+    """The live file open for reading, and where it begins in its stream; None if missing."""
+    for _ in range(rotation.CONSISTENT_TRIES):
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (the caller closes it)
+        except FileNotFoundError:
+            return None
+        base = rotation.live_base(path, handle.fileno())
+        if base is not None:
+            return handle, base
+        handle.close()  # a log writer is rotating it: try again
+    return None
+
+
 def last_lines(path: str, count: int, until: int | None = None) -> list[tuple[int, str]]:
-    """The last `count` lines of a file (of its first `until` bytes) as (end offset, text);
-    a final partial line counts."""
-    if count <= 0:
+    """The last `count` lines of a stream's live file (of the stream's first `until` bytes)
+    as (end offset in the stream, text); a final partial line counts."""
+    opened = _open_live(path) if count > 0 else None
+    if opened is None:
         return []
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed below, after several seeks)
-    except FileNotFoundError:
-        return []
+    handle, base = opened
     with handle:
         size = handle.seek(0, os.SEEK_END)
         if until is not None:
-            size = min(size, until)
-        start = max(data_start(handle.fileno()), rotation.live_start(path))
+            size = max(0, min(size, until - base))
+        start = max(data_start(handle.fileno()), rotation.live_start(path) - base)
         floor = max(start, size - MAX_TAIL_BYTES)
         position, chunks, newlines = size, [], 0
         while position > floor and newlines <= count:
@@ -81,9 +94,9 @@ def last_lines(path: str, count: int, until: int | None = None) -> list[tuple[in
             continue
         if end > size:  # the text after the last newline: a partial line, or nothing
             if raw:
-                lines.append((size, _clean(raw)))
+                lines.append((base + size, _clean(raw)))
             break
-        lines.append((end, _clean(raw.lstrip(b"\0") if offset == floor else raw)))
+        lines.append((base + end, _clean(raw.lstrip(b"\0") if offset == floor else raw)))
         offset = end
     return lines[-count:]
 
@@ -154,7 +167,8 @@ class LogFiles:
                     os.unlink(os.path.join(self.directory, name))
 
     def open_for_child(self, managed_id: int) -> dict[int, int]:
-        """File descriptors for the child's stdout (1) and stderr (2); the caller closes them."""
+        """The stdout (1) and stderr (2) files of a program, created if need be, open for it
+        to write to itself (where its log writer cannot run); the caller closes them."""
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         out = os.open(self.path(managed_id, "stdout"), flags, 0o600)
         try:
@@ -175,7 +189,11 @@ class LogFiles:
 
     def rotated(self, managed_id: int) -> bool:
         """Whether the log cap has cut older output out of either stream's live file."""
-        return any(rotation.read_cut(self.path(managed_id, s)) is not None for s in STREAMS)
+        return any(self.cut(managed_id, stream) is not None for stream in STREAMS)
+
+    def cut(self, managed_id: int, stream: str) -> rotation.Cut | None:
+        """Where the last rotation of a stream cut it, if it was ever rotated."""
+        return rotation.read_cut(self.path(managed_id, stream))
 
     def live_start(self, managed_id: int, stream: str) -> int:
         return rotation.live_start(self.path(managed_id, stream))
@@ -195,13 +213,8 @@ class LogFiles:
         os.replace(path + ".tmp", path)
 
     def sizes(self, managed_id: int) -> dict[str, int]:
-        found = {}
-        for stream in STREAMS:
-            try:
-                found[stream] = os.stat(self.path(managed_id, stream)).st_size
-            except FileNotFoundError:
-                found[stream] = 0
-        return found
+        """How far each stream has been written (its offsets run on across rotations)."""
+        return {stream: rotation.stream_size(self.path(managed_id, stream)) for stream in STREAMS}
 
     def note(self, managed_id: int, when: float, growth: dict[str, int]) -> None:
         """Journal that each stream in growth reached that size at time `when`."""

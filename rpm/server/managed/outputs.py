@@ -3,9 +3,11 @@ new lines to FOLLOW.
 
 A few times a second the server stats each watched stream. When one grew, the new size and
 the time go to the program's order journal (so LOGS can interleave stdout and stderr), and
-followers get the new complete lines as `output` events. A stream over the size cap is
-rotated in a worker thread (see rotation.py). A follower whose client is not reading stays
-behind at its file offset and catches up later, from the rotated file if need be.
+followers get the new complete lines as `output` events. A program's log writer
+(logwriter.py) keeps its streams within the cap; a stream written without one (by a program
+adopted from an older rpm) is rotated by the server, in a worker thread (see rotation.py).
+A follower whose client is not reading stays behind at its file offset and catches up
+later, from the rotated file if need be.
 """
 
 from __future__ import annotations
@@ -188,8 +190,13 @@ class OutputTracker:
         for follower in entry.followers:
             follower.catch_up(self.logfiles, managed_id, sizes, final)
         for stream in STREAMS:
-            over = sizes[stream] - entry.starts[stream] > self.max_bytes
-            if over and stream not in entry.rotating:
+            if sizes[stream] - entry.starts[stream] <= self.max_bytes or stream in entry.rotating:
+                continue
+            cut = self.logfiles.cut(managed_id, stream)
+            if cut is not None and cut.renamed:  # its log writer keeps the cap: follow it
+                entry.starts[stream] = cut.end
+                self.logfiles.compact_journal(managed_id, stream, cut)
+            else:
                 self._rotate(managed_id, entry, stream)
 
     def _journal(self, managed_id: int, entry: _TrackedOutput, sizes: dict[str, int]) -> None:

@@ -21,17 +21,26 @@ from typing import NamedTuple
 
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 LINE_SEARCH = 65536
+CONSISTENT_TRIES = 5  # reads of a cut and its file, while a log writer rotates
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
 
 
 class Cut(NamedTuple):
     """`<file>.1` holds offsets [first, end) of the stream; the live file starts at `end`
-    (or, after a truncation, holds offsets from 0 again)."""
+    (or, after a truncation, holds offsets from 0 again). A cut made by a log writer
+    (logwriter.py) names the inodes of the live file and of `.1`: the live file then holds
+    the stream from `end` at its own offset 0 (it was renamed, not punched)."""
 
     first: int
     end: int
     truncated: bool = False
+    live_inode: int | None = None
+    old_inode: int | None = None
+
+    @property
+    def renamed(self) -> bool:
+        return self.live_inode is not None
 
 
 def punch_hole(fd: int, offset: int, length: int) -> bool:
@@ -47,9 +56,12 @@ def punch_hole(fd: int, offset: int, length: int) -> bool:
 def read_cut(path: str) -> Cut | None:
     try:
         with open(path + ".cut", encoding="ascii") as handle:
-            first, end, truncated = handle.read().split()
-        return Cut(int(first), int(end), truncated == "1")
-    except (OSError, ValueError):
+            fields = handle.read().split()
+        first, end, truncated = int(fields[0]), int(fields[1]), fields[2] == "1"
+        if len(fields) == 5:
+            return Cut(first, end, truncated, int(fields[3]), int(fields[4]))
+        return Cut(first, end, truncated)
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -130,7 +142,35 @@ def _write_cut(path: str, cut: Cut) -> None:
 def read_from(path: str, start: int, size: int) -> tuple[int, bytes]:
     """Up to size bytes of the stream from offset start, from path.1 if start was rotated
     out of the live file; returns (offset the data really starts at, data)."""
-    cut = read_cut(path)
+    for _ in range(CONSISTENT_TRIES):
+        cut = read_cut(path)
+        if cut is None or not cut.renamed:
+            return _read_punched(path, cut, start, size)
+        if start < cut.end:
+            begin = max(start, cut.first)  # older than the kept generation: gone
+            wanted = min(size, cut.end - begin)
+            data = _read_inode(path + ".1", cut.old_inode, begin - cut.first, wanted)
+            if data is not None:
+                return begin, data
+        else:
+            data = _read_inode(path, cut.live_inode, start - cut.end, size)
+            if data is not None:
+                return start, data
+    return start, b""  # rotating right now: nothing this time
+
+
+def _read_inode(path: str, inode: int, offset: int, size: int) -> bytes | None:
+    """size bytes at offset of path, if it is still the file with this inode."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_ino != inode:
+                return None
+            return os.pread(handle.fileno(), size, offset)
+    except FileNotFoundError:
+        return None
+
+
+def _read_punched(path: str, cut: Cut | None, start: int, size: int) -> tuple[int, bytes]:
     if cut is not None and not cut.truncated and start < cut.end:
         start = max(start, cut.first)  # older than the kept generation: gone
         with contextlib.suppress(FileNotFoundError), open(path + ".1", "rb") as backup:
@@ -143,3 +183,28 @@ def read_from(path: str, start: int, size: int) -> tuple[int, bytes]:
             return start, handle.read(size)
     except FileNotFoundError:
         return start, b""
+
+
+def stream_size(path: str) -> int:
+    """How far the stream has been written, in its own offsets (across renames)."""
+    cut = None
+    for _ in range(CONSISTENT_TRIES):
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            info = None
+        cut = read_cut(path)
+        if cut is None or not cut.renamed:
+            return info.st_size if info is not None else 0
+        if info is not None and info.st_ino == cut.live_inode:
+            return cut.end + info.st_size
+    return cut.end  # caught mid-rotation each time: at least this much
+
+
+def live_base(path: str, fd: int) -> int | None:
+    """Where the open live file fd begins in its stream: 0 unless a log writer renamed it
+    (then the cut's end), None if the cut names another file (a rotation is under way)."""
+    cut = read_cut(path)
+    if cut is None or not cut.renamed:
+        return 0
+    return cut.end if os.fstat(fd).st_ino == cut.live_inode else None

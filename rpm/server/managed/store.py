@@ -82,6 +82,9 @@ _RUN_BY_PID = f"""
 """
 
 
+SQLITE_HEADER = b"SQLite format 3\0"  # the first bytes of every SQLite database
+
+
 def _record(row) -> ManagedRecord:
     return ManagedRecord(
         id=row[0],
@@ -134,12 +137,15 @@ class Store:
 
     def replaced(self) -> bool:
         """Whether the database file was deleted or replaced since it was opened (writes
-        would go on into a file nobody will read again)."""
+        would go on into a file nobody will read again), or overwritten in place where
+        SQLite keeps its header (the next server could not open it)."""
         try:
-            info = os.stat(self.path)
+            with open(self.path, "rb") as handle:
+                info, header = os.fstat(handle.fileno()), handle.read(len(SQLITE_HEADER))
         except FileNotFoundError:
             return True
-        return (info.st_dev, info.st_ino) != self._identity
+        moved = (info.st_dev, info.st_ino) != self._identity
+        return moved or (info.st_size > 0 and header != SQLITE_HEADER)
 
     def rebuild(self, records: list[ManagedRecord]) -> None:
         """A new database at the path, holding these programs (what the server holds in

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from rpm.commands import Start
-from rpm.errors import LimitReached, RPMError, SpawnFailed
+from rpm.errors import LimitReached, RPMError
 from rpm.rows import Row
 from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.cgroups import ProgramCgroups
@@ -208,12 +208,7 @@ class Supervisor:
     def _spawn(self, managed: Managed, executable: str) -> None:
         """Start a run; the record changes only once the process exists (see _spawned)."""
         record = managed.record
-        try:
-            fds = self._outputs.logfiles.open_for_child(record.id)
-        except OSError as err:
-            raise SpawnFailed(
-                f"cannot open the log files for {record.argv[0]!r}: {err.strerror or err}"
-            ) from err
+        fds = self._launcher.outputs(self._outputs.logfiles, record, self._outputs.max_bytes // 2)
         cgroup_procs = self.cgroups.prepare(record.id) if self.cgroups is not None else None
         managed.spawning = True
         try:
