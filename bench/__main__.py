@@ -78,6 +78,15 @@ def list_figures(report: Report, server: BenchServer, quick: bool) -> None:
             report.add(
                 "  age of the data, max", f"{max(ages):.2f} s", target="<= 1 s", ok=max(ages) <= 1.0
             )
+    rpmctl = percentile(measure.rpmctl_latencies(server, 10 if quick else 30), 0.5)
+    report.add(
+        "rpmctl ps p50, end to end",
+        ms(rpmctl),
+        f"{ms(ps_p50)} ps",
+        rpmctl / ps_p50,
+        "<= 300 ms",
+        rpmctl <= 0.3,
+    )
     load = measure.concurrent_lists(server, 100, 10)
     p99 = percentile(load["latencies"], 0.99) if load["latencies"] else float("inf")
     report.add(

@@ -8,6 +8,7 @@ import os
 import selectors
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -70,6 +71,13 @@ def sampled_at(reply: bytes) -> float:
 def ps_latencies(count: int) -> list[float]:
     """The C prototype's way: fork `ps -e -o pid,comm` for every request."""
     command = ["ps", "-e", "-o", "pid,comm"]
+    return timed(lambda: subprocess.run(command, capture_output=True, check=True), count)
+
+
+def rpmctl_latencies(server: BenchServer, count: int) -> list[float]:
+    """`rpmctl ps` end to end: process start, connection, LIST, the table printed."""
+    rpmctl = os.path.join(os.path.dirname(sys.executable), "rpmctl")
+    command = [rpmctl, "-H", f"127.0.0.1:{server.port}", "ps"]
     return timed(lambda: subprocess.run(command, capture_output=True, check=True), count)
 
 

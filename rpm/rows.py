@@ -98,6 +98,24 @@ def row_dict(row: Row) -> dict:
     return fields
 
 
+def row_from_dict(fields: dict) -> Row:
+    """A ROW object as a client receives it, back into a Row."""
+    cmdline = fields.get("cmdline")
+    return Row(
+        fields["pid"],
+        fields["ppid"],
+        fields.get("user"),
+        fields["name"],
+        tuple(cmdline) if cmdline is not None else None,
+        fields["status"],
+        fields["cpu"],
+        fields["rss"],
+        fields["started"],
+        fields["managed"],
+        fields.get("restart_at"),
+    )
+
+
 def row_json(row: Row) -> bytes:
     return json_bytes(row_dict(row))
 

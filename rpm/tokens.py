@@ -56,3 +56,9 @@ def default_token(address: Address, environ: dict | None = None) -> str | None:
     if not os.access(path, os.R_OK):
         return None
     return read_token(path)
+
+
+def token_for(address: Address, token_file: str | None, environ: dict | None = None) -> str | None:
+    """The token a client uses for a server: from --token-file, else $RPM_TOKEN, else a
+    local server's default token file (rpm-tui and rpmctl alike); TokenError if unreadable."""
+    return read_token(token_file) if token_file else default_token(address, environ)

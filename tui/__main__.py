@@ -13,7 +13,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from rpm import __version__
 from rpm.addresses import Address, parse_address
 from rpm.paths import default_state_dir
-from rpm.tokens import TokenError, default_token, read_token
+from rpm.tokens import TokenError, token_for
 from tui.app import App, tune_garbage_collector
 from tui.connection import HostLink
 from tui.keys import help_lines
@@ -81,10 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def token_for(address: Address, token_file: str | None) -> str | None:
-    """The token for a server: from --token-file, else the usual places (rpm.tokens)."""
+def tui_token(address: Address, token_file: str | None) -> str | None:
     try:
-        return read_token(token_file) if token_file else default_token(address)
+        return token_for(address, token_file)
     except TokenError as err:
         raise SystemExit(f"rpm-tui: {err}") from err
 
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"rpm-tui: {err}") from err
     if args.ca and not os.path.isfile(args.ca):
         raise SystemExit(f"rpm-tui: --ca {args.ca}: no such file")
-    tokens = [token_for(address, args.token_file) for address in addresses]
+    tokens = [tui_token(address, args.token_file) for address in addresses]
     start_logging(args.log_file)
     tune_garbage_collector()
     task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args, addresses, tokens)))

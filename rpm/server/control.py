@@ -31,11 +31,14 @@ from rpm.server.procs.identity import (
     processes_of_run,
     same_start,
     start_time,
+    stopped_or_gone,
 )
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.signalling import group_alive, send_to_group, send_to_process
 from rpm.server.procs.stopping import KILL_TIMEOUT, POLL, Escalation
+
+STOP_SETTLE = 1.0  # how long PAUSE waits for SIGSTOP to take effect before freezing
 
 
 def _leads_group(pid: int) -> bool:
@@ -301,29 +304,45 @@ class Controller:
         else:
             send_to_process(pid, self._policy.check(pid, seen_started), signum)
 
-    def pause(self, pid: int, seen_started: float | None = None) -> None:
-        self._group_signal(pid, signal.SIGSTOP, seen_started)
-
-    def resume(self, pid: int, seen_started: float | None = None) -> None:
-        self._group_signal(pid, signal.SIGCONT, seen_started)
-
-    def _group_signal(self, pid: int, signum: int, seen_started: float | None) -> None:
-        """PAUSE/RESUME: a managed program as its group (and its cgroup, frozen or thawed,
-        where it has one, so that what left the group pauses too); anything else alone."""
+    def pause(self, pid: int, seen_started: float | None = None) -> Deferred:
+        """SIGSTOP: a managed program as its group, and its cgroup frozen too where it has
+        one (so what left the group pauses as well); anything else alone. Fires once done."""
         managed = self._running_program(pid, seen_started)
         if managed is None:
-            self.signal(pid, signum, seen_started)
+            self.signal(pid, signal.SIGSTOP, seen_started)
+            return succeed(None)
+        self._signal_group(managed, signal.SIGSTOP)
+        cgroups = self._supervisor.cgroups
+        if cgroups is None or not cgroups.exists(managed.record.id):
+            return succeed(None)
+        return Deferred.fromCoroutine(self._freeze_once_stopped(managed))
+
+    async def _freeze_once_stopped(self, managed: Managed) -> None:
+        """A process acts on SIGSTOP only when it runs next; frozen before that, it would
+        stay frozen but not stopped (listed as sleeping, not paused). So wait, briefly,
+        until it shows as stopped, then freeze its cgroup."""
+        deadline = self._reactor.seconds() + STOP_SETTLE
+        while not stopped_or_gone(managed.record.pid) and self._reactor.seconds() < deadline:
+            await task.deferLater(self._reactor, POLL / 10, lambda: None)
+        self._supervisor.cgroups.freeze(managed.record.id, True)
+
+    def resume(self, pid: int, seen_started: float | None = None) -> None:
+        """SIGCONT, to a managed program's group after thawing its cgroup."""
+        managed = self._running_program(pid, seen_started)
+        if managed is None:
+            self.signal(pid, signal.SIGCONT, seen_started)
             return
         cgroups = self._supervisor.cgroups
-        frozen = cgroups is not None and cgroups.exists(managed.record.id)
-        if frozen and signum == signal.SIGCONT:
+        if cgroups is not None and cgroups.exists(managed.record.id):
             cgroups.freeze(managed.record.id, False)  # thawed first, so SIGCONT arrives
+        self._signal_group(managed, signal.SIGCONT)
+
+    @staticmethod
+    def _signal_group(managed: Managed, signum: int) -> None:
         if _leads_group(managed.record.pid):
             send_to_group(managed.record.pid, signum)
         else:
             send_to_process(managed.record.pid, managed.record.started, signum)
-        if frozen and signum == signal.SIGSTOP:
-            cgroups.freeze(managed.record.id, True)  # after SIGSTOP, so it shows as stopped
 
     def stop_all(self, grace: float):
         """Stop every managed process (for --stop-children-on-exit)."""

@@ -151,8 +151,8 @@ def handle_signal(conn, command: c.Signal):
     return Ok(f"{command.pid} sent {name}", {"pid": command.pid, "signal": name})
 
 
-def handle_pause(conn, command: c.Pause):
-    conn.core.controller.pause(command.pid, conn.session.seen_started(command.pid))
+async def handle_pause(conn, command: c.Pause):
+    await conn.core.controller.pause(command.pid, conn.session.seen_started(command.pid))
     return Ok(f"{command.pid} paused", {"pid": command.pid, "message": "paused"})
 
 

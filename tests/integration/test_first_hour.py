@@ -85,6 +85,7 @@ async def test_list_right_after_a_stop_that_needed_sigkill_no_longer_shows_it(se
         reply = await client.json(f"START {STUBBORN}")
         pid = reply["pid"]
         assert await listed(client, pid)
+        await wait_for(lambda pid=pid: psutil.Process(pid).children())  # the trap is set now
         reply = await client.json(f"STOP {pid} 1.5")
         assert reply["signal"] == "SIGKILL"
         assert not await listed(client, pid)

@@ -54,9 +54,20 @@ def test_ruff_refuses_a_tui_module_that_imports_the_server():
     assert result.returncode == 1 and "TID251" in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize("folder", ["tui", "bench"])
+@pytest.mark.parametrize("folder", ["tui", "rpmctl", "bench"])
 def test_clients_import_only_the_client_side_package(folder):
     assert offending(folder, lambda name: False) == []
+
+
+def test_rpmctl_and_rpm_tui_do_not_import_each_other():
+    crossing = [
+        f"{path.relative_to(PROJECT)} imports {name}"
+        for folder, other in (("rpmctl", "tui"), ("tui", "rpmctl"))
+        for path in modules(folder)
+        for name in imported(path)
+        if name == other or name.startswith(other + ".")
+    ]
+    assert crossing == []
 
 
 def test_the_client_side_package_never_imports_the_server():
@@ -73,7 +84,7 @@ def test_procs_is_below_managed_and_both_below_the_server():
 def test_no_module_is_over_400_lines():
     long = [
         f"{path.relative_to(PROJECT)}: {lines}"
-        for folder in ("rpm", "tui", "bench", "twisted")
+        for folder in ("rpm", "tui", "rpmctl", "bench", "twisted")
         for path in modules(folder)
         if (lines := len(path.read_text().splitlines())) > 400
     ]

@@ -2,7 +2,9 @@
 
 import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -27,12 +29,21 @@ def comparable(row) -> tuple:
     return (row.ppid, row.user, row.name if row.cmdline else "", row.cmdline, row.started)
 
 
+def settled(pid: int, last_argument: bytes) -> bool:
+    """Done exec'ing its program and asleep in it (a busy machine may take a while)."""
+    arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    stat = identity.read_stat(pid)
+    return arguments[-2] == last_argument and stat is not None and stat[1][0] == b"S"
+
+
 def test_rows_match_psutils(spawned):
     child = subprocess.Popen(["sleep", "30"])
     spawned.append(child.pid)
-    long_name = subprocess.Popen(["python3", "-c", "import time; time.sleep(30)"])
+    python3 = str(Path(sys.executable).with_name("python3"))  # on PATH, a wrapper may exec it
+    long_name = subprocess.Popen([python3, "-c", "import time; time.sleep(30)"])
     spawned.append(long_name.pid)
-    time.sleep(0.2)
+    for pid, last in ((child.pid, b"30"), (long_name.pid, b"import time; time.sleep(30)")):
+        wait_until(lambda pid=pid, last=last: settled(pid, last))
     fast = {row.pid: row for row in procfs.ProcfsScanner().scan(frozenset())}
     slow = {row.pid: row for row in Scanner().scan(frozenset())}
     again = {row.pid: row for row in procfs.ProcfsScanner().scan(frozenset())}

@@ -85,6 +85,7 @@ class ImmediateController:
 
     def pause(self, pid, seen):
         self.signal(pid, signal.SIGSTOP, seen)
+        return defer.succeed(None)
 
     def resume(self, pid, seen):
         self.signal(pid, signal.SIGCONT, seen)

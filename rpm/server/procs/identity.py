@@ -57,6 +57,12 @@ def read_stat(pid: int) -> tuple[str, list[bytes]] | None:
     return data[left + 1 : right].decode("utf-8", "replace"), data[right + 2 :].split()
 
 
+def stopped_or_gone(pid: int) -> bool:
+    """Whether a process is stopped (by a signal or a tracer), a zombie, or gone."""
+    stat = read_stat(pid)
+    return stat is None or stat[1][0] in (b"T", b"t", b"Z")
+
+
 def start_time_of(fields: list[bytes]) -> float:
     """The start time in the fields read_stat gives, as psutil's create_time() computes it."""
     return boot_time() + int(fields[19]) / CLOCK_TICKS

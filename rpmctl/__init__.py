@@ -1,0 +1,1 @@
+"""rpmctl: a command-line client of rpm servers for scripts and quick work."""
