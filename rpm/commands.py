@@ -4,6 +4,7 @@ Aliases, limits, and the typed commands a request line becomes (see server/parse
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, NamedTuple
@@ -71,6 +72,9 @@ ALIASES: dict[str, str] = {
 }
 
 RESTART_POLICIES = ("no", "on-failure", "always")
+# A program's name: never all digits, so it cannot be taken for a pid.
+PROGRAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+PROGRAM_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter"
 WATCH_MIN, WATCH_MAX = 0.1, 3600.0
 GRACE_MAX = 3600.0
 LOGS_MAX = 100_000
@@ -162,7 +166,7 @@ class Info:
         ),
         "INFO 4242",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
 
 
 @dataclass(frozen=True)
@@ -171,14 +175,15 @@ class Start:
     ACCESS: ClassVar[Access] = Access.MUTATING
     HELP: ClassVar[Topic] = Topic(
         (
-            "START [--cwd DIR] [--env NAME=VALUE]... [--restart no|on-failure|always] [--] "
-            "<command line>"
+            "START [--name NAME] [--cwd DIR] [--env NAME=VALUE]... "
+            "[--restart no|on-failure|always] [--] <command line>"
         ),
         "run a program, managed by this server",
         (
             "The command line is split like a POSIX shell would (quotes, backslashes) but no "
             "shell runs it. The program is looked up on the server's PATH. Its output goes to"
-            " log files (see LOGS). Put -- before a command line that starts with -."
+            " log files (see LOGS). Put -- before a command line that starts with -. With "
+            "--name, the program can be addressed by its name wherever a pid is taken."
         ),
         "START --restart on-failure -- python3 -m http.server 8000",
     )
@@ -186,6 +191,7 @@ class Start:
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     restart: str = "no"
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,7 @@ class Stop:
         ),
         "STOP 4242 10",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
     grace: float = 5.0
 
 
@@ -215,7 +221,7 @@ class Signal:
         "Names may omit SIG: HUP, SIGUSR1, 15, RTMIN+1.",
         "SIGNAL 4242 HUP",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
     signum: int
 
 
@@ -229,7 +235,7 @@ class Pause:
         "A managed process is paused with its whole process group.",
         "PAUSE 4242",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
 
 
 @dataclass(frozen=True)
@@ -242,7 +248,7 @@ class Resume:
         "A managed process is resumed with its whole process group.",
         "RESUME 4242",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,7 @@ class Logs:
         "stdout and stderr, interleaved in the order the server saw them.",
         "LOGS 4242 20",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
     lines: int = 100
 
 
@@ -269,7 +275,7 @@ class Follow:
         "Until UNFOLLOW <pid> or the end of the session; with n, the last n lines first.",
         "FOLLOW 4242",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
     backlog: int = 0
 
 
@@ -283,7 +289,7 @@ class Unfollow:
         "",
         "UNFOLLOW 4242",
     )
-    pid: int
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class Row(NamedTuple):
     started: float
     managed: bool
     restart_at: float | None = None  # a managed program waiting to restart: when it will
+    program: str | None = None  # a managed program's name (START --name), if it has one
 
     @property
     def key(self) -> tuple[int, float]:
@@ -71,11 +72,13 @@ def started_text(started: float) -> str:
 
 
 def text_row(row: Row) -> str:
-    """Aligned columns under TEXT_HEADER, ending with the full command line (all escaped)."""
+    """Aligned columns under TEXT_HEADER, ending with the full command line (all escaped); a
+    named program shows its name under NAME."""
     return (
         f"{row.pid:>7} {row.ppid:>7} {clip(row.user or '?', 10):<10} {clip(row.status, 10):<10} "
         f"{row.cpu:>6.1f} {human_bytes(row.rss):>7} {started_text(row.started):<11} "
-        f"{'*' if row.managed else '-'} {clip(row.name, 15):<15} {escape_text(command_text(row))}"
+        f"{'*' if row.managed else '-'} {clip(row.program or row.name, 15):<15} "
+        f"{escape_text(command_text(row))}"
     )
 
 
@@ -92,6 +95,7 @@ def row_dict(row: Row) -> dict:
         "rss": row.rss,
         "started": row.started,
         "managed": row.managed,
+        "program": row.program,
     }
     if row.restart_at is not None:
         fields["restart_at"] = row.restart_at
@@ -113,6 +117,7 @@ def row_from_dict(fields: dict) -> Row:
         fields["started"],
         fields["managed"],
         fields.get("restart_at"),
+        fields.get("program"),
     )
 
 
@@ -121,7 +126,7 @@ def row_json(row: Row) -> bytes:
 
 
 def matches(row: Row, pattern: str) -> bool:
-    """LIST's pattern: a substring of the name or of the command line."""
-    if pattern in row.name:
+    """LIST's pattern: a substring of the name, of the program's name or of the command line."""
+    if pattern in row.name or (row.program is not None and pattern in row.program):
         return True
     return row.cmdline is not None and pattern in " ".join(row.cmdline)

@@ -6,6 +6,7 @@ returns a Reply, or is a coroutine whose result is one. Errors are raised as RPM
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -33,6 +34,17 @@ MAX_AUTH_FAILURES = 3
 def handle_help(conn, command: c.Help):
     lines = helptext.topic(command.topic) if command.topic else helptext.overview()
     return Body(len(lines), "lines", lines, {"topic": command.topic, "help": lines})
+
+
+def resolve_name(command, core):
+    """The command with a program's name in place of a pid replaced by its current pid."""
+    target = getattr(command, "pid", None)
+    if not isinstance(target, str):
+        return command
+    program = core.supervisor.names.get(target)
+    if program is None or program.record.pid is None:
+        raise BadArgument(f"no program is named {target!r} (a pid is a decimal integer)")
+    return dataclasses.replace(command, pid=program.record.pid)
 
 
 def handle_ping(conn, command: c.Ping):
@@ -128,10 +140,8 @@ async def _info_of(core, pid: int) -> dict:
 
 async def handle_start(conn, command: c.Start):
     record = await conn.core.supervisor.start(command)  # its started event refreshes the table
-    return Ok(
-        f"{record.pid} started",
-        {"pid": record.pid, "message": "started", "argv": list(record.argv), "id": record.id},
-    )
+    fields = {"pid": record.pid, "message": "started", "argv": list(record.argv), "id": record.id}
+    return Ok(f"{record.pid} started", {**fields, "program": record.name})
 
 
 async def handle_stop(conn, command: c.Stop):

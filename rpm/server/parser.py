@@ -14,6 +14,8 @@ from rpm.commands import (
     GRACE_MAX,
     HISTORY_MAX,
     LOGS_MAX,
+    PROGRAM_NAME,
+    PROGRAM_NAME_RULE,
     RESTART_POLICIES,
     WATCH_MAX,
     WATCH_MIN,
@@ -57,11 +59,17 @@ def split_verb(line: str) -> tuple[str, str]:
     return canonical_verb(match[1]), match[2] or ""
 
 
-def parse_pid(text: str) -> int:
-    """A pid as a decimal integer; its range is the policy's business, not the parser's."""
-    if not _DECIMAL.fullmatch(text):
-        raise BadArgument(f"pid must be a decimal integer, got {shown(text)!r}")
-    return int(text)
+def parse_pid(text: str) -> int | str:
+    """A pid as a decimal integer (its range is the policy's business, not the parser's), or
+    a program's name, which the server resolves to its current pid."""
+    if _DECIMAL.fullmatch(text):
+        return int(text)
+    if PROGRAM_NAME.fullmatch(text):
+        return text
+    raise BadArgument(
+        f"pid must be a decimal integer, or a program's name ({PROGRAM_NAME_RULE}); "
+        f"got {shown(text)!r}"
+    )
 
 
 def parse_count(text: str, what: str, maximum: int) -> int:
@@ -183,6 +191,10 @@ def _start_option(name: str, value: str, options: dict) -> None:
             got = f"the name {shown(key)!r}" if eq else "no '='"
             raise BadArgument(f"--env takes NAME=VALUE with NAME like PATH or MY_VAR; got {got}")
         options["env"][key] = val
+    elif name == "--name":
+        if not PROGRAM_NAME.fullmatch(value):
+            raise BadArgument(f"--name must be {PROGRAM_NAME_RULE}; got {shown(value)!r}")
+        options["name"] = value
     else:
         if value.lower() not in RESTART_POLICIES:
             raise BadArgument(f"--restart must be no, on-failure or always, got {shown(value)!r}")
@@ -194,7 +206,7 @@ def _parse_start(rest: str) -> Start:
         tokens = shlex.split(rest)
     except ValueError as err:
         raise BadArgument(f"cannot split the command line ({err}); check its quotes") from err
-    options: dict = {"cwd": None, "env": {}, "restart": "no"}
+    options: dict = {"cwd": None, "env": {}, "restart": "no", "name": None}
     index = 0
     while index < len(tokens) and tokens[index].startswith("-"):
         token = tokens[index]
@@ -202,7 +214,7 @@ def _parse_start(rest: str) -> Start:
         if token == "--":
             break
         name, eq, value = token.partition("=")
-        if name not in ("--cwd", "--env", "--restart"):
+        if name not in ("--name", "--cwd", "--env", "--restart"):
             raise BadArgument(
                 f"unknown START option {shown(token)!r}; "
                 "a command line that starts with - needs -- before it"
@@ -217,7 +229,8 @@ def _parse_start(rest: str) -> Start:
         raise BadArgument("START needs a command line, for example: START sleep 60")
     if any("\0" in part for part in (*argv, *options["env"].values(), options["cwd"] or "")):
         raise BadArgument("the command line contains a NUL character")
-    return Start(argv, options["cwd"], tuple(options["env"].items()), options["restart"])
+    env = tuple(options["env"].items())
+    return Start(argv, options["cwd"], env, options["restart"], options["name"])
 
 
 # command class -> its parser, which takes the rest of the line

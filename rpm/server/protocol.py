@@ -26,7 +26,7 @@ from rpm.commands import ALWAYS_ALLOWED, LOOPBACK_READ_ONLY, MUTATING, shown
 from rpm.errors import AuthRequired, RPMError
 from rpm.server.faults import fault_error
 from rpm.server.framing import MAX_LINE, Framer, FramingError
-from rpm.server.handlers import HANDLERS
+from rpm.server.handlers import HANDLERS, resolve_name
 from rpm.server.parser import parse_arguments, redact, split_verb
 from rpm.server.session import Session, unix_peer_key
 from rpm.server.tablefeed import TableFeed
@@ -254,7 +254,7 @@ class RPMProtocol(Protocol, TimeoutMixin):
             or (self.session.local and verb in LOOPBACK_READ_ONLY)
         ):
             raise AuthRequired(self._auth_hint(verb))
-        command = self._command = parse_arguments(verb, rest)
+        command = self._command = resolve_name(parse_arguments(verb, rest), self.core)
         result = HANDLERS[type(command)](self, command)
         return Deferred.fromCoroutine(result) if iscoroutine(result) else result
 

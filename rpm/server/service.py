@@ -100,6 +100,7 @@ class RPMService(service.Service):
             scanner.scan,
             supervisor.managed_keys,
             restarting_rows=supervisor.restarting_rows,
+            program_names=supervisor.names.of_runs,
         )
         policy = SignalPolicy(config.signal_scope, supervisor.is_managed)
         controller = Controller(reactor, supervisor, policy, sampler)

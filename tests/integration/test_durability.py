@@ -398,3 +398,14 @@ def test_a_full_disk_is_answered_storage_and_nothing_runs_unrecorded(server_runn
     again = server_runner.run(port=server.port, state_dir=small_disk / "state")
     adopted = {row["pid"] for row in Client(again)("LIST --managed")["processes"]}
     assert {*answered, started["pid"]} <= adopted, "every OK'd process is in the registry"
+
+
+def test_a_programs_name_survives_a_sigkill_of_the_server(server_runner):
+    server = server_runner.run()
+    pid = Client(server)("START --name keeper sleep 300")["pid"]
+    kill9(server)
+    again = server_runner.run(port=server.port, state_dir=server.state_dir)
+    client = Client(again)
+    assert client("INFO keeper")["process"]["pid"] == pid, "adopted with its name"
+    assert client("START --name keeper sleep 300")["error"] == "bad-argument", "still taken"
+    assert client("STOP keeper")["pid"] == pid

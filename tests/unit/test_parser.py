@@ -118,8 +118,8 @@ def test_list_options_and_patterns():
         p.parse_line("LIST --frob")
 
 
-@pytest.mark.parametrize("text", ["abc", "1.5", "0x10", "1e3", "", "\u0661\u0662", "12a"])
-def test_pids_must_be_decimal_integers(text):
+@pytest.mark.parametrize("text", ["1.5", "0x10", "", "\u0661\u0662", "12a", "-web", "a" * 65])
+def test_pids_must_be_decimal_integers_or_names(text):
     with pytest.raises(BadArgument, match="decimal integer"):
         p.parse_pid(text)
 
@@ -152,7 +152,7 @@ def test_signal_by_name_or_number():
     assert p.parse_line("SIGNAL 42 HUP") == c.Signal(42, 1)
     assert p.parse_line("SIGNAL 42 sigusr1") == c.Signal(42, 10)
     assert p.parse_line("SIGNAL 42 15") == c.Signal(42, 15)
-    for bad in ("SIGNAL 42", "SIGNAL 42 FROB", "SIGNAL 42 0", "SIGNAL 42 999", "SIGNAL x HUP"):
+    for bad in ("SIGNAL 42", "SIGNAL 42 FROB", "SIGNAL 42 0", "SIGNAL 42 999", "SIGNAL x! HUP"):
         with pytest.raises(BadArgument):
             p.parse_line(bad)
 
@@ -298,3 +298,12 @@ def test_a_malformed_env_never_echoes_its_value(setting):
     with pytest.raises(BadArgument) as refused:
         p.parse_line(f"START --env '{setting}' true")
     assert "hunter2" not in refused.value.message and "NAME=VALUE" in refused.value.message
+
+
+def test_a_program_name_stands_for_a_pid_and_start_takes_one():
+    assert p.parse_line("STOP web 3") == c.Stop("web", 3.0)
+    assert p.parse_line("INFO api.v2") == c.Info("api.v2")
+    assert p.parse_line("START --name web -- sleep 9").name == "web"
+    for bad in ("START --name 9lives sleep 9", "START --name a/b sleep 9", "START --name= x"):
+        with pytest.raises(BadArgument, match="--name must be 1 to 64 letters"):
+            p.parse_line(bad)

@@ -16,6 +16,7 @@ from rpm import commands
 from rpm.errors import Protected, RPMError
 from rpm.server import parser
 from rpm.server.control import Stopped
+from rpm.server.managed.program import Names
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.telnet import TelnetFilter
 from rpm.wire import escape_text, json_line
@@ -59,6 +60,7 @@ class RecordingSupervisor:
 
     def __init__(self):
         self.started = []
+        self.names = Names()  # no program has a name here: a name is refused
 
     def start(self, command):
         self.started.append(command)

@@ -12,6 +12,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
+from rpm.errors import BadArgument
 from rpm.rows import RESTARTING, Row
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs.identity import start_time
@@ -87,6 +88,7 @@ def restarting_row(managed: Managed, restart_at: float | None) -> Row:
         record.started or 0.0,
         True,
         restart_at=restart_at,
+        program=record.name,
     )
 
 
@@ -109,3 +111,34 @@ def kill_run(managed: Managed, cgroups, failure) -> None:
             os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(OSError, ProcessExitedAlready):
         managed.transport.signalProcess("KILL")
+
+
+class Names:
+    """The names of programs that have not ended for good (running, starting, or waiting to
+    restart): one program per name, so a name always means one current run."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Managed] = {}
+
+    def claim(self, managed: Managed) -> None:
+        """Give the program its record's name; BadArgument if another program holds it."""
+        name = managed.record.name
+        holder = self._by_name.get(name) if name is not None else None
+        if holder is not None and holder is not managed:
+            raise BadArgument(f"name {name!r} is taken by pid {holder.record.pid}")
+        if name is not None:
+            self._by_name[name] = managed
+
+    def release(self, managed: Managed) -> None:
+        """The program ended for good: its name is free again."""
+        if self._by_name.get(managed.record.name) is managed:
+            del self._by_name[managed.record.name]
+
+    def get(self, name: str) -> Managed | None:
+        return self._by_name.get(name)
+
+    def of_runs(self) -> dict[tuple[int, float], str]:
+        """(pid, start time) -> name, for the named programs running now."""
+        return {
+            (m.record.pid, m.record.started): name for name, m in self._by_name.items() if m.running
+        }

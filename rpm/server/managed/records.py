@@ -26,6 +26,7 @@ class ManagedRecord:
     exit_code: int | None = None
     exit_signal: int | None = None
     exit_known: bool = False
+    name: str | None = None  # given with START --name: the program can be addressed by it
 
     @property
     def ended(self) -> bool:

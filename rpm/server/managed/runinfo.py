@@ -23,6 +23,7 @@ def managed_fields(record: ManagedRecord) -> dict:
     """What the server knows of a managed run beyond what the system shows."""
     return {
         "managed": True,
+        "program": record.name,
         "id": record.id,
         "restart": record.restart,
         "restarts": record.restarts,

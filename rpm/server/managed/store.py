@@ -51,12 +51,14 @@ MIGRATIONS = (
         result TEXT NOT NULL
     );
     """,
+    "ALTER TABLE managed ADD COLUMN name TEXT",
 )
 
 
 _COLUMNS = """
     m.id, m.argv, m.cwd, m.env, m.restart, m.created, m.restarts, m.policy_ended,
-    r.id, r.pid, r.started, r.spawned_at, r.ended_at, r.exit_code, r.exit_signal, r.exit_known
+    r.id, r.pid, r.started, r.spawned_at, r.ended_at, r.exit_code, r.exit_signal, r.exit_known,
+    m.name
 """
 _LATEST_RUNS = f"""
     SELECT {_COLUMNS} FROM managed m
@@ -103,6 +105,7 @@ def _record(row) -> ManagedRecord:
         exit_code=row[13],
         exit_signal=row[14],
         exit_known=bool(row[15]),
+        name=row[16],
     )
 
 
@@ -215,8 +218,9 @@ class Store:
 
     def _insert_program(self, record: ManagedRecord) -> None:
         self._db.execute(
-            "INSERT INTO managed (id, argv, cwd, env, restart, created, restarts, policy_ended) "
-            "VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO managed "
+            "(id, argv, cwd, env, restart, created, restarts, policy_ended, name) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 record.id,
                 json.dumps(record.argv),
@@ -226,6 +230,7 @@ class Store:
                 record.created,
                 record.restarts,
                 int(record.policy_ended),
+                record.name,
             ),
         )
 

@@ -29,6 +29,7 @@ from rpm.server.managed.program import (
     BACKOFF_FIRST,
     Child,
     Managed,
+    Names,
     child_start_time,
     kill_run,
     restarting_row,
@@ -65,6 +66,7 @@ class Supervisor:
         self._finished: deque[Managed] = deque()  # ended for good, oldest first
         self._restarting: set[Managed] = set()  # between runs, a restart scheduled
         self._starting: set[Managed] = set()  # STARTs whose record is being written
+        self.names = Names()
         self._observers: list[Callable[[str, ManagedRecord], None]] = []
         self._exit_listeners: dict[int, list[Callable[[], None]]] = {}
         self._next_id = self._next_run_id = 1
@@ -147,9 +149,11 @@ class Supervisor:
         record = ManagedRecord(
             self._next_id, command.argv, command.cwd, dict(command.env), command.restart, now
         )
+        record.name = command.name
         executable = self._launcher.prepare(record)  # a START that cannot run writes nothing
-        self._next_id += 1
         managed = Managed(record)
+        self.names.claim(managed)
+        self._next_id += 1
         self._by_id[record.id] = managed
         self._starting.add(managed)
         intent = self._store.add_program(record)
@@ -171,6 +175,7 @@ class Supervisor:
         self._starting.discard(managed)
         if isinstance(result, Failure):
             self._by_id.pop(managed.record.id, None)
+            self.names.release(managed)
         return result
 
     def _first_run(self, managed: Managed, executable: str) -> Deferred:
@@ -190,13 +195,9 @@ class Supervisor:
         its record says it failed."""
         managed.record.policy_ended = True
         self._by_id.pop(managed.record.id, None)
-        self._store.end_policy(managed.record.id).addErrback(
-            lambda failure: log.warn(
-                "cannot mark the failed START of {argv} in the registry: {error}",
-                argv=managed.record.argv,
-                error=failure.getErrorMessage(),
-            )
-        )
+        self.names.release(managed)
+        failed = self._store.end_policy(managed.record.id)
+        failed.addErrback(lambda f: log.warn("cannot record a failed START: {f}", f=f.value))
 
     def _uncommitted(self, failure: Failure, managed: Managed) -> Failure:
         """The registry did not take a START's pid: kill the run before the client hears of
@@ -267,6 +268,7 @@ class Supervisor:
         self._emit("exited", managed.record)
         self._schedule_restart(managed)
         if managed.restart_call is None:
+            self.names.release(managed)
             self._forget_old_ended(managed)
 
     def _schedule_restart(self, managed: Managed) -> None:
@@ -321,6 +323,8 @@ class Supervisor:
         """STOP ends the restart policy: nothing restarts the program after it."""
         managed.stop_requested = True
         self._forget_restart(managed)
+        if not managed.running:
+            self.names.release(managed)
         if not managed.record.policy_ended:
             managed.record.policy_ended = True
             self._store.end_policy(managed.record.id)
@@ -356,6 +360,7 @@ class Supervisor:
         self._by_id[record.id] = managed
         if record.pid is not None:
             self._by_pid[record.pid] = managed
+        self.names.claim(managed)
         return managed
 
     def adopt(self, managed: Managed, exit_watch) -> None:

@@ -32,6 +32,7 @@ class Sampler:
         managed_keys: Callable[[], frozenset],
         run: Callable[..., Deferred] = threads.deferToThread,
         restarting_rows: Callable[[], list[Row]] = list,
+        program_names: Callable[[], dict] = dict,
         period: float = 0.5,
         max_age: float = 1.0,
         linger: float = 10.0,
@@ -41,6 +42,7 @@ class Sampler:
         self._managed_keys = managed_keys
         self._run = run
         self._restarting_rows = restarting_rows
+        self._program_names = program_names  # (pid, start time) -> a managed program's name
         self.period, self.max_age, self.linger = period, max_age, linger
         self.latest: Snapshot | None = None
         self._renderers = Renderers()
@@ -126,6 +128,11 @@ class Sampler:
     def _scanned(self, rows: list[Row], taken_at: float) -> None:
         self._scanning = False
         self._seq += 1
+        names = self._program_names()
+        if names:
+            rows = [
+                row._replace(program=names.get(row.key)) if row.managed else row for row in rows
+            ]
         restarting = self._restarting_rows()
         if restarting:  # a live process that reused such a pid comes after it, so by_pid has it
             rows = sorted(restarting + rows, key=lambda row: row.pid)
