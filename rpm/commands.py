@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, NamedTuple
 
+from rpm.aliases import ALIASES
 from rpm.errors import UnknownCommand
 
 
@@ -29,47 +30,6 @@ class Topic(NamedTuple):
     details: str
     example: str
 
-
-ALIASES: dict[str, str] = {
-    **dict.fromkeys(
-        ("LS", "PS", "LISTAR", "LISTA", "VER", "SHOW", "MOSTRAR", "PROCESOS", "PROCESSES"), "LIST"
-    ),
-    **dict.fromkeys(
-        (
-            "RUN",
-            "EXEC",
-            "LAUNCH",
-            "INICIAR",
-            "EJECUTAR",
-            "LANZAR",
-            "CORRER",
-            "CREAR",
-            "CREATE",
-            "BEGIN",
-            "EMPEZAR",
-        ),
-        "START",
-    ),
-    **dict.fromkeys(
-        (
-            "KILL",
-            "MATAR",
-            "DETENER",
-            "TERMINAR",
-            "END",
-            "FINISH",
-            "FINALIZAR",
-            "CANCEL",
-            "CANCELAR",
-            "HALT",
-            "PARAR",
-        ),
-        "STOP",
-    ),
-    **dict.fromkeys(
-        ("QUIT", "BYE", "SALIR", "ADIOS", "CLOSE", "CERRAR", "DISCONNECT", "DESCONECTAR"), "EXIT"
-    ),
-}
 
 RESTART_POLICIES = ("no", "on-failure", "always")
 # A program's name: never all digits, so it cannot be taken for a pid.
@@ -209,6 +169,23 @@ class Stop:
     )
     pid: int | str  # a program's name until the server resolves it (see protocol.py)
     grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class Restart:
+    VERB: ClassVar[str] = "RESTART"
+    ACCESS: ClassVar[Access] = Access.MUTATING
+    HELP: ClassVar[Topic] = Topic(
+        "RESTART <pid|name>",
+        "stop a managed program and start it again, the same way",
+        (
+            "Stopped as STOP does (SIGTERM, SIGKILL after 5 s), then started again with the "
+            "same command line, directory, environment, restart policy and name; the reply "
+            "names the new pid."
+        ),
+        "RESTART web",
+    )
+    pid: int | str  # a program's name until the server resolves it (see protocol.py)
 
 
 @dataclass(frozen=True)
@@ -357,6 +334,7 @@ COMMANDS = (
     Info,
     Start,
     Stop,
+    Restart,
     Signal,
     Pause,
     Resume,

@@ -19,7 +19,7 @@ from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.python.failure import Failure
 
-from rpm.errors import NoSuchProcess, NotPermitted
+from rpm.errors import NoSuchProcess, NotManaged, NotPermitted
 from rpm.rows import Row
 from rpm.server.managed.program import Managed
 from rpm.server.managed.supervisor import Supervisor
@@ -38,6 +38,7 @@ from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.signalling import group_alive, send_to_group, send_to_process
 from rpm.server.procs.stopping import KILL_TIMEOUT, POLL, Escalation
 
+RESTART_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when RESTART stops a program
 STOP_SETTLE = 1.0  # how long PAUSE waits for SIGSTOP to take effect before freezing
 
 
@@ -217,6 +218,15 @@ class Controller:
             outcome = self._stop_process(pid, grace, seen_started)
         shared = self._stops[key] = _Shared(outcome)
         return shared.result().addBoth(self._stop_finished, key, shared)
+
+    async def restart(self, pid: int, seen_started: float | None = None):
+        """RESTART: stop a managed program as STOP does, then run it again (its policy and
+        name back in force); fires with its record, the new run's pid in it."""
+        managed = self._program(pid, seen_started)
+        if managed is None:
+            raise NotManaged(f"pid {pid} is not a program this server started; RESTART needs one")
+        await self.stop(pid, RESTART_GRACE, seen_started)
+        return await self._supervisor.rerun(managed)
 
     async def _stop_program(self, managed: Managed, grace: float) -> Stopped:
         """The whole program: its group, what left it, and whatever it forked meanwhile."""

@@ -144,6 +144,13 @@ async def handle_start(conn, command: c.Start):
     return Ok(f"{record.pid} started", {**fields, "program": record.name})
 
 
+async def handle_restart(conn, command: c.Restart):
+    seen = conn.session.seen_started(command.pid)
+    record = await conn.core.controller.restart(command.pid, seen)
+    fields = {"pid": record.pid, "previous": command.pid, "program": record.name}
+    return Ok(f"{record.pid} restarted", {**fields, "message": "restarted"})
+
+
 async def handle_stop(conn, command: c.Stop):
     seen = conn.session.seen_started(command.pid)
     stopped = await conn.core.controller.stop(command.pid, command.grace, seen)
@@ -271,6 +278,7 @@ HANDLERS = {
     c.List: handle_list,
     c.Info: handle_info,
     c.Start: handle_start,
+    c.Restart: handle_restart,
     c.Stop: handle_stop,
     c.Signal: handle_signal,
     c.Pause: handle_pause,

@@ -66,7 +66,10 @@ class TableFeed:
 
 
 def lifecycle_event(event: str, record: ManagedRecord) -> Event:
-    """The `started` or `exited` event for a managed run."""
+    """The `started`, `restarted` (by RESTART) or `exited` event for a managed run."""
+    if event == "restarted":
+        fields = {"pid": record.pid, "program": record.name, "id": record.id}
+        return Event("restarted", f"{record.pid} {record.name or record.id}", fields)
     if event == "started":
         command = " ".join(record.argv)
         return Event(

@@ -80,3 +80,28 @@ async def wait_for_async(predicate, timeout: float = 30.0):
         assert time.monotonic() < deadline, "timed out"
         await sleep(0.1)
     return True
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_stops_and_starts_the_same_program_again(server):
+    watcher = await connect(server.port)
+    assert await watcher.request("WATCH 3600") == "OK watching"
+    client = await json_client(server)
+    script = "echo run; exec sleep 300"
+    first = await client.json(f"START --name web --cwd /tmp --env A=1 -- sh -c '{script}'")
+    restarted = await client.json("RESTART web")
+    assert restarted["ok"] and restarted["previous"] == first["pid"]
+    assert not pid_alive(first["pid"]), "the old run was stopped"
+    details = (await client.json("INFO web"))["process"]
+    assert details["pid"] == restarted["pid"] and details["restarts"] == 1
+    assert (details["cwd"], details["env"], details["program"]) == ("/tmp", ["A"], "web")
+    await wait_for(lambda: rotation.stream_size(f"{server.state_dir}/logs/1.out") == 8)
+    assert (await client.json("LOGS web"))["lines"] == ["run", "run"], "one program, one log"
+    events = []
+    while not any(line.startswith("* restarted ") for line in events):
+        events.append(await watcher.line())
+    assert f"* restarted {restarted['pid']} web" in events
+    by_pid = await client.json(f"RESTART {restarted['pid']}")
+    assert by_pid["ok"] and by_pid["previous"] == restarted["pid"]
+    assert (await client.json("RESTART 1"))["error"] in ("not-managed", "not-permitted")
+    await client.json("STOP web")

@@ -207,7 +207,19 @@ def test_watch_streams_tables_and_stops_on_ctrl_c(server):
         watch.communicate()
 
 
-def test_verbs_the_server_does_not_know_yet_are_status_1(server):
+def test_a_verb_the_server_does_not_know_is_status_1(server):
     result = rpmctl("reload", server=server, token=server.token)
     assert result.returncode == 1
     assert result.stderr.startswith("rpmctl: unknown-command: unknown command 'RELOAD'")
+
+
+def test_names_and_restart_through_rpmctl(server):
+    token = server.token
+    first = rpmctl("start", "--name", "web", "--", "sleep", "300", server=server, token=token)
+    assert first.returncode == 0, first.stderr
+    again = rpmctl("restart", "web", "--json", server=server, token=token)
+    assert json.loads(again.stdout)["previous"] == int(first.stdout)
+    assert rpmctl("info", "web", server=server).stdout.startswith(
+        f"pid: {json.loads(again.stdout)['pid']}\n"
+    )
+    assert rpmctl("stop", "web", server=server, token=token).returncode == 0

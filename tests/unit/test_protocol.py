@@ -400,6 +400,7 @@ def test_every_command_has_one_parser_one_handler_and_help():
 GUARDED_REQUESTS = {  # a well-formed request for every verb that needs AUTH
     "START": "true",
     "STOP": "4242",
+    "RESTART": "4242",
     "SIGNAL": "4242 HUP",
     "PAUSE": "4242",
     "RESUME": "4242",

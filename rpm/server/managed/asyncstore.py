@@ -86,6 +86,9 @@ class AsyncStore:
     def end_policy(self, managed_id: int):
         return self._write(self.sync.end_policy, managed_id)
 
+    def reopen_policy(self, managed_id: int):
+        return self._write(self.sync.reopen_policy, managed_id)
+
     def add_audits(self, records: list[AuditRecord]):
         return self._write(self.sync.add_audits, records)
 

@@ -263,6 +263,10 @@ class Store:
         START failed before anything ran."""
         self._db.execute("UPDATE managed SET policy_ended=1 WHERE id=?", (managed_id,))
 
+    def reopen_policy(self, managed_id: int) -> None:
+        """RESTART: the program's restart policy holds again."""
+        self._db.execute("UPDATE managed SET policy_ended=0 WHERE id=?", (managed_id,))
+
     def add_audits(self, records: list[AuditRecord]) -> None:
         self._db.executemany(
             "INSERT INTO audit (time, peer, authenticated, command, result) VALUES (?,?,?,?,?)",

@@ -35,6 +35,7 @@ from rpm.server.managed.program import (
     restarting_row,
 )
 from rpm.server.managed.records import ManagedRecord
+from rpm.server.managed.restoring import Restoring
 from rpm.server.procs.identity import same_start
 
 log = Logger()
@@ -42,7 +43,7 @@ BACKOFF_CAP, STABLE_UPTIME = 60.0, 60.0
 KEEP_ENDED = 1000
 
 
-class Supervisor:
+class Supervisor(Restoring):
     """Owns every managed program; tells observers when one starts or exits."""
 
     def __init__(
@@ -206,6 +207,23 @@ class Supervisor:
         kill_run(managed, self.cgroups, failure)
         return failure
 
+    def rerun(self, managed: Managed) -> Deferred:
+        """RESTART, once the program stopped: a new run of the same program (its command,
+        directory, environment, policy and name), durable as START's; fires with the record."""
+        self._check_capacity()
+        record = managed.record
+        executable = self._launcher.prepare(record)
+        self.names.claim(managed)
+        managed.stop_requested, managed.backoff = False, BACKOFF_FIRST
+        record.policy_ended, record.restarts = False, record.restarts + 1
+        self._store.reopen_policy(record.id)
+        self._spawn(managed, executable)
+        committed = self._store.add_run(record)
+        self._announce_run(managed)
+        self._emit("restarted", record)
+        committed.addCallbacks(lambda _: record, self._uncommitted, errbackArgs=(managed,))
+        return committed
+
     def _spawn(self, managed: Managed, executable: str) -> None:
         """Start a run; the record changes only once the process exists (see _spawned)."""
         record = managed.record
@@ -347,48 +365,6 @@ class Supervisor:
                 observer(event, record)
             except Exception:
                 log.failure("observer of {event} failed", event=event)
-
-    # -- restoring the registry (see adoption.py) -------------------------------------------
-
-    def set_next_ids(self, next_id: int, next_run_id: int) -> None:
-        """Go on numbering programs and runs after those in the registry."""
-        self._next_id, self._next_run_id = next_id, next_run_id
-
-    def restore(self, record: ManagedRecord) -> Managed:
-        """Know a program from the registry again, by its id and its latest pid."""
-        managed = Managed(record)
-        self._by_id[record.id] = managed
-        if record.pid is not None:
-            self._by_pid[record.pid] = managed
-        self.names.claim(managed)
-        return managed
-
-    def adopt(self, managed: Managed, exit_watch) -> None:
-        """A restored program whose run is still going: manage it again; `exit_watch` tells
-        run_ended when it ends."""
-        managed.exit_watch = exit_watch
-        self._live.add(managed)
-        self._outputs.track(managed.record.id)
-        log.info(
-            "adopted managed process {pid} ({argv})",
-            pid=managed.record.pid,
-            argv=managed.record.argv,
-        )
-
-    def adopt_run(self, managed: Managed, pid: int, started: float) -> None:
-        """A restored program has a run the registry has no pid for (found by its marker):
-        record it as the program's run, before adopting it."""
-        if managed.record.run_id is not None:
-            managed.record.restarts += 1
-        self._new_run(managed, pid, started)
-        self._store.add_run(managed.record)
-        log.warn(
-            "found pid {pid} ({argv}), started but not recorded", pid=pid, argv=managed.record.argv
-        )
-
-    def resume_policy(self, managed: Managed) -> None:
-        """A restored program that ended while no server ran and should restart: restart it."""
-        self._schedule_restart(managed)
 
     def cancel_restarts(self) -> None:
         """Cancel every pending restart (the server is stopping); policies are kept, so the
