@@ -152,6 +152,7 @@ class Start:
     env: tuple[tuple[str, str], ...] = ()
     restart: str = "no"
     name: str | None = None
+    settings: tuple = ()  # (key, value) pairs of a programs file's definition (see records)
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,22 @@ class Unwatch:
 
 
 @dataclass(frozen=True)
+class Reload:
+    VERB: ClassVar[str] = "RELOAD"
+    ACCESS: ClassVar[Access] = Access.MUTATING
+    HELP: ClassVar[Topic] = Topic(
+        "RELOAD",
+        "read the programs file again and apply what changed",
+        (
+            "Programs added are started (if autostart), removed ones stopped, changed ones "
+            "restarted with their new definition; the others are left alone. An invalid file "
+            "changes nothing. SIGHUP to the server does the same."
+        ),
+        "RELOAD",
+    )
+
+
+@dataclass(frozen=True)
 class History:
     VERB: ClassVar[str] = "HISTORY"
     ACCESS: ClassVar[Access] = Access.AUTHENTICATED
@@ -343,6 +360,7 @@ COMMANDS = (
     Unfollow,
     Watch,
     Unwatch,
+    Reload,
     History,
     Exit,
 )

@@ -40,6 +40,7 @@ class ServerConfig:
     stop_children_on_exit: bool = False
     port_file: str | None = None
     log_max_bytes: int = DEFAULT_MAX_BYTES
+    programs: str | None = None  # the programs file (--programs), absolute
     server_log: str | None = None  # the server's own log file, rotated (serverlog.py)
     server_log_size: int = 10 * 1024 * 1024
     server_log_keep: int = 5
@@ -257,6 +258,7 @@ def build_config(options) -> ServerConfig:
         stop_children_on_exit=bool(options["stop-children-on-exit"]),
         port_file=options["port-file"],
         log_max_bytes=_number(options, "log-max-bytes", MIN_LOG_BYTES),
+        programs=os.path.abspath(options["programs"]) if options["programs"] else None,
         server_log=_server_log(options["server-log"]),
         server_log_size=_number(options, "server-log-size", 64 * 1024),
         server_log_keep=_number(options, "server-log-keep", 1),

@@ -219,13 +219,15 @@ class Controller:
         shared = self._stops[key] = _Shared(outcome)
         return shared.result().addBoth(self._stop_finished, key, shared)
 
-    async def restart(self, pid: int, seen_started: float | None = None):
+    async def restart(self, pid: int, seen_started: float | None = None, reason=None):
         """RESTART: stop a managed program as STOP does, then run it again (its policy and
-        name back in force); fires with its record, the new run's pid in it."""
+        name back in force); fires with its record, the new run's pid in it. The reason
+        (a memory restart's) goes to watchers with the `restarted` event."""
         managed = self._program(pid, seen_started)
         if managed is None:
             raise NotManaged(f"pid {pid} is not a program this server started; RESTART needs one")
-        await self.stop(pid, RESTART_GRACE, seen_started)
+        await self.stop(pid, managed.record.settings.get("stop_grace", RESTART_GRACE), seen_started)
+        managed.record.restart_reason = reason
         return await self._supervisor.rerun(managed)
 
     async def _stop_program(self, managed: Managed, grace: float) -> Stopped:
@@ -237,7 +239,8 @@ class Controller:
         run = await self._in_thread(lambda: processes_of_run(candidates(), group, marker))
         below = table.descendants_of(pid) if table is not None else []
         target = _ManagedTarget(managed, self._supervisor.cgroups, below, run)
-        escalation = Escalation(self._reactor, pid, target.send, target.gone, grace)
+        first = managed.record.settings.get("stop_signal", signal.SIGTERM)
+        escalation = Escalation(self._reactor, pid, target.send, target.gone, grace, first=first)
         self._supervisor.when_exited(pid, escalation.poke)
         ended = escalation.result()
         escalation.start()

@@ -41,6 +41,7 @@ class Core:
     watching: set = field(default_factory=set)
     in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
     auditor: Auditor = field(init=False)
+    declared: object | None = None  # the programs file in force (declared.py), if any
 
     def __post_init__(self) -> None:
         self.auditor = Auditor(self.reactor, self.store)

@@ -151,6 +151,14 @@ async def handle_restart(conn, command: c.Restart):
     return Ok(f"{record.pid} restarted", {**fields, "message": "restarted"})
 
 
+async def handle_reload(conn, command: c.Reload):
+    declared = conn.core.declared
+    if declared is None:
+        raise BadArgument("this server has no programs file; start it with --programs FILE")
+    changes = await declared.reload()
+    return Body(len(changes), "changes", changes, {"changes": changes})
+
+
 async def handle_stop(conn, command: c.Stop):
     seen = conn.session.seen_started(command.pid)
     stopped = await conn.core.controller.stop(command.pid, command.grace, seen)
@@ -279,6 +287,7 @@ HANDLERS = {
     c.Info: handle_info,
     c.Start: handle_start,
     c.Restart: handle_restart,
+    c.Reload: handle_reload,
     c.Stop: handle_stop,
     c.Signal: handle_signal,
     c.Pause: handle_pause,

@@ -30,6 +30,7 @@ from rpm.commands import (
     Mode,
     Pause,
     Ping,
+    Reload,
     Restart,
     Resume,
     Signal,
@@ -42,6 +43,7 @@ from rpm.commands import (
     shown,
 )
 from rpm.errors import BadArgument, UnknownCommand
+from rpm.server.managed.programsfile import parse_limits, parse_size
 from rpm.signames import parse_signal
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -192,6 +194,15 @@ def _start_option(name: str, value: str, options: dict) -> None:
             got = f"the name {shown(key)!r}" if eq else "no '='"
             raise BadArgument(f"--env takes NAME=VALUE with NAME like PATH or MY_VAR; got {got}")
         options["env"][key] = val
+    elif name == "--max-memory":
+        options["settings"]["max_memory"] = parse_size(value, "--max-memory")
+    elif name == "--limit":
+        limit, eq, number = value.partition("=")
+        if not eq or not number.isdigit():
+            raise BadArgument(f"--limit takes NAME=NUMBER, as in nofile=4096; got {shown(value)!r}")
+        limits = dict(options["settings"].get("limits", ()))
+        limits.update(parse_limits({limit: int(number)}))
+        options["settings"]["limits"] = sorted(limits.items())
     elif name == "--name":
         if not PROGRAM_NAME.fullmatch(value):
             raise BadArgument(f"--name must be {PROGRAM_NAME_RULE}; got {shown(value)!r}")
@@ -207,7 +218,7 @@ def _parse_start(rest: str) -> Start:
         tokens = shlex.split(rest)
     except ValueError as err:
         raise BadArgument(f"cannot split the command line ({err}); check its quotes") from err
-    options: dict = {"cwd": None, "env": {}, "restart": "no", "name": None}
+    options: dict = {"cwd": None, "env": {}, "restart": "no", "name": None, "settings": {}}
     index = 0
     while index < len(tokens) and tokens[index].startswith("-"):
         token = tokens[index]
@@ -215,7 +226,7 @@ def _parse_start(rest: str) -> Start:
         if token == "--":
             break
         name, eq, value = token.partition("=")
-        if name not in ("--name", "--cwd", "--env", "--restart"):
+        if name not in ("--name", "--cwd", "--env", "--restart", "--max-memory", "--limit"):
             raise BadArgument(
                 f"unknown START option {shown(token)!r}; "
                 "a command line that starts with - needs -- before it"
@@ -231,7 +242,8 @@ def _parse_start(rest: str) -> Start:
     if any("\0" in part for part in (*argv, *options["env"].values(), options["cwd"] or "")):
         raise BadArgument("the command line contains a NUL character")
     env = tuple(options["env"].items())
-    return Start(argv, options["cwd"], env, options["restart"], options["name"])
+    settings = tuple(options["settings"].items())
+    return Start(argv, options["cwd"], env, options["restart"], options["name"], settings)
 
 
 # command class -> its parser, which takes the rest of the line
@@ -253,6 +265,7 @@ PARSERS = {
     Unfollow: lambda rest: _parse_pid_only(Unfollow, rest),
     Watch: _parse_watch,
     Unwatch: lambda rest: _parse_bare(Unwatch, rest),
+    Reload: lambda rest: _parse_bare(Reload, rest),
     History: _parse_history,
     Exit: lambda rest: _parse_bare(Exit, rest),
 }

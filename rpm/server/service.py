@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import resource
+import signal
 
 from twisted.application import service
 from twisted.internet import defer
@@ -16,6 +17,7 @@ from rpm.server.auth import load_token
 from rpm.server.config import ServerConfig
 from rpm.server.control import Controller
 from rpm.server.core import CONTAINMENT_GROUPS, Core
+from rpm.server.declared import DeclaredPrograms
 from rpm.server.factory import RPMFactory
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.asyncstore import AsyncStore
@@ -23,6 +25,7 @@ from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.guard import RegistryGuard
 from rpm.server.managed.launch import Launcher
 from rpm.server.managed.logfiles import LogFiles
+from rpm.server.managed.memoryguard import MemoryGuard
 from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.pruning import Pruner
 from rpm.server.managed.store import Store
@@ -69,6 +72,7 @@ class RPMService(service.Service):
         self._lock: StateLock | None = None
         self._pruner: Pruner | None = None
         self._guard: RegistryGuard | None = None
+        self._memory: MemoryGuard | None = None
         self._launcher: Launcher | None = None
         self._ways_in: list[list[str]] = []
         self._server_log = (
@@ -121,6 +125,12 @@ class RPMService(service.Service):
         self._pruner.prune()
         self._guard = RegistryGuard(reactor, store, supervisor.records)
         self._guard.start()
+        self._memory = MemoryGuard(
+            reactor,
+            supervisor,
+            lambda pid, why: defer.Deferred.fromCoroutine(controller.restart(pid, None, why)),
+        )
+        self._memory.start()
         return core
 
     def _supervisor(self, store: AsyncStore, outputs: OutputTracker) -> Supervisor:
@@ -147,6 +157,7 @@ class RPMService(service.Service):
             self.reactor.stop()
             return
         self._contain(self.core)
+        self._declare(self.core)
         factory = RPMFactory(self.core)
         for description in self.config.listen:
             serverFromString(self.reactor, description).listen(factory).addCallbacks(
@@ -155,6 +166,29 @@ class RPMService(service.Service):
                 callbackArgs=(description,),
                 errbackArgs=(description,),
             )
+
+    def _declare(self, core: Core) -> None:
+        """Start (or adopt) the programs file's programs; SIGHUP applies its changes, as
+        RELOAD does (only for a real server: a test's in-process one leaves signals alone)."""
+        if self.config.programs is None:
+            return
+        core.declared = DeclaredPrograms(self.config.programs, core.supervisor, core.controller)
+        defer.Deferred.fromCoroutine(core.declared.start()).addErrback(
+            lambda failure: log.failure("cannot start the programs file's programs", failure)
+        )
+        if self.config.contain:
+            signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self._hangup))
+
+    def _hangup(self) -> None:
+        """SIGHUP: RELOAD, its outcome logged."""
+
+        def done(changes: list[str]) -> None:
+            log.info("SIGHUP: the programs file applied: {changes}", changes=changes)
+
+        reloaded = defer.Deferred.fromCoroutine(self.core.declared.reload())
+        reloaded.addCallbacks(
+            done, lambda f: log.warn("SIGHUP: the programs file is not applied: {e}", e=f.value)
+        )
 
     def _contain(self, core: Core) -> None:
         """Become a child subreaper where Linux allows it, so orphans of managed programs
@@ -203,6 +237,7 @@ class RPMService(service.Service):
         self._launcher.close_factory()
         self._pruner.stop()
         self._guard.stop()
+        self._memory.stop()
         if core.supervisor.cgroups is not None:
             core.supervisor.cgroups.tidy()
         if self._reaper is not None:

@@ -68,8 +68,10 @@ class TableFeed:
 def lifecycle_event(event: str, record: ManagedRecord) -> Event:
     """The `started`, `restarted` (by RESTART) or `exited` event for a managed run."""
     if event == "restarted":
-        fields = {"pid": record.pid, "program": record.name, "id": record.id}
-        return Event("restarted", f"{record.pid} {record.name or record.id}", fields)
+        reason = record.restart_reason
+        fields = {"pid": record.pid, "program": record.name, "id": record.id, "reason": reason}
+        text = f"{record.pid} {record.name or record.id}" + (f": {reason}" if reason else "")
+        return Event("restarted", text, fields)
     if event == "started":
         command = " ".join(record.argv)
         return Event(

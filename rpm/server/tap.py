@@ -16,6 +16,7 @@ from rpm import __version__
 from rpm.server.auth import load_token
 from rpm.server.config import ConfigError, ServerConfig, build_config, probe_port
 from rpm.server.managed.outputs import DEFAULT_MAX_BYTES
+from rpm.server.managed.programsfile import ProgramsFileError, read_programs
 from rpm.server.managed.store import Store
 from rpm.server.statedir import StateDirBusy, StateLock, prepare_state_dir
 from rpm.tokens import TokenError
@@ -95,6 +96,13 @@ class Options(usage.Options):
             "moves to a .1 file of the same size",
         ],
         [
+            "programs",
+            None,
+            None,
+            "keep the programs of this TOML file running (see docs/programs.md); RELOAD or "
+            "SIGHUP applies its changes",
+        ],
+        [
             "server-log",
             None,
             None,
@@ -132,6 +140,8 @@ def preflight(config: ServerConfig) -> None:
     for description in config.listen:
         probe_port(description)
     Store(os.path.join(config.state_dir, "rpm.db")).close()  # schema readable and current
+    if config.programs is not None:
+        read_programs(config.programs)  # a bad file stops the server here, saying why
 
 
 def makeService(options: Options):
@@ -144,6 +154,14 @@ def makeService(options: Options):
         config = build_config(options)
         config.child_umask = child_umask
         preflight(config)
-    except (ConfigError, TokenError, StateDirBusy, OSError, sqlite3.Error, RuntimeError) as err:
+    except (
+        ConfigError,
+        TokenError,
+        StateDirBusy,
+        OSError,
+        sqlite3.Error,
+        RuntimeError,
+        ProgramsFileError,
+    ) as err:
         raise SystemExit(f"rpm: {err}") from err
     return RPMService(config)

@@ -44,6 +44,12 @@ class Client:
         self.sock.sendall(line.encode() + b"\n")
         return self.read()
 
+    def event(self) -> dict:
+        """The next event (the connection is watching)."""
+        while "event" not in (message := json.loads(self.file.readline())):
+            pass
+        return message
+
     def read(self) -> dict:
         """The next reply, events skipped."""
         while True:

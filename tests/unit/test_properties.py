@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer
 
 from rpm import commands
-from rpm.errors import Protected, RPMError
+from rpm.errors import NotManaged, Protected, RPMError
 from rpm.server import parser
 from rpm.server.control import Stopped
 from rpm.server.managed.program import Names
@@ -92,6 +92,9 @@ class ImmediateController:
     def resume(self, pid, seen):
         self.signal(pid, signal.SIGCONT, seen)
 
+    def restart(self, pid, seen):
+        return defer.fail(NotManaged(f"pid {pid} is not a program this server started"))
+
 
 class HostileCore(FakeCore):
     """Everything a handler may touch, with no threads, processes or files behind it."""
@@ -107,6 +110,7 @@ class HostileCore(FakeCore):
         self.sampler.invalidate = lambda: None
         self.sampler.watch = self.sampler.unwatch = lambda *args: None
         self.in_thread = defer.maybeDeferred
+        self.declared = None  # no programs file: RELOAD is refused
 
 
 def complete_start_commands(data: bytes) -> list:

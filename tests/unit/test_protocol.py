@@ -401,6 +401,7 @@ GUARDED_REQUESTS = {  # a well-formed request for every verb that needs AUTH
     "START": "true",
     "STOP": "4242",
     "RESTART": "4242",
+    "RELOAD": "",
     "SIGNAL": "4242 HUP",
     "PAUSE": "4242",
     "RESUME": "4242",

@@ -120,6 +120,15 @@ class ProgramCgroups:
             fields["cgroup_memory"] = int(memory)
         return fields
 
+    def anonymous_memory(self, managed_id: int) -> int | None:
+        """Resident anonymous memory of everything in the program's cgroup (page cache left
+        out), where the memory controller is on."""
+        for line in (self._read(managed_id, "memory.stat") or "").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "anon":
+                return int(value)
+        return None
+
     def remove(self, managed_id: int) -> None:
         """Remove the program's cgroup once nothing runs in it (it stays otherwise)."""
         with contextlib.suppress(OSError):

@@ -78,6 +78,7 @@ class Launcher:
         self._allowed = allowed  # --allow-programs patterns; None: anything
         self._umask = umask  # the children's, where it differs from the server's own
         self._setsid = setsid if setsid is not None else shutil.which("setsid")
+        self._prlimit = shutil.which("prlimit")
         self._environ = os.environ if environ is None else environ
         self._devnull: int | None = None
         self._factory: socket.socket | None = None  # our end of the writer factory's channel
@@ -101,6 +102,12 @@ class Launcher:
         if "/" not in target and "PATH" in record.env:
             target = executable  # resolved on the server's PATH, not the child's
         command = [target, *record.argv[1:]]
+        limits = record.settings.get("limits")
+        if limits:  # util-linux prlimit sets them, then execs the program in place
+            if self._prlimit is None:
+                raise SpawnFailed("limits need util-linux prlimit, which is not on the PATH")
+            options = [f"--{name}={value}" for name, value in limits]
+            command = [self._prlimit, *options, "--", *command]
         if cgroup_procs is not None:
             command = [_SH, "-c", _JOIN_CGROUP, cgroup_procs, *command]
         if self._setsid:

@@ -27,6 +27,8 @@ class ManagedRecord:
     exit_signal: int | None = None
     exit_known: bool = False
     name: str | None = None  # given with START --name: the program can be addressed by it
+    settings: dict = field(default_factory=dict)  # stop_signal, stop_grace, limits (file)
+    restart_reason: str | None = field(default=None, compare=False)  # why RESTART ran it
 
     @property
     def ended(self) -> bool:

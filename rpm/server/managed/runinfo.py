@@ -19,6 +19,9 @@ def _server_user() -> str | None:
         return None
 
 
+SHOWN_SETTINGS = ("max_memory", "limits", "stop_grace")
+
+
 def managed_fields(record: ManagedRecord) -> dict:
     """What the server knows of a managed run beyond what the system shows."""
     return {
@@ -32,6 +35,7 @@ def managed_fields(record: ManagedRecord) -> dict:
         "exit_known": record.exit_known if record.ended else None,
         "ended": record.ended_at,
         "env": sorted(record.env),  # names only: values may be secrets
+        **{key: record.settings[key] for key in SHOWN_SETTINGS if key in record.settings},
     }
 
 

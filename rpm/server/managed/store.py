@@ -52,13 +52,14 @@ MIGRATIONS = (
     );
     """,
     "ALTER TABLE managed ADD COLUMN name TEXT",
+    "ALTER TABLE managed ADD COLUMN settings TEXT",
 )
 
 
 _COLUMNS = """
     m.id, m.argv, m.cwd, m.env, m.restart, m.created, m.restarts, m.policy_ended,
     r.id, r.pid, r.started, r.spawned_at, r.ended_at, r.exit_code, r.exit_signal, r.exit_known,
-    m.name
+    m.name, m.settings
 """
 _LATEST_RUNS = f"""
     SELECT {_COLUMNS} FROM managed m
@@ -106,6 +107,7 @@ def _record(row) -> ManagedRecord:
         exit_signal=row[14],
         exit_known=bool(row[15]),
         name=row[16],
+        settings=json.loads(row[17] or "{}"),
     )
 
 
@@ -219,8 +221,8 @@ class Store:
     def _insert_program(self, record: ManagedRecord) -> None:
         self._db.execute(
             "INSERT INTO managed "
-            "(id, argv, cwd, env, restart, created, restarts, policy_ended, name) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
+            "(id, argv, cwd, env, restart, created, restarts, policy_ended, name, settings) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 record.id,
                 json.dumps(record.argv),
@@ -231,6 +233,7 @@ class Store:
                 record.restarts,
                 int(record.policy_ended),
                 record.name,
+                json.dumps(record.settings),
             ),
         )
 

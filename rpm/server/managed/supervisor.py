@@ -150,7 +150,7 @@ class Supervisor(Restoring):
         record = ManagedRecord(
             self._next_id, command.argv, command.cwd, dict(command.env), command.restart, now
         )
-        record.name = command.name
+        record.name, record.settings = command.name, dict(command.settings)
         executable = self._launcher.prepare(record)  # a START that cannot run writes nothing
         managed = Managed(record)
         self.names.claim(managed)

@@ -29,12 +29,14 @@ class Escalation:
         gone: Callable[[bool], bool],
         grace: float,
         kill_timeout: float = KILL_TIMEOUT,
+        first: int = signal.SIGTERM,
     ):
         self._reactor = reactor
         self.pid = pid
         self._send = send
         self._gone = gone
         self._grace = grace
+        self._first = first  # SIGTERM, or a program's own stop signal (programs file)
         self._kill_timeout = kill_timeout
         self._killed = False
         self._deadline = 0.0
@@ -43,10 +45,11 @@ class Escalation:
         self._outcome = None
 
     def start(self) -> None:
-        """Send SIGTERM (and SIGCONT, so a paused process can act on it) and start watching."""
+        """Send SIGTERM, or the program's stop signal (and SIGCONT, so a paused process can
+        act on it), and start watching."""
         self._deadline = self._reactor.seconds() + self._grace
         try:
-            self._send(signal.SIGTERM)
+            self._send(self._first)
             self._send(signal.SIGCONT)
         except NoSuchProcess:
             pass  # it went away by itself: check() reports it gone
@@ -74,7 +77,7 @@ class Escalation:
             self._timer.cancel()
         self._timer = None
         if self._gone(self._killed):
-            self._finish(signal.SIGKILL if self._killed else signal.SIGTERM)
+            self._finish(signal.SIGKILL if self._killed else self._first)
             return
         now = self._reactor.seconds()
         if now >= self._deadline:
