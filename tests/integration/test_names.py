@@ -89,6 +89,7 @@ async def test_restart_stops_and_starts_the_same_program_again(server):
     client = await json_client(server)
     script = "echo run; exec sleep 300"
     first = await client.json(f"START --name web --cwd /tmp --env A=1 -- sh -c '{script}'")
+    await wait_for(lambda: rotation.stream_size(f"{server.state_dir}/logs/1.out") == 4)
     restarted = await client.json("RESTART web")
     assert restarted["ok"] and restarted["previous"] == first["pid"]
     assert not pid_alive(first["pid"]), "the old run was stopped"
