@@ -8,7 +8,7 @@ from twisted.internet import defer
 from rpm.rows import command_line
 from tui.connection import describe_error
 from tui.detail import DetailView
-from tui.dialogs import ConfirmStop, LaunchDialog, SignalChooser
+from tui.dialogs import ConfirmRestart, ConfirmStop, LaunchDialog, SignalChooser
 from tui.launches import Launch
 from tui.link import Link
 from tui.logview import LogView
@@ -85,6 +85,27 @@ class ProcessActions:
 
         self.open_dialog(ConfirmStop(pid, command, confirmed, self.close_dialog), height=8)
 
+    def cmd_restart(self) -> None:
+        selected = self.selection()
+        if selected is None:
+            return
+        link, pid, row = selected
+        if not row.get("managed"):
+            self.say_error(f"{pid} is not a managed program: only those restart")
+            return
+
+        def confirmed() -> None:
+            self.close_dialog()
+            self.say(f"restarting {pid}...")
+            self.send(link, f"RESTART {pid}", lambda reply: self._restarted(link, pid, reply))
+
+        command = command_line(row.get("name", "?"), row.get("cmdline"))
+        self.open_dialog(ConfirmRestart(pid, command, confirmed, self.close_dialog), height=8)
+
+    def _restarted(self, link: Link, pid: int, reply: dict) -> None:
+        self.model.select((link.label, reply["pid"]))
+        self.say(f"{pid} restarted as {reply['pid']}")
+
     def cmd_signal(self) -> None:
         selected = self.selection()
         if selected is None:
@@ -119,7 +140,7 @@ class ProcessActions:
             self.close_dialog()
             self.send(link, line, lambda reply: self._launched(link, reply))
 
-        self.open_dialog(LaunchDialog(self.launches.entries, link.label, submitted), height=10)
+        self.open_dialog(LaunchDialog(self.launches.entries, link.label, submitted), height=11)
 
     def _launched(self, link: Link, reply: dict) -> None:
         self.model.select((link.label, reply["pid"]))

@@ -16,9 +16,10 @@ SIGNALS = ("TERM", "KILL", "HUP", "INT", "USR1", "USR2", "STOP", "CONT")
 
 
 class ConfirmStop(urwid.WidgetWrap):
-    """`y` stops the process; any other key cancels."""
+    """`y` stops the process (or restarts the program); any other key cancels."""
 
     title = "Stop process"
+    question, answer = "Stop pid {pid}?", " stop (SIGTERM, then SIGKILL)    "
 
     def __init__(
         self, pid: int, command: str, on_yes: Callable[[], None], on_cancel: Callable[[], None]
@@ -26,11 +27,11 @@ class ConfirmStop(urwid.WidgetWrap):
         self._on_yes, self._on_cancel = on_yes, on_cancel
         text = urwid.Text(
             [
-                f"Stop pid {pid}?\n",
+                self.question.format(pid=pid) + "\n",
                 ("dim", escape_text(command)[:300]),
                 "\n\n",
                 ("key", "y"),
-                " stop (SIGTERM, then SIGKILL)    ",
+                self.answer,
                 ("key", "any other key"),
                 " cancel",
             ]
@@ -42,6 +43,11 @@ class ConfirmStop(urwid.WidgetWrap):
 
     def keypress(self, size, key):
         (self._on_yes if key == "y" else self._on_cancel)()
+
+
+class ConfirmRestart(ConfirmStop):
+    title = "Restart program"
+    question, answer = "Restart pid {pid}?", " restart (stopped, then started the same way)    "
 
 
 class SignalChooser(urwid.WidgetWrap):
@@ -87,14 +93,15 @@ class HistoryEdit(urwid.Edit):
 
 
 class LaunchDialog(urwid.WidgetWrap):
-    """Command line (with history), working directory, environment, restart policy; Enter
-    starts it."""
+    """Command line (with history), name, working directory, environment, restart policy;
+    Enter starts it."""
 
     title = "Launch a program"
 
     def __init__(self, history: list[Launch], host: str, on_submit: Callable[[str, Launch], None]):
         self._on_submit = on_submit
         self.command = HistoryEdit("command:     ", history, self.recall)
+        self.name = urwid.Edit("name:        ")
         self.cwd = urwid.Edit("directory:   ")
         self.env = urwid.Edit("environment: ")
         self._group: list[urwid.RadioButton] = []
@@ -102,6 +109,7 @@ class LaunchDialog(urwid.WidgetWrap):
         self._fields = urwid.Pile(
             [
                 urwid.AttrMap(self.command, "edit"),
+                urwid.AttrMap(self.name, "edit"),
                 urwid.AttrMap(self.cwd, "edit"),
                 urwid.AttrMap(self.env, "edit"),
                 urwid.Columns(
@@ -131,6 +139,7 @@ class LaunchDialog(urwid.WidgetWrap):
             self.cwd.edit_text.strip(),
             self.restart,
             self.env.edit_text.strip(),
+            self.name.edit_text.strip(),
         )
 
     def recall(self, launch: Launch) -> None:
@@ -139,6 +148,7 @@ class LaunchDialog(urwid.WidgetWrap):
         self.command.set_edit_pos(len(launch.command))
         self.cwd.set_edit_text(launch.cwd)
         self.env.set_edit_text(launch.env)
+        self.name.set_edit_text(launch.name)
         for button in self._group:
             button.set_state(button.label == launch.restart, do_callback=False)
 
@@ -149,6 +159,8 @@ class LaunchDialog(urwid.WidgetWrap):
         if not launch.command:
             return None
         words = ["START"]
+        if launch.name:
+            words += ["--name", shlex.quote(launch.name)]
         if launch.cwd:
             words += ["--cwd", shlex.quote(launch.cwd)]
         for setting in shlex.split(launch.env):
@@ -169,7 +181,9 @@ class LaunchDialog(urwid.WidgetWrap):
             return None
         if key in ("tab", "shift tab"):
             step = 1 if key == "tab" else -1
-            self._fields.focus_position = (self._fields.focus_position + step) % 4
+            self._fields.focus_position = (self._fields.focus_position + step) % len(
+                self._fields.contents
+            )
             return None
         return super().keypress(size, key)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 # (keys, command, description); a command is an App method name plus an optional argument.
 BINDINGS: list[tuple[tuple[str, ...], str | None, str]] = [
     (("up", "down", "page up", "page down", "home", "end"), None, "move the selection"),
-    (("/",), "filter", "filter by pid, user, name or command line (Enter applies, Esc clears)"),
+    (("/",), "filter", "filter by pid, user, name, program or command (Enter applies, Esc clears)"),
     (("P",), "sort cpu", "sort by CPU; again to reverse"),
     (("M",), "sort mem", "sort by memory; again to reverse"),
     (("N",), "sort pid", "sort by pid; again to reverse"),
@@ -14,6 +14,7 @@ BINDINGS: list[tuple[tuple[str, ...], str | None, str]] = [
     ((" ", "+", "-"), "collapse", "fold or unfold the selected branch (tree view)"),
     (("enter",), "detail", "details of the process, with CPU and memory over the last minute"),
     (("k",), "stop", "stop the process (asks first: y confirms)"),
+    (("r",), "restart", "restart a managed program the same way (asks first: y confirms)"),
     (("K", "f9"), "signal", "send a signal chosen from a list"),
     (("p",), "pause", "pause the process, or resume it if paused"),
     (("n", "f2"), "launch", "launch a program (Up/Down: history)"),

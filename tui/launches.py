@@ -20,6 +20,7 @@ class Launch:
     cwd: str = ""
     restart: str = "no"
     env: str = ""  # NAME=VALUE words, as typed
+    name: str = ""  # the program's name (START --name), if one was given
 
 
 def _parse_entry(line: str) -> Launch:
@@ -27,7 +28,8 @@ def _parse_entry(line: str) -> Launch:
     with contextlib.suppress(ValueError, TypeError):
         fields = json.loads(line)
         if isinstance(fields, dict) and isinstance(fields.get("command"), str):
-            known = {key: str(fields[key]) for key in ("cwd", "restart", "env") if key in fields}
+            keys = ("cwd", "restart", "env", "name")
+            known = {key: str(fields[key]) for key in keys if key in fields}
             return Launch(fields["command"], **known)
     return Launch(line)
 

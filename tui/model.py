@@ -30,9 +30,10 @@ class Line(NamedTuple):
 
 
 def row_text(row: dict) -> str:
-    """What the filter searches: pid, user, name and command line."""
+    """What the filter searches: pid, user, name, program name and command line."""
     command = " ".join(row.get("cmdline") or ())
-    return f"{row['pid']} {row.get('user') or ''} {row.get('name', '')} {command}"
+    program = row.get("program") or ""
+    return f"{row['pid']} {row.get('user') or ''} {row.get('name', '')} {program} {command}"
 
 
 class ProcessModel:

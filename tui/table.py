@@ -19,6 +19,7 @@ COLUMNS = [
     ("%CPU", 6, ">", "cpu"),
     ("MEM", 7, ">", "mem"),
     ("STARTED", 8, ">", "start"),
+    ("NAME", 10, "<", None),  # a managed program's name (START --name, the programs file)
 ]
 HOST_WIDTH = 15
 
@@ -61,6 +62,7 @@ def format_line(line: Line, now: float, hosts: bool) -> str:
         _fit(f"{row.get('cpu', 0.0):.1f}", 6, ">"),
         _fit(human_bytes(row.get("rss", 0)), 7, ">"),
         _fit(started_text(row.get("started", 0.0), now), 8, ">"),
+        _fit(escape_text(row.get("program") or ""), 10, "<"),
         flags(row),
     ]
     if hosts:

@@ -72,7 +72,7 @@ def test_rows_mark_managed_and_paused_processes_and_escape_controls():
     app, _, _ = make_app(
         [row(5, managed=True, status="stopped", cmdline=["evil\x1b[2J", "a\nb"], name="x\x07")]
     )
-    line = screen(app)[1]
+    line = screen(app, size=(120, 24))[1]
     assert " MP " in line
     assert "\x1b" not in line and "\\x1b[2J" in line and "\\x0a" in line
 
@@ -176,13 +176,14 @@ def test_launch_dialog_builds_start_with_history_and_selects_the_new_process():
     assert "Launch a program" in "\n".join(screen(app))
     press(app, "up")
     assert "sleep 5" in "\n".join(screen(app))
-    press(app, "esc", "f2", *"echo 'a b'", "tab", *"/tmp", "tab", *"A=1 'B=x y'", "tab")
-    press(app, "right", " ", "enter")
+    press(app, "esc", "f2", *"echo 'a b'", "tab", *"demo", "tab", *"/tmp", "tab")
+    press(app, *"A=1 'B=x y'", "tab", "right", " ", "enter")
     assert link.sent == [
-        "START --cwd /tmp --env A=1 --env 'B=x y' --restart on-failure -- echo 'a b'"
+        "START --name demo --cwd /tmp --env A=1 --env 'B=x y' --restart on-failure -- echo 'a b'"
     ]
     assert model.selected == (link.label, 99)
-    assert app.launches.entries[-1] == Launch("echo 'a b'", "/tmp", "on-failure", "A=1 'B=x y'")
+    launch = Launch("echo 'a b'", "/tmp", "on-failure", "A=1 'B=x y'", "demo")
+    assert app.launches.entries[-1] == launch
 
 
 def test_launch_dialog_recalls_directory_policy_and_environment(tmp_path):
@@ -370,3 +371,21 @@ def test_stopping_a_program_waiting_to_restart_says_so():
     app, _, _ = make_app(links=[link])
     press(app, "k", "y")
     assert f"11 {message}" in "\n".join(screen(app))
+
+
+def test_a_named_program_shows_its_name_and_the_filter_finds_it():
+    app, model, _ = make_app([row(5, managed=True, program="web"), row(6)])
+    lines = screen(app)
+    assert lines[0].split()[6] == "NAME" and lines[1].split()[6] == "web"
+    model.set_filter("web")
+    assert [line.key[1] for line in model.lines] == [5]
+
+
+def test_r_restarts_the_selected_managed_program_after_y():
+    app, _, [link] = make_app([row(5, managed=True, program="web")])
+    link.answers["RESTART"] = {"ok": True, "pid": 9, "previous": 5, "program": "web"}
+    press(app, "r")
+    assert "Restart pid 5?" in "\n".join(screen(app))
+    press(app, "y")
+    assert link.sent[-1] == "RESTART 5"
+    assert "5 restarted as 9" in screen(app)[-1]

@@ -27,6 +27,7 @@ def managed_fields(record: ManagedRecord) -> dict:
     return {
         "managed": True,
         "program": record.name,
+        "source": "programs file" if record.settings.get("file") else "by hand",
         "id": record.id,
         "restart": record.restart,
         "restarts": record.restarts,
