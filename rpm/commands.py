@@ -136,14 +136,17 @@ class Start:
     HELP: ClassVar[Topic] = Topic(
         (
             "START [--name NAME] [--cwd DIR] [--env NAME=VALUE]... "
-            "[--restart no|on-failure|always] [--] <command line>"
+            "[--restart no|on-failure|always] [--max-memory SIZE] [--limit NAME=NUMBER]... "
+            "[--] <command line>"
         ),
         "run a program, managed by this server",
         (
             "The command line is split like a POSIX shell would (quotes, backslashes) but no "
             "shell runs it. The program is looked up on the server's PATH. Its output goes to"
             " log files (see LOGS). Put -- before a command line that starts with -. With "
-            "--name, the program can be addressed by its name wherever a pid is taken."
+            "--name, the program can be addressed by its name wherever a pid is taken. "
+            "--max-memory restarts it when its memory stays above SIZE (512M, 2G); --limit "
+            "sets a resource limit (nofile, nproc, core, fsize, stack, memlock, as, cpu)."
         ),
         "START --restart on-failure -- python3 -m http.server 8000",
     )

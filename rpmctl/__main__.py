@@ -29,7 +29,7 @@ ACTIONS = {
     "pause": partial(actions.simple, "PAUSE"),
     "resume": partial(actions.simple, "RESUME"),
     "restart": partial(actions.simple, "RESTART"),
-    "reload": partial(actions.simple, "RELOAD"),
+    "reload": actions.reload,
     "logs": actions.logs,
     "history": actions.history,
     "watch": actions.watch,

@@ -92,12 +92,22 @@ async def signal(clients: list[Client], args, io: Streams) -> int:
 
 
 async def simple(verb: str, clients: list[Client], args, io: Streams) -> int:
-    """A verb whose success needs no words: PAUSE, RESUME, RESTART, RELOAD (--json prints
-    the reply)."""
+    """A verb whose success needs no words: PAUSE, RESUME, RESTART (--json prints the
+    reply)."""
     target = f" {quote(args.target)}" if getattr(args, "target", None) else ""
     reply = await clients[0].command(f"{verb}{target}")
     if args.json:
         io.json(reply)
+    return 0
+
+
+async def reload(clients: list[Client], args, io: Streams) -> int:
+    """RELOAD: the changes it made, one a line (`+ web started 4242`)."""
+    reply = await clients[0].command("RELOAD")
+    if args.json:
+        io.json(reply)
+    for change in [] if args.json else reply["changes"]:
+        io.say(output.escape_text(change))
     return 0
 
 

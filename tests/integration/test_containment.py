@@ -113,6 +113,7 @@ def test_before_auth_info_shows_only_what_ps_shows_anyone(run_server):
     assert set(stranger) == {
         *("pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started"),
         *("managed", "cwd", "threads", "children", "restarts", "exit_code", "exit_signal"),
+        "program",  # a managed program's name, as LIST shows anyone
     }, "the contract's INFO keys"
     assert stranger["cwd"] is None
     operator = info_fields(server.port, pid, f"AUTH {server.token}")["process"]

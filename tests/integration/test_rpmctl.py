@@ -207,10 +207,12 @@ def test_watch_streams_tables_and_stops_on_ctrl_c(server):
         watch.communicate()
 
 
-def test_a_verb_the_server_does_not_know_is_status_1(server):
+def test_reload_without_a_programs_file_is_status_1(server):
     result = rpmctl("reload", server=server, token=server.token)
     assert result.returncode == 1
-    assert result.stderr.startswith("rpmctl: unknown-command: unknown command 'RELOAD'")
+    assert result.stderr == (
+        "rpmctl: bad-argument: this server has no programs file; start it with --programs FILE\n"
+    )
 
 
 def test_names_and_restart_through_rpmctl(server):
@@ -223,3 +225,15 @@ def test_names_and_restart_through_rpmctl(server):
         f"pid: {json.loads(again.stdout)['pid']}\n"
     )
     assert rpmctl("stop", "web", server=server, token=token).returncode == 0
+
+
+def test_reload_prints_what_changed(server_runner, tmp_path):
+    path = tmp_path / "programs.toml"
+    path.write_text("")
+    server = server_runner.run("--programs", str(path))
+    path.write_text('[programs.added]\ncommand = "sleep 300"\n')
+    result = rpmctl("reload", server=server, token=server.token)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert line.startswith("+ added started ")
+    assert rpmctl("stop", "added", server=server, token=server.token).returncode == 0

@@ -1,5 +1,6 @@
 """The supervisor with a fake process reactor and a Clock: spawning, exits, restart policies."""
 
+import contextlib
 import errno
 import os
 import socket
@@ -20,6 +21,7 @@ from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import LOG_WRITER, Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
+from rpm.server.managed.program import WriterDone
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.supervisor import Supervisor
 
@@ -40,6 +42,7 @@ class FakeProcessReactor(Clock):
             self.factories.append(socket.socket(fileno=os.dup(childFDs[3])))
             return SimpleNamespace(pid=None)
         transport = SimpleNamespace(pid=self.next_pid, signals=[])
+        pid_given = self.next_pid
         transport.signalProcess = transport.signals.append
         self.next_pid += 1
         self.spawned.append(
@@ -51,6 +54,7 @@ class FakeProcessReactor(Clock):
                 path=path,
                 childFDs=childFDs,
                 files=[stat.S_ISREG(os.fstat(fd).st_mode) for fd in childFDs.values()],
+                pid_given=pid_given,
             )
         )
         protocol.makeConnection(transport)
@@ -62,12 +66,27 @@ class FakeProcessReactor(Clock):
     def removeReader(self, reader):
         self.readers.discard(reader)
 
+    def finish_writers(self) -> None:
+        """The log writers' work is done: they drop their pipes (queued in the factory's
+        channel, unread), so each run's WriterDone sees the end."""
+        for factory in self.factories:
+            factory.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    _, fds, _, _ = socket.recv_fds(factory, 8192, 3)
+                    for fd in fds:
+                        os.close(fd)
+        for reader in list(self.readers):
+            if isinstance(reader, WriterDone):
+                reader.doRead()
+
     def end(self, index=-1, code=0, signal=None):
         if code == 0 and signal is None:
             reason = ProcessDone(0)
         else:
             reason = ProcessTerminated(exitCode=None if signal else code, signal=signal)
         self.spawned[index].protocol.processEnded(Failure(reason))
+        self.finish_writers()
 
 
 class FakeStore:
@@ -121,11 +140,11 @@ def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_file
     assert sorted(spawn.childFDs) == [0, 1, 2]
     assert spawn.files == [False, False, False], "stdout and stderr are pipes, not the files"
     [factory] = rig.reactor.factories  # its output goes through pipes to a log writer
-    request, pipes, _, _ = socket.recv_fds(factory, 8192, 2)
+    request, pipes, _, _ = socket.recv_fds(factory, 8192, 3)
     assert request.decode().split("\0") == [
         str(rig.logs / "1.out"), str(rig.logs / "1.err"), str(512 * 1024)
     ]  # fmt: skip
-    assert [stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in pipes] == [True, True]
+    assert [stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in pipes] == [True, True, True]
     for fd in pipes:
         os.close(fd)
     factory.close()
@@ -443,3 +462,18 @@ def test_where_no_log_writer_can_start_programs_write_their_files_themselves(rig
     rig.reactor.advance(61)
     started(rig, Start(("sleep", "30")))
     assert len(attempts) == 2
+
+
+def test_a_run_is_finished_once_its_writer_wrote_everything_and_restart_waits_for_that(rig):
+    record = started(rig, Start(("sleep", "30"), name="web"))
+    managed = rig.supervisor.by_pid(record.pid)
+    rig.supervisor.end_policy(managed)  # as STOP does
+    rig.reactor.spawned[0].protocol.processEnded(Failure(ProcessTerminated(signal=15)))
+    assert rig.events == [("started", record.pid, None)], "no exited before the last output"
+    assert rig.supervisor.names.get("web") is None, "stopped: its name is free at once"
+    rerun = []
+    rig.supervisor.rerun(managed).addBoth(rerun.append)
+    assert len(rig.reactor.spawned) == 1 and rerun == [], "the new run waits for the old"
+    rig.reactor.finish_writers()
+    assert [event[0] for event in rig.events] == ["started", "exited", "started", "restarted"]
+    assert len(rig.reactor.spawned) == 2 and rerun[0].pid == rig.reactor.spawned[1].pid_given

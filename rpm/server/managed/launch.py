@@ -126,11 +126,12 @@ class Launcher:
             )
         return executable
 
-    def outputs(self, logfiles, record: ManagedRecord, limit: int) -> dict[int, int]:
+    def outputs(self, logfiles, record: ManagedRecord, limit: int) -> tuple[dict, int | None]:
         """A run's stdout (1) and stderr (2): pipes to its log writer, each stream's live
-        file held to `limit`; or, where no log writer can start (the server's Python cannot
-        be run again, say), its log files themselves, capped by the server as it reads. The
-        caller closes them."""
+        file held to `limit`, and a descriptor that reads end-of-file once the writer has
+        written everything; or, where no log writer can start (the server's Python cannot
+        be run again, say), its log files themselves (capped by the server as it reads) and
+        None. The caller closes them."""
         try:
             files = logfiles.open_for_child(record.id)
         except OSError as err:
@@ -139,37 +140,39 @@ class Launcher:
             ) from err
         paths = (logfiles.path(record.id, "stdout"), logfiles.path(record.id, "stderr"))
         if self._reactor.seconds() < self._writers_retry_at:
-            return files
+            return files, None
         try:
-            pipes = self.start_log_writer(paths, limit)
+            pipes, done = self.start_log_writer(paths, limit)
         except SpawnFailed as err:
             log.warn("programs write their log files themselves for a minute: {error}", error=err)
             self._writers_retry_at = self._reactor.seconds() + WRITERS_RETRY
-            return files
+            return files, None
         for fd in files.values():
             os.close(fd)
-        return pipes
+        return pipes, done
 
-    def start_log_writer(self, paths: tuple[str, str], limit: int) -> dict[int, int]:
-        """Start a run's log writer (logwriter.py) on two new pipes; returns the ends the
-        program writes to, as its stdout (1) and stderr (2). The caller closes them."""
+    def start_log_writer(self, paths: tuple[str, str], limit: int) -> tuple[dict, int]:
+        """Start a run's log writer (logwriter.py) on new pipes; returns the ends the program
+        writes to, as its stdout (1) and stderr (2), and the end that reads end-of-file when
+        the writer is done. The caller closes them."""
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
         err_read, err_write = os.pipe2(os.O_CLOEXEC)
+        done_read, done_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        theirs = (out_read, err_read, done_write)
         try:
-            if not self._ask_factory(paths, limit, (out_read, err_read)):
-                self._spawn_writer(
-                    [*paths, str(limit)], {3: out_read, 4: err_read}, ProcessProtocol()
-                )
+            if not self._ask_factory(paths, limit, theirs):
+                pipes = dict(zip((3, 4, 5), theirs, strict=True))
+                self._spawn_writer([*paths, str(limit)], pipes, ProcessProtocol())
         except OSError as err:
-            os.close(out_write)
-            os.close(err_write)
+            for fd in (out_write, err_write, done_read):
+                os.close(fd)
             raise SpawnFailed(f"cannot start the log writer: {err.strerror or err}") from err
         finally:
-            os.close(out_read)
-            os.close(err_read)
-        return {1: out_write, 2: err_write}
+            for fd in theirs:
+                os.close(fd)
+        return {1: out_write, 2: err_write}, done_read
 
-    def _ask_factory(self, paths: tuple[str, str], limit: int, pipes: tuple[int, int]) -> bool:
+    def _ask_factory(self, paths: tuple[str, str], limit: int, pipes: tuple[int, ...]) -> bool:
         """Have the writer factory (logwriter.py --serve, started at the first need) fork the
         writer; False if it cannot, and the caller starts one itself."""
         if self._factory is None:

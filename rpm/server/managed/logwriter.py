@@ -12,7 +12,8 @@ inode of each, so that a reader can tell a consistent pair from one caught mid-r
 rotation.py, which reads what this writes). Writers of one program (an old run's orphan
 still writing beside a new run) take turns under a lock, each seeing the other's rotations.
 
-Run as `python -I -S logwriter.py OUT ERR LIMIT` with the pipes as descriptors 3 and 4, or
+Run as `python -I -S logwriter.py OUT ERR LIMIT` with the pipes as descriptors 3 and 4 (and
+5, held open until the writer is done, so the server knows when all output is written), or
 as `python -I -S logwriter.py --serve` to fork a writer for each request from the server
 (see serve). It imports nothing of rpm, so it starts in a few milliseconds.
 """
@@ -132,16 +133,17 @@ def write_logs(pipes: tuple[int, int], out: str, err: str, limit: int) -> None:
 
 def serve(channel: int) -> None:
     """The server's writer factory: for each request on the channel (a unix socket from the
-    server: `OUT\0ERR\0LIMIT` with the two pipes), fork a log writer, which costs a START
-    far less than starting a Python. It ends when the server closes the channel (or dies);
+    server: `OUT\0ERR\0LIMIT` with the two pipes, and a third the writer only holds open, so
+    that the server sees it end), fork a log writer, which costs a START far less than
+    starting a Python. It ends when the server closes the channel (or dies);
     the writers it forked go on by themselves."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the writers
     requests = socket.socket(fileno=channel)
     while True:
-        message, fds, _, _ = socket.recv_fds(requests, 8192, 2)
+        message, fds, _, _ = socket.recv_fds(requests, 8192, 3)
         if not message:
             return
-        if len(fds) == 2 and os.fork() == 0:
+        if len(fds) >= 2 and os.fork() == 0:
             requests.close()  # only the factory answers the server
             try:
                 out, err, limit = message.decode().split("\0")

@@ -30,6 +30,7 @@ from rpm.server.managed.program import (
     Child,
     Managed,
     Names,
+    WriterDone,
     child_start_time,
     kill_run,
     restarting_row,
@@ -209,7 +210,12 @@ class Supervisor(Restoring):
 
     def rerun(self, managed: Managed) -> Deferred:
         """RESTART, once the program stopped: a new run of the same program (its command,
-        directory, environment, policy and name), durable as START's; fires with the record."""
+        directory, environment, policy and name), durable as START's, once the last run is
+        finished (its output written); fires with the record."""
+        waiting = managed.finishing.finished() if managed.finishing else succeed(None)
+        return waiting.addCallback(lambda _: self._rerun_now(managed))
+
+    def _rerun_now(self, managed: Managed) -> Deferred:
         self._check_capacity()
         record = managed.record
         executable = self._launcher.prepare(record)
@@ -227,11 +233,18 @@ class Supervisor(Restoring):
     def _spawn(self, managed: Managed, executable: str) -> None:
         """Start a run; the record changes only once the process exists (see _spawned)."""
         record = managed.record
-        fds = self._launcher.outputs(self._outputs.logfiles, record, self._outputs.max_bytes // 2)
+        fds, done = self._launcher.outputs(
+            self._outputs.logfiles, record, self._outputs.max_bytes // 2
+        )
         cgroup_procs = self.cgroups.prepare(record.id) if self.cgroups is not None else None
+        managed.writer = WriterDone(self._reactor, done) if done is not None else None
         managed.spawning = True
         try:
             self._launcher.spawn(record, executable, Child(self, managed), fds, cgroup_procs)
+        except RPMError:
+            if managed.writer is not None:
+                managed.writer.finish()
+            raise
         finally:
             managed.spawning = False
             for fd in fds.values():
@@ -257,7 +270,17 @@ class Supervisor(Restoring):
         self._outputs.track(managed.record.id)
         self._emit("started", managed.record)
         if managed.record.ended:
+            self._once_output_written(managed)
+
+    def _once_output_written(self, managed: Managed) -> None:
+        """Finish a run once its log writer wrote all it had (or at most a few seconds
+        later), so followers get its last lines before its `exited` event."""
+        writer, managed.writer = managed.writer, None
+        managed.finishing = writer
+        if writer is None:
             self._finish_run(managed)
+        else:
+            writer.then(lambda: self._finish_run(managed))
 
     # -- exit and restart ------------------------------------------------------------------
 
@@ -273,10 +296,12 @@ class Supervisor(Restoring):
         if managed.exit_watch is not None:
             managed.exit_watch.cancel()
             managed.exit_watch = None
+        if managed.stop_requested:  # STOP answers once it is gone: its name is free by then
+            self.names.release(managed)
         for listener in self._exit_listeners.pop(record.pid, []):
             listener()
         if not managed.spawning:
-            self._finish_run(managed)
+            self._once_output_written(managed)
 
     def _finish_run(self, managed: Managed) -> None:
         self._outputs.release(managed.record.id)
