@@ -4,7 +4,6 @@ Aliases, limits, and the typed commands a request line becomes (see server/parse
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, NamedTuple
@@ -29,17 +28,6 @@ class Topic(NamedTuple):
     summary: str
     details: str
     example: str
-
-
-RESTART_POLICIES = ("no", "on-failure", "always")
-# A program's name: never all digits, so it cannot be taken for a pid.
-PROGRAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-PROGRAM_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter"
-WATCH_MIN, WATCH_MAX = 0.1, 3600.0
-GRACE_MAX = 3600.0
-LOGS_MAX = 100_000
-HISTORY_MAX = 1000  # records in one HISTORY reply; each text is cut too
-FOLLOW_BACKLOG_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -111,6 +99,22 @@ class List:
     )
     managed: bool = False
     pattern: str = ""
+
+
+@dataclass(frozen=True)
+class Host:
+    VERB: ClassVar[str] = "HOST"
+    ACCESS: ClassVar[Access] = Access.LOOPBACK_READ
+    HELP: ClassVar[Topic] = Topic(
+        "HOST",
+        "the machine's vitals",
+        (
+            "Hostname, OS and kernel, boot time and uptime, load averages, CPU count and busy "
+            "percent (total and per CPU), memory and swap, processes and threads, rpm's "
+            "version and how many programs it manages. WATCH sends the same as host events."
+        ),
+        "HOST",
+    )
 
 
 @dataclass(frozen=True)
@@ -351,6 +355,7 @@ COMMANDS = (
     Mode,
     Auth,
     List,
+    Host,
     Info,
     Start,
     Stop,

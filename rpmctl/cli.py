@@ -8,7 +8,7 @@ import argparse
 import shtab
 
 from rpm import __version__
-from rpm.commands import RESTART_POLICIES
+from rpm.limits import RESTART_POLICIES
 
 EXIT_CODES = """exit status:
   0  success (for stop: the process is gone)

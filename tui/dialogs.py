@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import urwid
 
-from rpm.commands import RESTART_POLICIES
+from rpm.limits import RESTART_POLICIES
 from rpm.wire import escape_text
 from tui.keys import help_lines
 from tui.launches import Launch

@@ -14,6 +14,7 @@ import psutil
 from twisted.internet import task
 
 from rpm import commands as c
+from rpm import hostinfo
 from rpm.errors import AuthFailed, BadArgument, NoSuchProcess, NotManaged
 from rpm.infotext import text_lines
 from rpm.rows import Row
@@ -45,6 +46,12 @@ def resolve_name(command, core):
     if program is None or program.record.pid is None:
         raise BadArgument(f"no program is named {target!r} (a pid is a decimal integer)")
     return dataclasses.replace(command, pid=program.record.pid)
+
+
+async def handle_host(conn, command: c.Host):
+    host = (await conn.core.sampler.fresh()).host or {}  # read with the process table
+    lines = hostinfo.text_lines(host)
+    return Body(len(lines), "fields", lines, {"host": host})
 
 
 def handle_ping(conn, command: c.Ping):
@@ -288,6 +295,7 @@ HANDLERS = {
     c.Start: handle_start,
     c.Restart: handle_restart,
     c.Reload: handle_reload,
+    c.Host: handle_host,
     c.Stop: handle_stop,
     c.Signal: handle_signal,
     c.Pause: handle_pause,

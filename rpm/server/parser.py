@@ -10,20 +10,12 @@ import shlex
 
 from rpm.commands import (
     BY_VERB,
-    FOLLOW_BACKLOG_MAX,
-    GRACE_MAX,
-    HISTORY_MAX,
-    LOGS_MAX,
-    PROGRAM_NAME,
-    PROGRAM_NAME_RULE,
-    RESTART_POLICIES,
-    WATCH_MAX,
-    WATCH_MIN,
     Auth,
     Exit,
     Follow,
     Help,
     History,
+    Host,
     Info,
     List,
     Logs,
@@ -43,6 +35,17 @@ from rpm.commands import (
     shown,
 )
 from rpm.errors import BadArgument, UnknownCommand
+from rpm.limits import (
+    FOLLOW_BACKLOG_MAX,
+    GRACE_MAX,
+    HISTORY_MAX,
+    LOGS_MAX,
+    PROGRAM_NAME,
+    PROGRAM_NAME_RULE,
+    RESTART_POLICIES,
+    WATCH_MAX,
+    WATCH_MIN,
+)
 from rpm.server.managed.programsfile import parse_limits, parse_size
 from rpm.signames import parse_signal
 
@@ -266,6 +269,7 @@ PARSERS = {
     Watch: _parse_watch,
     Unwatch: lambda rest: _parse_bare(Unwatch, rest),
     Reload: lambda rest: _parse_bare(Reload, rest),
+    Host: lambda rest: _parse_bare(Host, rest),
     History: _parse_history,
     Exit: lambda rest: _parse_bare(Exit, rest),
 }

@@ -36,6 +36,7 @@ from rpm.server.procs.procfs import ProcfsScanner
 from rpm.server.procs.reaper import OrphanReaper, become_subreaper
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.scan import Scanner
+from rpm.server.procs.vitals import VitalsReader
 from rpm.server.serverlog import ServerLog
 from rpm.server.statedir import StateDirBusy, StateLock, prepare_state_dir
 from rpm.server.welcome import listening_address, ways_in, welcome
@@ -105,6 +106,7 @@ class RPMService(service.Service):
             supervisor.managed_keys,
             restarting_rows=supervisor.restarting_rows,
             program_names=supervisor.names.of_runs,
+            vitals=VitalsReader().read,
         )
         policy = SignalPolicy(config.signal_scope, supervisor.is_managed)
         controller = Controller(reactor, supervisor, policy, sampler)

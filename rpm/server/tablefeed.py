@@ -63,6 +63,8 @@ class TableFeed:
         self._last = snapshot
         self._connection.session.seen = snapshot
         self._connection.send_bytes(data)
+        if snapshot.host is not None:
+            self._connection.send_bytes(snapshot.host_event(mode))
 
 
 def lifecycle_event(event: str, record: ManagedRecord) -> Event:

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -303,3 +304,19 @@ async def test_stopping_the_service_twice_is_harmless(make_server):
     await server.service.stopService()
     assert not pid_alive(pid)
     await server.service.stopService()  # its thread pool would raise AlreadyQuit
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_vitals_before_auth_and_with_every_watched_table(server):
+    client = await connect(server.port)  # loopback, no AUTH: HOST is allowed where LIST is
+    await client.request("MODE json")
+    host = (await client.json("HOST"))["host"]
+    assert host["hostname"] == socket.gethostname() and host["cpus"] == os.cpu_count()
+    assert host["processes"] > 1 and host["memory_total"] > host["memory_used"] > 0
+    assert len(host["load"]) == 3 and host["uptime"] > 0 and "rpm_version" in host
+    assert (await client.json("WATCH 0.2 --delta"))["ok"]
+    events = []
+    while sum(event.get("event") == "host" for event in events) < 2:
+        events.append(json.loads(await client.line()))
+    kinds = [event["event"] for event in events]
+    assert kinds[:2] == ["table", "host"] and "delta" in kinds

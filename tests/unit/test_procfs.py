@@ -33,7 +33,8 @@ def settled(pid: int, last_argument: bytes) -> bool:
     """Done exec'ing its program and asleep in it (a busy machine may take a while)."""
     arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     stat = identity.read_stat(pid)
-    return arguments[-2] == last_argument and stat is not None and stat[1][0] == b"S"
+    done = len(arguments) >= 2 and arguments[-2] == last_argument
+    return done and stat is not None and stat[1][0] == b"S"
 
 
 def test_rows_match_psutils(spawned):

@@ -19,8 +19,8 @@ class FakeScans:
         self.calls.append((managed, waiter))
         return waiter
 
-    def finish(self, rows=()):
-        self.calls[-1][1].callback(list(rows))
+    def finish(self, rows=(), host=None):
+        self.calls[-1][1].callback((list(rows), host))
 
 
 def make(clock, scans, **kwargs):

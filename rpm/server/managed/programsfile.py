@@ -11,8 +11,8 @@ import shlex
 import tomllib
 from dataclasses import dataclass
 
-from rpm.commands import PROGRAM_NAME, PROGRAM_NAME_RULE, RESTART_POLICIES
 from rpm.errors import BadArgument
+from rpm.limits import PROGRAM_NAME, PROGRAM_NAME_RULE, RESTART_POLICIES
 from rpm.signames import parse_signal
 
 KEYS = (

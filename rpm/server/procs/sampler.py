@@ -33,6 +33,7 @@ class Sampler:
         run: Callable[..., Deferred] = threads.deferToThread,
         restarting_rows: Callable[[], list[Row]] = list,
         program_names: Callable[[], dict] = dict,
+        vitals: Callable[[int, int], dict] | None = None,
         period: float = 0.5,
         max_age: float = 1.0,
         linger: float = 10.0,
@@ -43,6 +44,7 @@ class Sampler:
         self._run = run
         self._restarting_rows = restarting_rows
         self._program_names = program_names  # (pid, start time) -> a managed program's name
+        self._vitals = vitals  # the machine's vitals, read in the same pass (vitals.py)
         self.period, self.max_age, self.linger = period, max_age, linger
         self.latest: Snapshot | None = None
         self._renderers = Renderers()
@@ -122,10 +124,18 @@ class Sampler:
             return
         self._scanning = True
         taken_at = self._reactor.seconds()
-        done = self._run(self._scan, self._managed_keys())
+        done = self._run(self._scan_and_measure, self._managed_keys())
         done.addCallbacks(self._scanned, self._failed, callbackArgs=(taken_at,))
 
-    def _scanned(self, rows: list[Row], taken_at: float) -> None:
+    def _scan_and_measure(self, managed_keys: frozenset) -> tuple[list[Row], dict | None]:
+        """One pass, in a worker thread: the process table and the machine's vitals."""
+        rows = self._scan(managed_keys)
+        if self._vitals is None:
+            return rows, None
+        return rows, self._vitals(len(rows), len(managed_keys))
+
+    def _scanned(self, result: tuple[list[Row], dict | None], taken_at: float) -> None:
+        rows, host = result
         self._scanning = False
         self._seq += 1
         names = self._program_names()
@@ -136,7 +146,7 @@ class Sampler:
         restarting = self._restarting_rows()
         if restarting:  # a live process that reused such a pid comes after it, so by_pid has it
             rows = sorted(restarting + rows, key=lambda row: row.pid)
-        snapshot = self.latest = Snapshot(self._seq, taken_at, rows, self._renderers)
+        snapshot = self.latest = Snapshot(self._seq, taken_at, rows, self._renderers, host)
         ready = [waiter for floor, waiter in self._waiters if floor <= taken_at]
         self._waiters = [(floor, w) for floor, w in self._waiters if floor > taken_at]
         for waiter in ready:

@@ -10,8 +10,9 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rpm import hostinfo
 from rpm.rows import TEXT_HEADER, Row, matches, row_json, text_row
-from rpm.wire import CRLF, JSON, Reply, ok_line, stuffed, text_line
+from rpm.wire import CRLF, JSON, Event, Reply, ok_line, stuffed, text_line
 
 _HEADER = stuffed(TEXT_HEADER)
 _END = b"." + CRLF
@@ -52,8 +53,16 @@ class Renderers:
 class Snapshot:
     """The process table at one moment: rows sorted by pid, and their shared renderings."""
 
-    def __init__(self, seq: int, taken_at: float, rows: list[Row], renderers: Renderers):
+    def __init__(
+        self,
+        seq: int,
+        taken_at: float,
+        rows: list[Row],
+        renderers: Renderers,
+        host: dict | None = None,
+    ):
         self.seq = seq
+        self.host = host  # the machine's vitals from the same pass (vitals.py), if read
         self.taken_at = taken_at
         self.rows = rows
         self.by_pid = {row.pid: row for row in rows}
@@ -115,6 +124,11 @@ class Snapshot:
             return self._table(mode, rows, b'{"event":"table",', head)
 
         return self._cached(("table", mode), build)
+
+    def host_event(self, mode: str) -> bytes:
+        """The WATCH `host` event: the machine's vitals read with this table."""
+        event = Event("host", hostinfo.summary(self.host or {}), self.host or {})
+        return self._cached(("host", mode), lambda: event.render(mode))
 
     def delta_event(self, since: Snapshot, mode: str) -> bytes:
         """The WATCH --delta `delta` event: rows added, changed and removed since `since`."""
