@@ -41,6 +41,7 @@ class ServerConfig:
     port_file: str | None = None
     log_max_bytes: int = DEFAULT_MAX_BYTES
     programs: str | None = None  # the programs file (--programs), absolute
+    metrics: str | None = None  # where /metrics is served (--metrics), an endpoint
     server_log: str | None = None  # the server's own log file, rotated (serverlog.py)
     server_log_size: int = 10 * 1024 * 1024
     server_log_keep: int = 5
@@ -259,6 +260,7 @@ def build_config(options) -> ServerConfig:
         port_file=options["port-file"],
         log_max_bytes=_number(options, "log-max-bytes", MIN_LOG_BYTES),
         programs=os.path.abspath(options["programs"]) if options["programs"] else None,
+        metrics=check_listener(options["metrics"], insecure) if options["metrics"] else None,
         server_log=_server_log(options["server-log"]),
         server_log_size=_number(options, "server-log-size", 64 * 1024),
         server_log_keep=_number(options, "server-log-keep", 1),

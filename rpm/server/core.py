@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class Core:
     in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
     auditor: Auditor = field(init=False)
     declared: object | None = None  # the programs file in force (declared.py), if any
+    requests: Counter = field(default_factory=Counter)  # (verb, ok or error code) -> count
 
     def __post_init__(self) -> None:
         self.auditor = Auditor(self.reactor, self.store)

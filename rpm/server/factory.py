@@ -65,6 +65,10 @@ class RPMFactory(Factory):
         protocol.factory = self
         return protocol
 
+    @property
+    def connections(self) -> int:
+        return self._total
+
     def released(self, host: str) -> None:
         self._total -= 1
         self._per_host[host] -= 1

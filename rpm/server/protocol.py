@@ -297,6 +297,8 @@ class RPMProtocol(Protocol, TimeoutMixin):
         self.transport.write(reply.render(self.session.mode))
         if request.text:
             self._audit(request, reply)
+            result = reply.code if isinstance(reply, Error) else "ok"
+            self.core.requests[(request.verb or "?", result)] += 1
         after, self._after = self._after, []
         for action in after:
             action()

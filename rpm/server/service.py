@@ -30,6 +30,7 @@ from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.pruning import Pruner
 from rpm.server.managed.store import Store
 from rpm.server.managed.supervisor import Supervisor
+from rpm.server.metrics import metrics_site
 from rpm.server.procs.identity import procfs_available
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.procfs import ProcfsScanner
@@ -161,6 +162,7 @@ class RPMService(service.Service):
         self._contain(self.core)
         self._declare(self.core)
         factory = RPMFactory(self.core)
+        self._serve_metrics(factory)
         for description in self.config.listen:
             serverFromString(self.reactor, description).listen(factory).addCallbacks(
                 self._listening,
@@ -168,6 +170,17 @@ class RPMService(service.Service):
                 callbackArgs=(description,),
                 errbackArgs=(description,),
             )
+
+    def _serve_metrics(self, factory: RPMFactory) -> None:
+        """--metrics: /metrics for Prometheus, on its own listener."""
+        if self.config.metrics is None:
+            return
+        site = metrics_site(self.core, lambda: factory.connections)
+        listening = serverFromString(self.reactor, self.config.metrics).listen(site)
+        listening.addCallbacks(
+            lambda port: (self.ports.append(port), log.info("metrics on {w}", w=port.getHost())),
+            lambda failure: log.critical("cannot serve --metrics: {e}", e=failure.value),
+        )
 
     def _declare(self, core: Core) -> None:
         """Start (or adopt) the programs file's programs; SIGHUP applies its changes, as

@@ -96,6 +96,13 @@ class Options(usage.Options):
             "moves to a .1 file of the same size",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "serve Prometheus metrics at /metrics on this Twisted endpoint, e.g. "
+            "tcp:9102:interface=127.0.0.1 (off by default; not loopback: ssl: or --insecure)",
+        ],
+        [
             "programs",
             None,
             None,

@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import sqlite3
+from collections import Counter
 
 import pytest
 from twisted.internet import defer
@@ -84,6 +85,7 @@ class FakeCore:
         self.outputs = FakeOutputTracker()
         self.watching = set()
         self.audits = []
+        self.requests = Counter()
 
     def audit(self, session, command, result):
         self.audits.append((session.authenticated, command, result))
