@@ -224,7 +224,7 @@ class App(ProcessActions):
 
     # -- windows ---------------------------------------------------------------------------
 
-    def open_dialog(self, widget, width: int = 70, height: int = 12) -> None:
+    def open_dialog(self, widget, width: int = 70, height: int | tuple = 12) -> None:
         box = urwid.LineBox(widget, title=getattr(widget, "title", ""))
         self.dialog = widget
         base = self.view if self.view is not None else self.frame
@@ -262,7 +262,7 @@ class App(ProcessActions):
             self.finished.callback(0)
 
     def cmd_help(self) -> None:
-        self.open_dialog(HelpView(), height=24)
+        self.open_dialog(HelpView(), height=("relative", 95))
 
     def cmd_sort(self, name: str) -> None:
         self.model.set_sort(name)
@@ -270,6 +270,16 @@ class App(ProcessActions):
 
     def cmd_tree(self) -> None:
         self.model.toggle_tree()
+        self.refresh()
+
+    def cmd_kernel(self) -> None:
+        self.model.toggle_kernel()
+        self.say(f"kernel threads {'shown' if self.model.show_kernel else 'hidden'}")
+        self.refresh()
+
+    def cmd_managed(self) -> None:
+        self.model.toggle_managed()
+        self.say("only managed programs" if self.model.only_managed else "every process")
         self.refresh()
 
     def cmd_collapse(self) -> None:

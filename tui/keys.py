@@ -11,6 +11,8 @@ BINDINGS: list[tuple[tuple[str, ...], str | None, str]] = [
     (("N",), "sort pid", "sort by pid; again to reverse"),
     (("T",), "sort start", "sort by start time; again to reverse"),
     (("t",), "tree", "tree view: children under their parents"),
+    (("h",), "kernel", "show or hide kernel threads (hidden at start)"),
+    (("m",), "managed", "show only managed programs, or everything again"),
     ((" ", "+", "-"), "collapse", "fold or unfold the selected branch (tree view)"),
     (("enter",), "detail", "details of the process, with CPU and memory over the last minute"),
     (("k",), "stop", "stop the process (asks first: y confirms)"),

@@ -29,6 +29,11 @@ class Line(NamedTuple):
     collapsed: bool = False
 
 
+def is_kernel_thread(row: dict) -> bool:
+    """kthreadd (pid 2) and its children: no command line, and nothing an operator runs."""
+    return row.get("cmdline") is None and (row["pid"] == 2 or row.get("ppid") == 2)
+
+
 def row_text(row: dict) -> str:
     """What the filter searches: pid, user, name, program name and command line."""
     command = " ".join(row.get("cmdline") or ())
@@ -43,6 +48,8 @@ class ProcessModel:
         self.rows: dict[Key, dict] = {}
         self.sort, self.reverse = "cpu", True
         self.filter = ""
+        self.show_kernel = False  # kernel threads fill the first screens: hidden until `h`
+        self.only_managed = False  # `m`: only the programs the servers manage
         self.tree = False
         self.collapsed: set[Key] = set()
         self.selected: Key | None = None
@@ -163,18 +170,39 @@ class ProcessModel:
         decorated.sort()
         return [key for _, key in decorated]
 
+    @property
+    def filtering(self) -> bool:
+        """Whether some rows are left out: by the filter, as kernel threads, or as unmanaged."""
+        return bool(self.filter) or not self.show_kernel or self.only_managed
+
+    def toggle_kernel(self) -> None:
+        self.show_kernel = not self.show_kernel
+        self._changed()
+
+    def toggle_managed(self) -> None:
+        self.only_managed = not self.only_managed
+        self._changed()
+        self.select_index(0)
+
     def _matching(self) -> list[Key]:
-        if not self.filter:
+        if not self.filtering:
             return list(self.rows)
         needle = self.filter.lower()
-        return [key for key, row in self.rows.items() if needle in row_text(row).lower()]
+        return [key for key, row in self.rows.items() if self._shown(row, needle)]
+
+    def _shown(self, row: dict, needle: str) -> bool:
+        if self.only_managed and not row.get("managed"):
+            return False
+        if not self.show_kernel and is_kernel_thread(row):
+            return False
+        return not needle or needle in row_text(row).lower()
 
     def _flat_lines(self) -> list[Line]:
         return [Line(key, self.rows[key]) for key in self._sorted(self._matching())]
 
     def _tree_lines(self) -> list[Line]:
         roots, children = self._tree_structure()
-        shown = self._with_ancestors(set(self._matching())) if self.filter else None
+        shown = self._with_ancestors(set(self._matching())) if self.filtering else None
         return self._walk(roots, children, shown)
 
     def _tree_structure(self) -> tuple[list[Key], dict[Key, list[Key]]]:

@@ -389,3 +389,20 @@ def test_r_restarts_the_selected_managed_program_after_y():
     press(app, "y")
     assert link.sent[-1] == "RESTART 5"
     assert "5 restarted as 9" in screen(app)[-1]
+
+
+def test_kernel_threads_are_hidden_until_h_and_m_shows_only_managed_programs():
+    kthreadd = row(2, ppid=0, cmdline=None, name="kthreadd")
+    worker = row(40, ppid=2, cmdline=None, name="kworker/0:1")
+    zombie = row(41, ppid=1, cmdline=None, name="defunct", status="zombie")
+    app, model, _ = make_app([row(1, ppid=0), kthreadd, worker, zombie, row(7, managed=True)])
+    assert [line.key[1] for line in model.lines] == [1, 7, 41], "a zombie is not a kernel thread"
+    press(app, "h")
+    assert [line.key[1] for line in model.lines] == [1, 2, 7, 40, 41]
+    assert "kernel threads shown" in screen(app)[-1]
+    press(app, "m")
+    assert [line.key[1] for line in model.lines] == [7]
+    press(app, "t")
+    assert [line.key[1] for line in model.lines] == [1, 7], "in the tree, with its ancestors"
+    press(app, "m", "h")
+    assert [line.key[1] for line in model.lines] == [1, 7, 41]
