@@ -101,6 +101,7 @@ class Client:
         self.protocol = protocol
         self.address = address
         self.greeting = greeting
+        self.name = str(address)  # how to show it: a fleet file's name, else its address
 
     @property
     def on_event(self):

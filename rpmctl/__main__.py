@@ -10,8 +10,9 @@ from functools import partial
 
 from twisted.internet import defer, error, task
 
-from rpm.addresses import Address, parse_address
+from rpm.addresses import parse_address
 from rpm.client import CommandError, ProtocolError, connect
+from rpm.fleet import FleetError, FleetHost, read_fleet
 from rpm.tokens import TokenError, token_for
 from rpmctl import actions
 from rpmctl.cli import build_parser
@@ -52,29 +53,46 @@ def fail(status: int, message: str) -> SystemExit:
     return SystemExit(status)
 
 
-def addresses(args) -> list[Address]:
-    hosts = args.host or [os.environ.get("RPM_HOST") or "127.0.0.1:5002"]
+def targets(args) -> list[FleetHost]:
+    """The servers to ask, with their tokens and CAs: -H values (a fleet file's names or
+    addresses), else every host of --hosts FILE, else $RPM_HOST, else the local server."""
+    try:
+        fleet = {host.name: host for host in read_fleet(args.fleet)} if args.fleet else {}
+    except FleetError as err:
+        raise fail(USAGE, str(err)) from err
+    given = args.host or ([] if fleet else [os.environ.get("RPM_HOST") or "127.0.0.1:5002"])
+    hosts = [fleet[name] if name in fleet else _address(name, args) for name in given]
+    hosts = hosts or list(fleet.values())
     if len(hosts) > 1 and args.command != "ps":
         raise fail(USAGE, f"{args.command} takes one -H; only ps merges several servers")
+    return hosts
+
+
+def _address(text: str, args) -> FleetHost:
     try:
-        return [parse_address(host) for host in hosts]
+        address = parse_address(text)
+        return FleetHost(str(address), address, token_for(address, args.token_file), args.ca)
     except ValueError as err:
         raise fail(USAGE, str(err)) from err
+    except TokenError as err:
+        raise fail(AUTH, str(err)) from err
 
 
-async def session(reactor, args, targets: list[Address], tokens: list) -> None:
+async def session(reactor, args, hosts: list[FleetHost]) -> None:
     """Connect to every server, run the subcommand, and exit with its status. Ctrl-C (the
     way watch and logs -f end) stops the reactor, closing the connections: that is 0."""
     clients, interrupted = [], []
     reactor.addSystemEventTrigger("before", "shutdown", interrupted.append, True)
     try:
-        for address, token in zip(targets, tokens, strict=True):
+        for host in hosts:
             try:
-                clients.append(await connect(reactor, address, token, args.ca, CONNECT_TIMEOUT))
+                connecting = connect(reactor, host.address, host.token, host.ca, CONNECT_TIMEOUT)
+                clients.append(await connecting)
+                clients[-1].name = host.name
             except CommandError:
                 raise  # AUTH refused: status 4
             except Exception as err:  # refused, unknown host, TLS not verified, not rpm...
-                raise fail(CONNECTION, f"cannot reach {address}: {describe(err)}") from err
+                raise fail(CONNECTION, f"cannot reach {host.name}: {describe(err)}") from err
         status = await ACTIONS[args.command](clients, args, actions.Streams())
     except CommandError as err:
         code = AUTH if err.code in AUTH_CODES else SERVER_ERROR
@@ -100,16 +118,10 @@ def describe(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `rpmctl ps | head` ends quietly
     args = build_parser().parse_args(argv)
-    targets = addresses(args)
     if args.ca and not os.path.isfile(args.ca):
         raise fail(USAGE, f"--ca {args.ca}: no such file")
-    try:
-        tokens = [token_for(address, args.token_file) for address in targets]
-    except TokenError as err:
-        raise fail(AUTH, str(err)) from err
-    task.react(
-        lambda reactor: defer.Deferred.fromCoroutine(session(reactor, args, targets, tokens))
-    )
+    hosts = targets(args)
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(session(reactor, args, hosts)))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ async def ps(clients: list[Client], args, io: Streams) -> int:
     if args.json:
         io.json([row for reply in replies for row in reply["processes"]])
         return 0
-    hosts = [(str(c.address), r["processes"]) for c, r in zip(clients, replies, strict=True)]
+    hosts = [(c.name, r["processes"]) for c, r in zip(clients, replies, strict=True)]
     colour = output.colour_wanted(io.out)
     for line in output.table(hosts, output.terminal_width(io.out), colour):
         io.say(line)
@@ -187,7 +187,7 @@ async def watch(clients: list[Client], args, io: Streams) -> int:
             io.json(event)
         elif event.get("event") == "table":
             lines = output.table(
-                [(str(client.address), event["processes"])], output.terminal_width(io.out), colour
+                [(client.name, event["processes"])], output.terminal_width(io.out), colour
             )
             io.out.write(("\x1b[H\x1b[2J" if clear else "\n") + "\n".join(lines) + "\n")
         io.out.flush()

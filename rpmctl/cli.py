@@ -19,6 +19,7 @@ EXIT_CODES = """exit status:
 
 HOSTS = """hosts and credentials, as for rpm-tui:
   -H HOST[:PORT] | tls://HOST:PORT | unix:/PATH (default $RPM_HOST, else 127.0.0.1:5002)
+  --hosts FILE: a fleet file (rpm-tui's); -H NAME picks a host of it, ps asks them all
   the token: --token-file FILE, else $RPM_TOKEN, else a local server's own token file"""
 
 # (name, aliases, summary, example)
@@ -78,6 +79,13 @@ def _connection_options(parser: argparse.ArgumentParser, default=None) -> None:
         help="the server: HOST[:PORT], tls://HOST:PORT or unix:/PATH (repeat for ps)",
     )
     parser.add_argument("--token-file", metavar="FILE", default=default, help="the token")
+    parser.add_argument(
+        "--hosts",
+        dest="fleet",
+        metavar="FILE",
+        default=default,
+        help="a fleet file (as rpm-tui's): -H may name its hosts; ps asks them all",
+    )
     parser.add_argument(
         "--ca", metavar="CERT", default=default, help="CA certificate (PEM) for tls:// servers"
     )

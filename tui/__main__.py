@@ -12,6 +12,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from rpm import __version__
 from rpm.addresses import Address, parse_address
+from rpm.fleet import FleetError, FleetHost, read_fleet
 from rpm.paths import default_state_dir
 from rpm.tokens import TokenError, token_for
 from tui.app import App, tune_garbage_collector
@@ -36,6 +37,8 @@ def help_epilog() -> str:
   [IPv6]:PORT              an IPv6 address
   tls://HOST:PORT          TLS, verifying the server's certificate (see --ca)
   unix:/PATH               a unix socket
+  --hosts FILE             a fleet file: [hosts.NAME] tables with address, token_file or
+                           token_env, and ca (each host its own token; see docs/fleet.md)
   Several hosts give one merged table with a HOST column.
 
 token (needed to change anything; reading works without it on localhost):
@@ -60,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=help_epilog(),
     )
     parser.add_argument("hosts", nargs="*", metavar="HOST[:PORT]", help="servers to show")
+    parser.add_argument(
+        "--hosts",
+        dest="fleet",
+        metavar="FILE",
+        help="a fleet file (TOML): [hosts.NAME] with address, token_file or token_env, ca",
+    )
     parser.add_argument("--token-file", metavar="FILE", help="file holding the server token")
     parser.add_argument(
         "--ca",
@@ -99,14 +108,18 @@ def start_logging(path: str) -> None:
     logging.basicConfig(stream=handle, level=logging.WARNING)
 
 
-async def run(reactor, args: argparse.Namespace, addresses: list[Address], tokens: list) -> int:
+async def run(reactor, args: argparse.Namespace, hosts: list[FleetHost]) -> int:
     model = ProcessModel()
     links = [
-        HostLink(reactor, address, token, args.ca, model)
-        for address, token in zip(addresses, tokens, strict=True)
+        HostLink(reactor, host.address, host.token, host.ca, model, label=host.name)
+        for host in hosts
     ]
     results = await defer.DeferredList([link.start() for link in links], consumeErrors=True)
-    failed = [link for link, (ok, _) in zip(links, results, strict=True) if not ok]
+    failed = [  # a refused token is not a failure to reach: that host goes on read-only
+        link
+        for link, (ok, _) in zip(links, results, strict=True)
+        if not ok and not link.auth_failed
+    ]
     if failed and not args.wait:
         for link in links:
             link.stop()
@@ -120,16 +133,28 @@ async def run(reactor, args: argparse.Namespace, addresses: list[Address], token
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    hosts = fleet_hosts(args)
+    start_logging(args.log_file)
+    tune_garbage_collector()
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args, hosts)))
+
+
+def fleet_hosts(args: argparse.Namespace) -> list[FleetHost]:
+    """The fleet file's hosts, then those on the command line (the default if neither)."""
     try:
-        addresses = [parse_address(host) for host in args.hosts or ["127.0.0.1:5002"]]
-    except ValueError as err:
+        hosts = read_fleet(args.fleet) if args.fleet else []
+        addresses = [parse_address(host) for host in args.hosts]
+    except (ValueError, FleetError) as err:
         raise SystemExit(f"rpm-tui: {err}") from err
     if args.ca and not os.path.isfile(args.ca):
         raise SystemExit(f"rpm-tui: --ca {args.ca}: no such file")
-    tokens = [tui_token(address, args.token_file) for address in addresses]
-    start_logging(args.log_file)
-    tune_garbage_collector()
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args, addresses, tokens)))
+    if not hosts and not addresses:
+        addresses = [parse_address("127.0.0.1:5002")]
+    given = [
+        FleetHost(str(address), address, tui_token(address, args.token_file), args.ca)
+        for address in addresses
+    ]
+    return hosts + given
 
 
 if __name__ == "__main__":

@@ -31,10 +31,12 @@ class HostLink:
         ca_file: str | None,
         model: ProcessModel,
         on_change: Callable[[], None] = lambda: None,
+        label: str | None = None,
     ):
         self._reactor = reactor
         self.address = address
-        self.label = str(address)
+        self.label = label or str(address)  # a fleet file's name for it, or its address
+        self.auth_failed = False  # its token was refused: it stays read-only
         self._token = token
         self._model = model
         self._on_change = on_change
@@ -96,7 +98,13 @@ class HostLink:
         """Each new connection: handshake (JSON mode, AUTH), then watch the table."""
         self.state, self.retry_at = "connecting", None
         self._on_change()
-        client = await handshake(self._reactor, protocol.unwrapped, self.address, self._token)
+        try:
+            client = await handshake(self._reactor, protocol.unwrapped, self.address, self._token)
+        except CommandError as err:
+            if err.code == "auth-failed" and self._token is not None:
+                self._token, self.auth_failed = None, True  # read-only from the next try on
+                log.warn("{host}: the server refused our token", host=self.label)
+            raise
         client.on_event = self._event
         try:
             await client.command(WATCH_REQUEST)
@@ -106,7 +114,7 @@ class HostLink:
         self.client = client
 
     def _connected(self, _protocol) -> None:
-        self.state, self.problem = "connected", ""
+        self.state, self.problem = ("auth failed" if self.auth_failed else "connected"), ""
         self.client.closed.addCallback(self._lost)
         if self.on_connected is not None:
             self.on_connected()

@@ -197,9 +197,9 @@ def test_watch_streams_tables_and_stops_on_ctrl_c(server):
         env={"PATH": os.environ["PATH"], "RPM_HOST": f"127.0.0.1:{server.port}"},
     )
     try:
-        tables = [json.loads(watch.stdout.readline()) for _ in range(2)]
-        assert [table["event"] for table in tables] == ["table", "table"]
-        assert any(row["pid"] == 1 for row in tables[0]["processes"])
+        events = [json.loads(watch.stdout.readline()) for _ in range(4)]
+        assert [event["event"] for event in events] == ["table", "host", "table", "host"]
+        assert any(row["pid"] == 1 for row in events[0]["processes"])
         watch.send_signal(signal.SIGINT)
         assert watch.wait(timeout=30) == 0, "Ctrl-C is how a watch ends"
     finally:
@@ -237,3 +237,23 @@ def test_reload_prints_what_changed(server_runner, tmp_path):
     [line] = result.stdout.splitlines()
     assert line.startswith("+ added started ")
     assert rpmctl("stop", "added", server=server, token=server.token).returncode == 0
+
+
+def test_a_fleet_file_names_the_hosts_each_with_its_token(server_runner, tmp_path):
+    first, second = server_runner.run(), server_runner.run()
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(
+        f'[hosts.alpha]\naddress = "127.0.0.1:{first.port}"\n'
+        f'token_file = "{first.state_dir}/token"\n'
+        f'[hosts.beta]\naddress = "127.0.0.1:{second.port}"\n'
+        f'token_file = "{second.state_dir}/token"\n'
+    )
+    started = rpmctl("--hosts", str(fleet), "-H", "beta", "start", "sleep", "300")
+    assert started.returncode == 0, started.stderr
+    merged = rpmctl("--hosts", str(fleet), "ps", "--managed")
+    assert [line.split()[:2] for line in merged.stdout.splitlines()[1:]] == [
+        ["beta", started.stdout.strip()]
+    ]
+    assert rpmctl("--hosts", str(fleet), "ping").returncode == 2, "which host? -H says"
+    stopped = rpmctl("--hosts", str(fleet), "-H", "beta", "stop", started.stdout.strip())
+    assert stopped.returncode == 0

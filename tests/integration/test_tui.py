@@ -180,3 +180,24 @@ def test_without_a_token_the_tui_says_read_only_and_how_to_give_one(run_server, 
         assert "Launch a program" not in screen and "Stop pid" not in screen
     tui.send("q")
     assert tui.exit_status() == 0
+
+
+def test_a_fleet_of_20_servers_with_their_own_tokens_one_refused(server_runner, terminal, tmp_path):
+    servers = [server_runner.run() for _ in range(20)]
+    tables = []
+    for number, server in enumerate(servers):
+        tables.append(
+            f'[hosts.node{number:02d}]\naddress = "127.0.0.1:{server.port}"\n'
+            f'token_env = "NODE{number:02d}_TOKEN"\n'
+        )
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text("\n".join(tables))
+    environment = {
+        f"NODE{number:02d}_TOKEN": "wrong-token-of-a-believable-length" if number == 7 else s.token
+        for number, s in enumerate(servers)
+    }
+    tui = terminal("--hosts", str(fleet), width=140, env=environment)
+    tui.wait_for("20/20 connected \u00b7 1 auth failed", timeout=60)
+    tui.wait_for("node19")  # the HOST column shows the fleet file's names
+    tui.send("q")
+    assert tui.exit_status() == 0

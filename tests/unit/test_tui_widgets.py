@@ -285,7 +285,17 @@ def test_multiple_hosts_get_a_host_column():
     assert lines[0].startswith("HOST")
     assert any(line.startswith("alpha:5002") for line in lines)
     assert any(line.startswith("beta:5002") for line in lines)
-    assert "alpha:5002 connected 3 processes" in lines[22] and "beta:5002 connected" in lines[22]
+    assert lines[22].startswith(" 2/2 connected \u00b7 6 processes"), "the fleet, summed up"
+
+
+def test_a_fleet_status_counts_hosts_down_stale_and_refused():
+    links = [FakeLink(f"h{n}") for n in range(4)]
+    links[1].state, links[1].read_only = "auth failed", True
+    links[2].state = "disconnected"
+    app, model, _ = make_app(links=links)
+    model.mark_stale("h2")
+    status = screen(app, (120, 24))[22]
+    assert status.startswith(" 3/4 connected \u00b7 1 auth failed \u00b7 1 stale \u00b7 ")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (60, 15), (200, 60)])
