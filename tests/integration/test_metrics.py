@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_durability import Client
@@ -60,3 +65,43 @@ def test_metrics_on_a_reachable_address_need_tls_or_insecure(tmp_path):
     command += ["--state-dir", str(tmp_path / "state"), "--metrics", "tcp:9102"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0 and "refusing plain TCP" in result.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="no Prometheus server here (Debian's prometheus package; .ci/run installs it)",
+)
+def test_a_real_prometheus_scrapes_rpm(server_runner, tmp_path):
+    port, web = free_port(), free_port()
+    server = server_runner.run("--metrics", f"tcp:{port}:interface=127.0.0.1")
+    Client(server)("START --name scraped sleep 300")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: rpm\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    )
+    prometheus = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        query = urllib.parse.urlencode({"query": 'rpm_program_up{program="scraped"}'})
+
+        def answered():
+            url = f"http://127.0.0.1:{web}/api/v1/query?{query}"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as reply:
+                return json.load(reply)["data"]["result"]
+            return None
+
+        [result] = wait_until(answered, timeout=60)
+        assert result["value"][1] == "1" and result["metric"]["job"] == "rpm"
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
