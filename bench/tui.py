@@ -61,3 +61,32 @@ def measure(count: int = 5000, rounds: int = 10) -> dict[str, list[float]]:
     keys["sort (P M N T)"] = [sample for name in "PMNT" for sample in timed(key(name), 5)]
     keys["tree (t)"] = timed(key("t"), 10)
     return {"snapshot": applied, **keys}
+
+
+def fleet_keys(hosts: int = 50, count: int = 2000) -> dict[str, list[float]]:
+    """Seconds per key press (move, filter, sort, tree) with `hosts` hosts of `count` rows
+    each in one table, as rpm-tui --hosts shows a fleet."""
+    tune_garbage_collector()
+    links = [FakeLink(f"node{number:02d}") for number in range(hosts)]
+    app = App(Clock(), links, ProcessModel(), LaunchHistory(None))
+    for number, link in enumerate(links):
+        app.model.replace_host(link.label, rows(count, number), 0.0)
+    app.refresh()
+    app.root.render(SIZE, focus=True)
+
+    def key(*names: str):
+        def press() -> None:
+            for name in names:
+                app.root.keypress(SIZE, name)
+            app.root.render(SIZE, focus=True)
+
+        return press
+
+    keys = {
+        "move (down, page down)": timed(key("down"), 10) + timed(key("page down"), 10),
+        "sort (P M N T)": [sample for name in "PMNT" for sample in timed(key(name), 3)],
+        "tree (t)": timed(key("t"), 4),
+    }
+    keys["filter (/ worker7 Enter, / Esc)"] = timed(key("/", *"worker7", "enter"), 3)
+    keys["filter (/ worker7 Enter, / Esc)"] += timed(key("/", "esc"), 3)
+    return keys
