@@ -21,6 +21,7 @@ class FakeLink:
         self.on_output = self.on_connected = self.on_notice = None
         self.on_change = None
         self.read_only = False
+        self.vitals: dict | None = None  # as a host event left them
 
     def set_listener(self, on_change) -> None:
         self.on_change = on_change

@@ -24,6 +24,7 @@ from tui.logview import LogView
 from tui.model import ProcessModel
 from tui.statusbar import status_parts
 from tui.table import ProcessWalker, TableBox, header_text
+from tui.vitals import header_lines
 
 log = Logger()
 ANSWER_SECONDS = 3.0  # an answer stays on the message line at least this long
@@ -47,6 +48,8 @@ PALETTE = [
     ("key", "yellow", "default"),
     ("edit", "default", "default"),
     ("graph", "light green", "default"),
+    ("bar", "light green", "default"),
+    ("bold", "default,bold", "default"),
     ("stderr", "light red", "default"),
     ("stdout", "default", "default"),
 ]
@@ -101,11 +104,15 @@ class App(ProcessActions):
         self.walker = ProcessWalker(model, clock)
         self.table = TableBox(self.walker)
         self.header = urwid.Text("", wrap="clip")
+        self.vitals = urwid.Pile([])  # the machines' vitals above the table (vitals.py)
+        self.show_vitals = True
         self.status = urwid.Text("", wrap="clip")
         self.message = urwid.Text("")  # wraps: a long error is read whole
         self.footer = urwid.Pile([urwid.AttrMap(self.status, "status"), self.message])
         self.frame = urwid.Frame(
-            self.table, header=urwid.AttrMap(self.header, "header"), footer=self.footer
+            self.table,
+            header=urwid.Pile([self.vitals, urwid.AttrMap(self.header, "header")]),
+            footer=self.footer,
         )
         self.root = Root(self, self.frame)
         self.view: DetailView | LogView | None = None
@@ -155,10 +162,22 @@ class App(ProcessActions):
     def refresh(self) -> None:
         """Bring header, table, status bar and any open view up to date with the model."""
         self.header.set_text(header_text(self.model, len(self.links) > 1))
+        self._refresh_vitals()
         self.walker.refresh()
         self.status.set_text(self._status_text())
         if isinstance(self.view, DetailView):
             self.view.refresh()
+
+    def _refresh_vitals(self) -> None:
+        selected = self.model.selected[0] if self.model.selected else None
+        lines = header_lines(self.links.values(), selected) if self.show_vitals else []
+        self.vitals.contents[:] = [
+            (urwid.Text(line or "", wrap="clip"), ("pack", None)) for line in lines
+        ]
+
+    def cmd_vitals(self) -> None:
+        self.show_vitals = not self.show_vitals
+        self.refresh()
 
     def _status_text(self) -> list:
         return status_parts(self.links.values(), self.model, self.reactor.seconds())

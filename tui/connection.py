@@ -37,6 +37,7 @@ class HostLink:
         self.address = address
         self.label = label or str(address)  # a fleet file's name for it, or its address
         self.auth_failed = False  # its token was refused: it stays read-only
+        self.vitals: dict | None = None  # the machine's vitals, from its latest host event
         self._token = token
         self._model = model
         self._on_change = on_change
@@ -151,6 +152,8 @@ class HostLink:
             self._model.replace_host(self.label, event["processes"], now)
         elif kind == "delta":
             self._model.apply_delta(self.label, event, now)
+        elif kind == "host":
+            self.vitals = event
         elif kind == "output":
             if self.on_output is not None:
                 self.on_output(event)

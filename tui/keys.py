@@ -13,6 +13,7 @@ BINDINGS: list[tuple[tuple[str, ...], str | None, str]] = [
     (("t",), "tree", "tree view: children under their parents"),
     (("h",), "kernel", "show or hide kernel threads (hidden at start)"),
     (("m",), "managed", "show only managed programs, or everything again"),
+    (("v",), "vitals", "fold or unfold the machines' vitals above the table"),
     ((" ", "+", "-"), "collapse", "fold or unfold the selected branch (tree view)"),
     (("enter",), "detail", "details of the process, with CPU and memory over the last minute"),
     (("k",), "stop", "stop the process (asks first: y confirms)"),

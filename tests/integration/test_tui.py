@@ -42,8 +42,16 @@ def test_table_filter_and_quit(run_server, terminal):
     assert tui.exit_status() == 0
 
 
+def table_top(screen: str) -> int:
+    """The line of the table's column titles (the machines' vitals come above it)."""
+    lines = screen.splitlines()
+    return next((n for n, line in enumerate(lines) if line.lstrip().startswith(("PID", "HOST"))), 0)
+
+
 def rows_of(screen: str) -> list[str]:
-    return [line for line in screen.splitlines()[1:] if line[:7].strip().isdigit()]
+    return [
+        line for line in screen.splitlines()[table_top(screen) + 1 :] if line[:7].strip().isdigit()
+    ]
 
 
 def test_launch_then_logs_then_stop(run_server, terminal):
@@ -119,7 +127,8 @@ def test_two_hosts_in_one_merged_table(run_server, terminal):
     talk(second.port, "START sleep 4242", "EXIT")
     tui = terminal(f"127.0.0.1:{first.port}", f"localhost:{second.port}", width=160)
     screen = tui.wait_for("2/2 connected")  # the status bar sums the fleet up
-    assert screen.splitlines()[0].startswith("HOST")
+    assert screen.splitlines()[table_top(screen)].startswith("HOST")
+    assert screen.splitlines()[0].split()[:2] == [f"127.0.0.1:{first.port}", "connected"]
     tui.send("/")
     tui.type("sleep 4242")
     tui.send("Enter")
@@ -130,18 +139,20 @@ def test_two_hosts_in_one_merged_table(run_server, terminal):
 
 
 def rows_of_hosts(screen: str) -> list[str]:
-    return [line for line in screen.splitlines()[1:] if ":" in line.split(" ")[0]]
+    lines = screen.splitlines()[table_top(screen) + 1 :]
+    return [line for line in lines if ":" in line.split(" ")[0]]
 
 
 def highlighted_rows(tui) -> list[int]:
     """Screen lines of the table (below the header, above the status bar) shown in reverse
     video or on a coloured background, across the columns before COMMAND at least."""
+    top = table_top(tui.screen())
     screen = tui.attributes()
     lines = []
-    for y in range(1, screen.lines - 2):
+    for y in range(top + 1, screen.lines - 2):
         cells = [screen.buffer[y][x] for x in range(60)]
         if all(cell.reverse or cell.bg != "default" for cell in cells):
-            lines.append(y)
+            lines.append(y - top)
     return lines
 
 

@@ -282,9 +282,10 @@ def test_disconnected_host_is_shown_stale_with_its_retry():
 def test_multiple_hosts_get_a_host_column():
     app, _, _ = make_app(links=[FakeLink("alpha:5002"), FakeLink("beta:5002")])
     lines = screen(app, (120, 24))
-    assert lines[0].startswith("HOST")
-    assert any(line.startswith("alpha:5002") for line in lines)
-    assert any(line.startswith("beta:5002") for line in lines)
+    assert lines[0].startswith("alpha:5002") and lines[1].startswith("beta:5002"), "vitals"
+    assert lines[2].startswith("HOST")
+    assert any(line.startswith("alpha:5002") for line in lines[3:])
+    assert any(line.startswith("beta:5002") for line in lines[3:])
     assert lines[22].startswith(" 2/2 connected \u00b7 6 processes"), "the fleet, summed up"
 
 
@@ -416,3 +417,49 @@ def test_kernel_threads_are_hidden_until_h_and_m_shows_only_managed_programs():
     assert [line.key[1] for line in model.lines] == [1, 7], "in the tree, with its ancestors"
     press(app, "m", "h")
     assert [line.key[1] for line in model.lines] == [1, 7, 41]
+
+
+VITALS = {
+    "hostname": "web1",
+    "cpus": 2,
+    "cpu_percent": 30.0,
+    "cpu_percent_per_cpu": [50.0, 10.0],
+    "memory_total": 16 << 30,
+    "memory_used": 4 << 30,
+    "swap_total": 2 << 30,
+    "swap_used": 0,
+    "load": [0.5, 0.25, 0.125],
+    "processes": 212,
+    "threads": 812,
+    "managed": 3,
+    "uptime": 3 * 86400 + 4 * 3600,
+}
+
+
+def test_one_host_shows_cpu_memory_and_swap_bars_then_load_and_uptime_and_v_folds_it():
+    link = FakeLink()
+    link.vitals = VITALS
+    app, _, _ = make_app(links=[link])
+    lines = screen(app, (120, 24))
+    assert lines[0].startswith("1[||||||||||") and "50.0%]" in lines[0] and "2[||" in lines[0]
+    assert lines[1].startswith("Mem[|||||") and "4.0G/16.0G]" in lines[1] and "Swp[" in lines[1]
+    assert lines[2].startswith("Load 0.50 0.25 0.12  Tasks 212, 812 thr  Managed 3  Uptime 3d04h")
+    assert lines[3].split()[0] == "PID"
+    press(app, "v")
+    assert screen(app, (120, 24))[0].split()[0] == "PID", "folded"
+
+
+def test_many_cpus_share_one_bar_and_a_fleet_gets_a_line_per_host():
+    many = {**VITALS, "cpus": 64, "cpu_percent_per_cpu": [30.0] * 64}
+    links = [FakeLink("web1"), FakeLink("web2")]
+    links[0].vitals, links[1].vitals, links[1].state = many, None, "auth failed"
+    app, _, _ = make_app(links=links)
+    lines = screen(app, (120, 24))
+    assert lines[0].split()[:5] == ["web1", "connected", "load", "0.50", "cpu"]
+    assert "mem  25.0%" in lines[0] and "procs    212" in lines[0]
+    assert lines[1].split() == ["web2", "auth", "failed"]
+    single = make_app(links=[links[0]])[0]
+    assert (
+        screen(single, (120, 24))[0].startswith("CPU[||||||")
+        and "30.0% of 64]" in screen(single, (120, 24))[0]
+    )
