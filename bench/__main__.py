@@ -10,6 +10,7 @@ import argparse
 import os
 import platform
 import resource
+import socket
 import statistics
 
 import psutil
@@ -165,6 +166,23 @@ def resource_figures(report: Report, server: BenchServer, quick: bool) -> None:
         report.add("  what the 50 watchers received", f"{rate / 2**20:.1f} MB/s")
 
 
+def metrics_figures(report: Report, quick: bool) -> None:
+    """A /metrics scrape with 1,000 managed programs running."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = ("--metrics", f"tcp:{port}:interface=127.0.0.1", "--stop-children-on-exit")
+    with BenchServer(*metrics) as server:
+        samples = measure.scrape_latencies(port, server, 200 if quick else 1000, 20)
+    p50 = percentile(samples, 0.5)
+    report.add(
+        f"/metrics scrape p50, {200 if quick else 1000} managed programs",
+        ms(p50),
+        target="<= 20 ms",
+        ok=p50 <= 0.02,
+    )
+
+
 def tui_figures(report: Report) -> None:
     figures = tui.measure()
     snapshot = figures.pop("snapshot")
@@ -225,6 +243,7 @@ def main() -> None:
         with BenchServer("--stop-children-on-exit") as server:
             for figures in (list_figures, control_figures, resource_figures):
                 figures(report, server, args.quick)
+        metrics_figures(report, args.quick)
         tui_figures(report)
         sizes = [int(size) for size in args.scaling.split(",") if size]
         scaling(report, hosts, sizes, args.quick)

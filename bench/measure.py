@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import psutil
 
@@ -260,6 +261,25 @@ def log_writer_cost(server: BenchServer) -> tuple[float, int]:
     conn.request(f"STOP {pid}")
     conn.close()
     return (times.user + times.system) / (LOG_TEST_BYTES / 1e6), memory
+
+
+def scrape_latencies(port: int, server: BenchServer, programs: int, count: int) -> list[float]:
+    """/metrics scrapes with `programs` managed programs running (started pipelined)."""
+    conn = Conn(server, "json")
+    for start in range(0, programs, 50):
+        batch = min(50, programs - start)
+        conn.sock.sendall(b"START sleep 600\n" * batch)
+        for _ in range(batch):
+            conn.read_until(JSON_END)
+    conn.close()
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape() -> None:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            reply.read()
+
+    scrape()
+    return timed(scrape, count)
 
 
 def memory_per_connection(server: BenchServer, count: int) -> float:

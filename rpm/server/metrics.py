@@ -47,15 +47,15 @@ class RpmCollector:
 
     def collect(self):
         core = self._core
-        snapshot = core.sampler.latest
-        labels = {(r.pid, r.started): self._label(r) for r in core.supervisor.records()}
+        snapshot, records = core.sampler.latest, core.supervisor.records()
+        labels = {(r.pid, r.started): self._label(r) for r in records}
         self._cpu.add(snapshot, lambda row: labels.get(row.key, str(row.pid)))
         yield GaugeMetricFamily("rpm_up", "1 while the rpm server runs", value=1)
         running = core.supervisor.running()
         yield GaugeMetricFamily(
             "rpm_managed_programs", "managed programs running", value=len(running)
         )
-        yield from self._programs(core.supervisor.records(), snapshot)
+        yield from self._programs(records, snapshot)
         yield from self._host(snapshot)
         yield GaugeMetricFamily("rpm_connections", "open connections", value=self._connections())
         requests = CounterMetricFamily(

@@ -6,10 +6,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest_twisted
+from twisted.internet import reactor
 
+from rpm.server.managed.program import own_session
 from tests.support import at_least, connect, pid_alive, sleep, start, wait_for
 
 ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed"}
@@ -320,3 +323,14 @@ async def test_host_vitals_before_auth_and_with_every_watched_table(server):
         events.append(json.loads(await client.line()))
     kinds = [event["event"] for event in events]
     assert kinds[:2] == ["table", "host"] and "delta" in kinds
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_new_run_is_waited_for_until_it_leads_its_own_session(spawned):
+    late = "import os, time; time.sleep(0.3); os.setsid(); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", late])
+    spawned.append(child.pid)
+    began = time.monotonic()
+    await own_session(reactor, child.pid).addTimeout(10, reactor)
+    assert os.getpgid(child.pid) == child.pid, "a signal to our group cannot reach it now"
+    assert time.monotonic() - began >= 0.25

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
@@ -94,6 +95,26 @@ def restarting_row(managed: Managed, restart_at: float | None) -> Row:
         restart_at=restart_at,
         program=record.name,
     )
+
+
+SESSION_WAIT = 2.0  # seconds a new run may take to lead its own session, at most
+
+
+def own_session(reactor, pid: int) -> Deferred:
+    """Fires once a new run leads its own session and process group (setsid has run), so
+    that a signal to the server's group, sent the moment START answered, cannot reach it."""
+
+    async def wait() -> None:
+        deadline = reactor.seconds() + SESSION_WAIT
+        while reactor.seconds() < deadline:
+            try:
+                if os.getpgid(pid) == pid:
+                    return
+            except OSError:  # gone already (or never ours): nothing to wait for
+                return
+            await task.deferLater(reactor, 0.001, lambda: None)
+
+    return Deferred.fromCoroutine(wait())
 
 
 def kill_run(managed: Managed, cgroups, failure) -> None:

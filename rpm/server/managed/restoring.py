@@ -1,5 +1,6 @@
 """The part of the supervisor that takes over a registry at start (called by adoption.py):
-programs known again by id, pid and name, runs adopted, policies resumed."""
+programs known again by id, pid and name, runs adopted, policies resumed, STARTs that never
+ran marked failed."""
 
 from __future__ import annotations
 
@@ -53,3 +54,12 @@ class Restoring:
     def resume_policy(self, managed: Managed) -> None:
         """A restored program that ended while no server ran and should restart: restart it."""
         self._schedule_restart(managed)
+
+    def never_ran(self, managed: Managed) -> None:
+        """A START whose program could not be spawned (or whose server died before it ran):
+        its record says it failed."""
+        managed.record.policy_ended = True
+        self._by_id.pop(managed.record.id, None)
+        self.names.release(managed)
+        failed = self._store.end_policy(managed.record.id)
+        failed.addErrback(lambda f: log.warn("cannot record a failed START: {f}", f=f.value))

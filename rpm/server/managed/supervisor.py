@@ -33,6 +33,7 @@ from rpm.server.managed.program import (
     WriterDone,
     child_start_time,
     kill_run,
+    own_session,
     restarting_row,
 )
 from rpm.server.managed.records import ManagedRecord
@@ -181,25 +182,21 @@ class Supervisor(Restoring):
         return result
 
     def _first_run(self, managed: Managed, executable: str) -> Deferred:
-        record = managed.record
         try:
             self._spawn(managed, executable)
         except RPMError:
             self.never_ran(managed)
             raise
-        committed = self._store.add_run(record)
-        self._announce_run(managed)
-        committed.addCallbacks(lambda _: record, self._uncommitted, errbackArgs=(managed,))
-        return committed
+        return self._record_run(managed)
 
-    def never_ran(self, managed: Managed) -> None:
-        """A START whose program could not be spawned (or whose server died before it ran):
-        its record says it failed."""
-        managed.record.policy_ended = True
-        self._by_id.pop(managed.record.id, None)
-        self.names.release(managed)
-        failed = self._store.end_policy(managed.record.id)
-        failed.addErrback(lambda f: log.warn("cannot record a failed START: {f}", f=f.value))
+    def _record_run(self, managed: Managed) -> Deferred:
+        """A new run's pid to the registry (if it cannot be, the run is killed); fires with
+        the record once committed and the run leads its own session."""
+        committed = self._store.add_run(managed.record)
+        self._announce_run(managed)
+        committed.addErrback(self._uncommitted, managed)
+        committed.addCallback(lambda _: own_session(self._reactor, managed.record.pid))
+        return committed.addCallback(lambda _: managed.record)
 
     def _uncommitted(self, failure: Failure, managed: Managed) -> Failure:
         """The registry did not take a START's pid: kill the run before the client hears of
@@ -224,11 +221,9 @@ class Supervisor(Restoring):
         record.policy_ended, record.restarts = False, record.restarts + 1
         self._store.reopen_policy(record.id)
         self._spawn(managed, executable)
-        committed = self._store.add_run(record)
-        self._announce_run(managed)
+        recorded = self._record_run(managed)
         self._emit("restarted", record)
-        committed.addCallbacks(lambda _: record, self._uncommitted, errbackArgs=(managed,))
-        return committed
+        return recorded
 
     def _spawn(self, managed: Managed, executable: str) -> None:
         """Start a run; the record changes only once the process exists (see _spawned)."""
