@@ -4,6 +4,7 @@ selection that follows a process (host and pid) rather than a row number (pure).
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from typing import NamedTuple
 
 Key = tuple[str, int]  # (host, pid)
@@ -19,6 +20,23 @@ SORTS = {
 }
 
 
+class FlatLines(Sequence):
+    """The flat view's lines, each made when asked for: only a screenful ever is, so a
+    table of 100,000 rows does not build 100,000 Lines at every sort or filter."""
+
+    def __init__(self, keys: list[Key], rows: dict[Key, dict]):
+        self.keys, self._rows = keys, rows
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [Line(key, self._rows[key]) for key in self.keys[index]]
+        key = self.keys[index]
+        return Line(key, self._rows[key])
+
+
 class Line(NamedTuple):
     """One visible line of the table: a row, and where it sits in the tree view."""
 
@@ -27,11 +45,6 @@ class Line(NamedTuple):
     depth: int = 0
     has_children: bool = False
     collapsed: bool = False
-
-
-def is_kernel_thread(row: dict) -> bool:
-    """kthreadd (pid 2) and its children: no command line, and nothing an operator runs."""
-    return row.get("cmdline") is None and (row["pid"] == 2 or row.get("ppid") == 2)
 
 
 def row_text(row: dict) -> str:
@@ -156,10 +169,15 @@ class ProcessModel:
             self._structure = None
 
     @property
-    def lines(self) -> list[Line]:
+    def lines(self) -> Sequence[Line]:
         if self._lines is None:
-            self._lines = self._tree_lines() if self.tree else self._flat_lines()
-            self._index = {line.key: index for index, line in enumerate(self._lines)}
+            if self.tree:
+                self._lines = self._tree_lines()
+                keys = [line.key for line in self._lines]
+            else:
+                self._lines = self._flat_lines()
+                keys = self._lines.keys
+            self._index = dict(zip(keys, range(len(keys)), strict=True))
         return self._lines
 
     def _sorted(self, keys) -> list[Key]:
@@ -185,20 +203,23 @@ class ProcessModel:
         self.select_index(0)
 
     def _matching(self) -> list[Key]:
-        if not self.filtering:
-            return list(self.rows)
-        needle = self.filter.lower()
-        return [key for key, row in self.rows.items() if self._shown(row, needle)]
+        """The keys shown, one pass per criterion in use (100,000 rows: each pass counts)."""
+        pairs = self.rows.items()
+        if self.only_managed:
+            pairs = [(key, row) for key, row in pairs if row.get("managed")]
+        if not self.show_kernel:  # kthreadd (pid 2) and its children: no command line
+            pairs = [
+                (key, row)
+                for key, row in pairs
+                if row.get("cmdline") is not None or (row["pid"] != 2 and row.get("ppid") != 2)
+            ]
+        if self.filter:
+            needle = self.filter.lower()
+            pairs = [(key, row) for key, row in pairs if needle in row_text(row).lower()]
+        return [key for key, _ in pairs]
 
-    def _shown(self, row: dict, needle: str) -> bool:
-        if self.only_managed and not row.get("managed"):
-            return False
-        if not self.show_kernel and is_kernel_thread(row):
-            return False
-        return not needle or needle in row_text(row).lower()
-
-    def _flat_lines(self) -> list[Line]:
-        return [Line(key, self.rows[key]) for key in self._sorted(self._matching())]
+    def _flat_lines(self) -> FlatLines:
+        return FlatLines(self._sorted(self._matching()), self.rows)
 
     def _tree_lines(self) -> list[Line]:
         roots, children = self._tree_structure()
