@@ -20,21 +20,27 @@ SORTS = {
 }
 
 
-class FlatLines(Sequence):
-    """The flat view's lines, each made when asked for: only a screenful ever is, so a
-    table of 100,000 rows does not build 100,000 Lines at every sort or filter."""
+class LazyLines(Sequence):
+    """The lines of a view, each made when asked for: only a screenful ever is, so a table
+    of 100,000 rows does not build 100,000 Lines at every sort, filter or tree. Each entry
+    is a key, or (key, depth, has children, folded) in the tree."""
 
-    def __init__(self, keys: list[Key], rows: dict[Key, dict]):
-        self.keys, self._rows = keys, rows
+    def __init__(self, entries: list, rows: dict[Key, dict], tree: bool = False):
+        self._entries, self._rows, self._tree = entries, rows, tree
+        self.keys = [entry[0] for entry in entries] if tree else entries
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self._entries)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [Line(key, self._rows[key]) for key in self.keys[index]]
-        key = self.keys[index]
-        return Line(key, self._rows[key])
+            return [self._line(entry) for entry in self._entries[index]]
+        return self._line(self._entries[index])
+
+    def _line(self, entry) -> Line:
+        if self._tree:
+            return Line(entry[0], self._rows[entry[0]], *entry[1:])
+        return Line(entry, self._rows[entry])
 
 
 class Line(NamedTuple):
@@ -171,12 +177,8 @@ class ProcessModel:
     @property
     def lines(self) -> Sequence[Line]:
         if self._lines is None:
-            if self.tree:
-                self._lines = self._tree_lines()
-                keys = [line.key for line in self._lines]
-            else:
-                self._lines = self._flat_lines()
-                keys = self._lines.keys
+            self._lines = self._tree_lines() if self.tree else self._flat_lines()
+            keys = self._lines.keys
             self._index = dict(zip(keys, range(len(keys)), strict=True))
         return self._lines
 
@@ -218,13 +220,14 @@ class ProcessModel:
             pairs = [(key, row) for key, row in pairs if needle in row_text(row).lower()]
         return [key for key, _ in pairs]
 
-    def _flat_lines(self) -> FlatLines:
-        return FlatLines(self._sorted(self._matching()), self.rows)
+    def _flat_lines(self) -> LazyLines:
+        return LazyLines(self._sorted(self._matching()), self.rows)
 
-    def _tree_lines(self) -> list[Line]:
+    def _tree_lines(self) -> LazyLines:
         roots, children = self._tree_structure()
-        shown = self._with_ancestors(set(self._matching())) if self.filtering else None
-        return self._walk(roots, children, shown)
+        context = bool(self.filter) or self.only_managed  # matches shown with their ancestors
+        shown = self._with_ancestors(set(self._matching())) if context else None
+        return LazyLines(self._walk(roots, children, shown), self.rows, tree=True)
 
     def _tree_structure(self) -> tuple[list[Key], dict[Key, list[Key]]]:
         """Roots and children, each in sort order; kept until the rows or the sort change (so
@@ -251,19 +254,24 @@ class ProcessModel:
             return None
         return parent
 
-    def _walk(self, roots: list[Key], children: dict, shown: set[Key] | None) -> list[Line]:
-        """Depth first from the roots: folded branches closed, rows not shown left out."""
+    def _walk(self, roots: list[Key], children: dict, shown: set[Key] | None) -> list[tuple]:
+        """Depth first from the roots: folded branches closed, rows not shown left out;
+        (key, depth, has children, folded) for each line."""
         rows, collapsed, lines = self.rows, self.collapsed, []
+        hide_kernel = not self.show_kernel  # kthreadd (pid 2): its whole branch goes
         stack = [(key, 0) for key in reversed(roots)]
         while stack:
             key, depth = stack.pop()
             if shown is not None and key not in shown:
                 continue
+            row = rows[key]
+            if hide_kernel and row.get("cmdline") is None and 2 in (key[1], row.get("ppid")):
+                continue
             kids = children.get(key)
             if kids and shown is not None:
                 kids = [kid for kid in kids if kid in shown]
             folded = bool(kids) and key in collapsed
-            lines.append(Line(key, rows[key], depth, bool(kids), folded))
+            lines.append((key, depth, bool(kids), folded))
             if kids and not folded:
                 stack.extend([(kid, depth + 1) for kid in reversed(kids)])
         return lines
