@@ -78,6 +78,7 @@ class ProcessModel:
         self.usage: dict[Key, deque] = {}  # (time, cpu, rss) samples of each process, a minute
         self._lines: list[Line] | None = None
         self._structure: tuple[list[Key], dict[Key, list[Key]]] | None = None
+        self._order: list[Key] | None = None  # every key in host and pid order, until data
         self._index: dict[Key, int] = {}
         self._last_index = 0
 
@@ -108,6 +109,7 @@ class ProcessModel:
             self._pending_waits += 1
             if self._pending in self.rows or self._pending_waits > PENDING_UPDATES:
                 self._pending = None
+        self._order = None
         self._changed(structure=True)
 
     def mark_stale(self, host: str) -> None:
@@ -183,12 +185,19 @@ class ProcessModel:
         return self._lines
 
     def _sorted(self, keys) -> list[Key]:
-        """By the sort column; equal values stay in host and pid order, whatever the direction."""
+        """By the sort column; equal values stay in host and pid order, whatever the direction
+        (a stable sort of the keys in that order: it is kept until new data arrives, so a new
+        sort or filter sorts plain numbers)."""
+        if self._order is None:
+            self._order = sorted(self.rows)
+        if len(keys) == len(self._order):
+            ordered = self._order  # every row: no filter to apply
+        else:
+            wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
+            ordered = [key for key in self._order if key in wanted]
         rows, field = self.rows, SORTS[self.sort][0]
         sign = -1 if self.reverse else 1
-        decorated = [(sign * (rows[key].get(field) or 0), key) for key in keys]
-        decorated.sort()
-        return [key for _, key in decorated]
+        return sorted(ordered, key=lambda key: sign * (rows[key].get(field) or 0))
 
     @property
     def filtering(self) -> bool:
