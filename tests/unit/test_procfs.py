@@ -105,3 +105,26 @@ def test_managed_rows_and_zombies(spawned):
     assert rows[child.pid].status == "zombie" and rows[child.pid].cmdline is None
     assert rows[child.pid].managed
     child.wait()
+
+
+def test_a_command_line_read_mid_exec_is_read_again(spawned, monkeypatch):
+    child = subprocess.Popen(["sleep", "30"])
+    spawned.append(child.pid)
+    wait_until(lambda: settled(child.pid, b"30"))
+    real, calls = procfs._static, []
+
+    def caught_mid_exec(pid, comm, zombie):
+        cmdline, user, name = real(pid, comm, zombie)
+        calls.append(pid)
+        first = pid == child.pid and calls.count(pid) == 1
+        return ((), user, name) if first else (cmdline, user, name)  # new name, no argv yet
+
+    monkeypatch.setattr(procfs, "_static", caught_mid_exec)
+    scanner = procfs.ProcfsScanner()
+    first = {row.pid: row for row in scanner.scan(frozenset())}
+    second = {row.pid: row for row in scanner.scan(frozenset())}
+    assert first[child.pid].cmdline == () and second[child.pid].cmdline == ("sleep", "30")
+    kernel = [row.pid for row in second.values() if row.cmdline == () and row.pid in first]
+    scanner.scan(frozenset())
+    assert all(calls.count(pid) == 1 for pid in kernel), "a kernel thread's is read once"
+    assert calls.count(child.pid) == 2, "read again once, then kept"

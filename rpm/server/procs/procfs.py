@@ -18,7 +18,7 @@ import time
 import psutil
 
 from rpm.rows import Row
-from rpm.server.procs.identity import CLOCK_TICKS, boot_time, read_stat
+from rpm.server.procs.identity import CLOCK_TICKS, PF_KTHREAD, boot_time, read_stat
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 STATUSES = {
@@ -108,7 +108,10 @@ class ProcfsScanner:
             static = before[3] if before is not None and before[2] == comm else None
             if static is None:
                 static = _static(pid, comm, state == "Z")
-            seen[key] = (now, ticks, comm, static)
+            # Caught in the middle of an exec, a process has its new name but no command line
+            # yet: read it again next time (kernel threads have none, ever).
+            settled = static[0] != () or int(fields[6]) & PF_KTHREAD
+            seen[key] = (now, ticks, comm, static if settled else None)
             cmdline, user, name = static
             started = booted + key[1] / CLOCK_TICKS
             rows.append(
