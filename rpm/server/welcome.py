@@ -1,5 +1,6 @@
 """What the server tells its operator once it listens: where its state and token are, and
-the ways in (rpm-tui, telnet or nc, AUTH), so a first `make run` says how to connect."""
+the ways in (rpm-tui, rpmctl, telnet or nc, AUTH), so a first `make run` says how to
+connect."""
 
 from __future__ import annotations
 
@@ -19,15 +20,20 @@ def listening_address(port) -> str:
 def ways_in(description: str, where: str) -> list[str]:
     """Commands that connect to one listener."""
     if description.startswith("unix:"):
-        return [f"rpm-tui unix:{where}", f"nc -U {where}"]
+        return [f"rpm-tui unix:{where}", f"rpmctl -H unix:{where} ps", f"nc -U {where}"]
     host, _, port = where.rpartition(":")
     host = f"[{host}]" if ":" in host else host
     if description.startswith("ssl:"):
         return [
             f"rpm-tui tls://{host}:{port} --ca CA.pem",
+            f"rpmctl -H tls://{host}:{port} --ca CA.pem ps",
             f"openssl s_client -quiet -connect {host}:{port}",
         ]
-    return [f"rpm-tui {host}:{port}", f"telnet {host.strip('[]')} {port}"]
+    return [
+        f"rpm-tui {host}:{port}",
+        f"rpmctl -H {host}:{port} ps",
+        f"telnet {host.strip('[]')} {port}",
+    ]
 
 
 def welcome(config: ServerConfig, ways: list[list[str]]) -> str:
@@ -41,6 +47,7 @@ def welcome(config: ServerConfig, ways: list[list[str]]) -> str:
     lines += [f"    {command}" for commands in ways for command in commands]
     if not config.no_auth:
         lines.append(
-            "  then, to change anything: AUTH <the token> (rpm-tui reads the token file itself)"
+            "  then, to change anything: AUTH <the token> (rpm-tui and rpmctl read the token "
+            "file themselves)"
         )
     return "\n".join(lines)
