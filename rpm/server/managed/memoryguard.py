@@ -9,13 +9,13 @@ import os
 from collections.abc import Callable
 
 from twisted.internet import threads
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from rpm.rows import human_bytes
+from rpm.server.managed.periodic import PeriodicCheck
 
 log = Logger()
-CHECK_EVERY = 1.0
 STRIKES = 2  # checks in a row above the limit before a restart
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -31,33 +31,22 @@ def resident_bytes(pid: int, cgroup_memory: int | None) -> int | None:
         return None
 
 
-class MemoryGuard:
+class MemoryGuard(PeriodicCheck):
     """Checks the programs that have a max_memory every second; restart(pid, reason) fires
     a restart (the controller's, which stops the program the way RESTART does)."""
 
     def __init__(self, reactor, supervisor, restart: Callable, run=threads.deferToThread):
+        super().__init__(reactor)
         self._supervisor, self._restart, self._run = supervisor, restart, run
         self._strikes: dict[int, int] = {}  # managed id -> checks above the limit in a row
-        self._checking = False
-        self._loop = LoopingCall(self.check)
-        self._loop.clock = reactor
 
-    def start(self) -> None:
-        self._loop.start(CHECK_EVERY, now=False)
-
-    def stop(self) -> None:
-        if self._loop.running:
-            self._loop.stop()
-
-    def check(self) -> None:
+    def check(self) -> Deferred | None:
         limited = [m for m in self._supervisor.running() if m.record.settings.get("max_memory")]
-        if self._checking or not limited:
-            return
-        self._checking = True
+        if not limited:
+            return None
         measured = self._run(self._measure, limited)
         measured.addCallback(self._judge, limited)
-        measured.addErrback(lambda failure: log.failure("cannot check memory", failure))
-        measured.addBoth(self._checked)
+        return measured.addErrback(lambda failure: log.failure("cannot check memory", failure))
 
     def _measure(self, programs) -> list[int | None]:
         cgroups = self._supervisor.cgroups
@@ -80,6 +69,3 @@ class MemoryGuard:
                 self._restart(managed.record.pid, reason).addErrback(
                     lambda failure: log.failure("memory restart failed", failure)
                 )
-
-    def _checked(self, _) -> None:
-        self._checking = False
