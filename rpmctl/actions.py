@@ -12,6 +12,7 @@ import time
 from twisted.internet import defer, error
 
 from rpm.client import Client
+from rpm.wire import escape_text
 from rpmctl import output
 
 
@@ -44,14 +45,22 @@ async def ps(clients: list[Client], args, io: Streams) -> int:
     return 0
 
 
-async def info(clients: list[Client], args, io: Streams) -> int:
-    reply = await clients[0].command(f"INFO {quote(args.target)}")
+async def shown(clients: list[Client], args, io: Streams, request: str, lines=None) -> int:
+    """Send one request; print the server's object with --json, else lines(reply), if any."""
+    reply = await clients[0].command(request)
     if args.json:
         io.json(reply)
     else:
-        for line in output.info_lines(reply["process"]):
+        for line in lines(reply) if lines is not None else ():
             io.say(line)
     return 0
+
+
+async def info(clients: list[Client], args, io: Streams) -> int:
+    request = f"INFO {quote(args.target)}"
+    return await shown(
+        clients, args, io, request, lambda reply: output.info_lines(reply["process"])
+    )
 
 
 async def start(clients: list[Client], args, io: Streams) -> int:
@@ -85,46 +94,28 @@ async def stop(clients: list[Client], args, io: Streams) -> int:
 
 
 async def signal(clients: list[Client], args, io: Streams) -> int:
-    reply = await clients[0].command(f"SIGNAL {quote(args.target)} {quote(args.signal)}")
-    if args.json:
-        io.json(reply)
-    return 0
+    return await shown(clients, args, io, f"SIGNAL {quote(args.target)} {quote(args.signal)}")
 
 
 async def simple(verb: str, clients: list[Client], args, io: Streams) -> int:
-    """A verb whose success needs no words: PAUSE, RESUME, RESTART (--json prints the
-    reply)."""
-    target = f" {quote(args.target)}" if getattr(args, "target", None) else ""
-    reply = await clients[0].command(f"{verb}{target}")
-    if args.json:
-        io.json(reply)
-    return 0
+    """A verb whose success needs no words: PAUSE, RESUME, RESTART."""
+    return await shown(clients, args, io, f"{verb} {quote(args.target)}")
 
 
 async def reload(clients: list[Client], args, io: Streams) -> int:
     """RELOAD: the changes it made, one a line (`+ web started 4242`)."""
-    reply = await clients[0].command("RELOAD")
-    if args.json:
-        io.json(reply)
-    for change in [] if args.json else reply["changes"]:
-        io.say(output.escape_text(change))
-    return 0
+    return await shown(
+        clients, args, io, "RELOAD", lambda reply: [escape_text(c) for c in reply["changes"]]
+    )
 
 
 async def ping(clients: list[Client], args, io: Streams) -> int:
-    reply = await clients[0].command("PING")
-    io.json(reply) if args.json else io.say(reply["message"])
-    return 0
+    return await shown(clients, args, io, "PING", lambda reply: [reply["message"]])
 
 
 async def history(clients: list[Client], args, io: Streams) -> int:
-    reply = await clients[0].command(f"HISTORY {args.count}")
-    if args.json:
-        io.json(reply)
-    else:
-        for line in output.history_lines(reply["history"]):
-            io.say(line)
-    return 0
+    request = f"HISTORY {args.count}"
+    return await shown(clients, args, io, request, lambda r: output.history_lines(r["history"]))
 
 
 async def logs(clients: list[Client], args, io: Streams) -> int:
