@@ -127,8 +127,10 @@ class Snapshot:
 
     def host_event(self, mode: str) -> bytes:
         """The WATCH `host` event: the machine's vitals read with this table."""
-        event = Event("host", hostinfo.summary(self.host or {}), self.host or {})
-        return self._cached(("host", mode), lambda: event.render(mode))
+        host = self.host or {}
+        return self._cached(
+            ("host", mode), lambda: Event("host", hostinfo.summary(host), host).render(mode)
+        )
 
     def delta_event(self, since: Snapshot, mode: str) -> bytes:
         """The WATCH --delta `delta` event: rows added, changed and removed since `since`."""
