@@ -12,11 +12,12 @@ from twisted.internet.defer import Deferred
 class Link(Protocol):
     """One host: how its connection stands, requests to it, and who hears from it."""
 
-    label: str  # the host as the operator wrote it, and its HOST column
+    label: str  # the host as the operator wrote it (or its fleet file's name): HOST column
     state: str  # connecting, connected, disconnected, auth failed, ...
     problem: str  # why it is not connected, if it is not
     retry_at: float | None  # when the next connection attempt is due, if one is
     last_update: float | None  # when its last table or delta arrived
+    vitals: dict | None  # the machine's vitals, from its latest host event (the header)
     on_output: Callable[[dict], None] | None  # FOLLOW's output events
     on_connected: Callable[[], None] | None  # after each (re)connection
     on_notice: Callable[[str], None] | None  # started/exited events, as text
