@@ -9,10 +9,14 @@ import sys
 import time
 
 import psutil
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
 
 from rpm.server.managed.program import own_session
+from rpm.server.managed.session import spawn_in_session
 from tests.support import at_least, connect, pid_alive, sleep, start, wait_for
 
 ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed"}
@@ -323,6 +327,41 @@ async def test_host_vitals_before_auth_and_with_every_watched_table(server):
         events.append(json.loads(await client.line()))
     kinds = [event["event"] for event in events]
     assert kinds[:2] == ["table", "host"] and "delta" in kinds
+
+
+class _Ended(ProcessProtocol):
+    def __init__(self):
+        self.ended = Deferred()
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback(reason.value.exitCode)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("cwd", [None, "/"], ids=["posix_spawn", "fork"])
+async def test_a_spawned_run_leads_its_own_session_in_the_directory_asked_for(cwd, tmp_path):
+    """Without --cwd the child is a session leader when the spawn returns; with it (forked),
+    once own_session fires; either way in the directory given, with the pipes given."""
+    script = "import os, sys; sys.stdout.write(os.getcwd()); sys.stdout.flush(); sys.stdin.read()"
+    output = tmp_path / "out"
+    ended = _Ended()
+    with open(output, "wb") as sink, open(os.devnull, "rb") as empty:
+        child = spawn_in_session(
+            reactor,
+            ended,
+            sys.executable,
+            [sys.executable, "-c", script],
+            dict(os.environ),
+            cwd,
+            {0: empty.fileno(), 1: sink.fileno(), 2: sink.fileno()},
+        )
+    if cwd is None:
+        assert os.getsid(child.pid) == os.getpgid(child.pid) == child.pid
+    else:
+        await own_session(reactor, child.pid).addTimeout(10, reactor)
+        assert os.getsid(child.pid) == child.pid
+    assert await ended.ended.addTimeout(30, reactor) == 0
+    assert output.read_text() == (cwd or os.getcwd())
 
 
 @pytest_twisted.ensureDeferred

@@ -109,7 +109,9 @@ def rig(tmp_path):
     store = FakeStore()
     watcher = OutputTracker(reactor, LogFiles(str(tmp_path / "logs")), max_bytes=1024 * 1024)
     launcher = Launcher(
-        reactor, setsid="/usr/bin/setsid", environ={"PATH": os.environ["PATH"], "HOME": "/home/x"}
+        reactor,
+        spawn_session=lambda *args, **kwargs: reactor.spawnProcess(*args, **kwargs),
+        environ={"PATH": os.environ["PATH"], "HOME": "/home/x"},
     )
     supervisor = Supervisor(reactor, store, launcher, watcher, max_managed=3)
     events = []
@@ -128,8 +130,8 @@ def started(rig, command):
 def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_files(rig):
     record = started(rig, Start(("sleep", "30"), "/tmp", (("FOO", "bar"),)))
     spawn = rig.reactor.spawned[0]
-    assert spawn.executable == "/usr/bin/setsid"
-    assert spawn.args == ["setsid", "--", "sleep", "30"]
+    assert spawn.executable == "sleep"
+    assert spawn.args == ["sleep", "30"]
     assert spawn.env == {
         "PATH": os.environ["PATH"],
         "HOME": "/home/x",
@@ -157,8 +159,8 @@ def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_file
 
 def test_a_path_override_makes_the_program_absolute(rig):
     started(rig, Start(("sleep", "1"), None, (("PATH", "/nowhere"),)))
-    assert rig.reactor.spawned[0].args[2].endswith("/sleep")
-    assert rig.reactor.spawned[0].args[2].startswith("/")
+    assert rig.reactor.spawned[0].args[0].endswith("/sleep")
+    assert rig.reactor.spawned[0].args[0].startswith("/")
 
 
 def test_missing_or_unusable_programs_are_refused_before_anything_runs(rig, tmp_path):
@@ -291,7 +293,7 @@ def test_records_of_processes_that_ended_while_the_server_was_down(rig):
     assert dead.ended and dead.exit_known is False and dead.exit_code is None
     assert [e[0] for e in rig.events] == ["exited", "exited"]
     rig.reactor.advance(1)
-    assert rig.reactor.spawned[0].args[2:] == ["true"]
+    assert rig.reactor.spawned[0].args == ["true"]
     assert to_restart.restarts == 1 and to_restart.run_id == 5
     assert started(rig, Start(("true",))).id == 9
 
@@ -429,14 +431,14 @@ def test_a_restart_cut_short_is_adopted_not_started_twice(rig):
 
 
 def test_a_program_joins_its_cgroup_before_it_can_fork(tmp_path):
-    launcher = Launcher(None, setsid="/usr/bin/setsid", environ={"PATH": "/bin"})
+    launcher = Launcher(None, environ={"PATH": "/bin"})
     record = ManagedRecord(1, ("sleep", "30"), None, {}, "no", 0.0)
     procs = str(tmp_path / "cgroup.procs")
     program, args = launcher.argv_for(record, "/bin/sleep", procs)
-    assert program == "/usr/bin/setsid"  # first out of the server's process group
-    assert args == ["setsid", "--", "/bin/sh", "-c", args[4], procs, "sleep", "30"]
+    assert program == "/bin/sh"
+    assert args == ["/bin/sh", "-c", args[2], procs, "sleep", "30"]
     joined = subprocess.run(
-        ["/bin/sh", "-c", args[4], procs, "sh", "-c", "echo $$"],
+        ["/bin/sh", "-c", args[2], procs, "sh", "-c", "echo $$"],
         check=True,
         capture_output=True,
         text=True,

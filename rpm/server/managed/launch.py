@@ -1,16 +1,16 @@
 """How a managed program is found and started: PATH lookup, a new session, its log files.
 
 The program is resolved on the server's PATH before anything runs, so a missing or
-non-executable program is an error the client sees, not a silent exit. The child becomes the
-leader of a new session and process group (through util-linux `setsid`, which execs without
-forking, so the pid is the program's), its stdin is /dev/null and its stdout and stderr are
-pipes to its log writer (logwriter.py), a process of its own that outlives the server as
-the program does: the server holds no pipe to either.
+non-executable program is an error the client sees, not a silent exit. The child leads a
+new session and process group from before it execs (session.py), its stdin is /dev/null and
+its stdout and stderr are pipes to its log writer (logwriter.py), a process of its own that
+outlives the server as the program does: the server holds no pipe to either.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import shutil
 import socket
@@ -21,12 +21,12 @@ from twisted.logger import Logger
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
+from rpm.server.managed.session import spawn_in_session
 from rpm.server.procs.identity import RUN_VARIABLE
 
 log = Logger()
 WRITERS_RETRY = 60.0
 LOG_WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logwriter.py")
-_PY_SETSID = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 _SH = "/bin/sh"
 _JOIN_CGROUP = 'echo $$ 2>/dev/null >"$0"; exec "$@"'  # $0: the cgroup.procs to join
 
@@ -62,12 +62,13 @@ class _Factory(ProcessProtocol):
 
 
 class Launcher:
-    """Starts managed programs with reactor.spawnProcess in a session of their own."""
+    """Starts managed programs in a session of their own (spawn_session: session.py's, or
+    a test's stand-in)."""
 
     def __init__(
         self,
         reactor,
-        setsid: str | None = None,
+        spawn_session=None,
         environ: dict | None = None,
         umask: int | None = None,
         allowed: tuple[str, ...] | None = None,
@@ -77,7 +78,7 @@ class Launcher:
         self._instance = instance  # tells this state directory's runs from another's
         self._allowed = allowed  # --allow-programs patterns; None: anything
         self._umask = umask  # the children's, where it differs from the server's own
-        self._setsid = setsid if setsid is not None else shutil.which("setsid")
+        self._spawn_session = spawn_session or functools.partial(spawn_in_session, reactor)
         self._prlimit = shutil.which("prlimit")
         self._environ = os.environ if environ is None else environ
         self._devnull: int | None = None
@@ -95,9 +96,8 @@ class Launcher:
     def argv_for(
         self, record: ManagedRecord, executable: str, cgroup_procs: str | None = None
     ) -> tuple[str, list[str]]:
-        """The program to exec and its argv, wrapped so the child first starts a new session
-        (leaving the server's process group at once), then joins its cgroup (given its
-        cgroup.procs) before the program can fork anything."""
+        """The program to exec and its argv, wrapped (given its cgroup.procs) so that the
+        child joins its cgroup before the program can fork anything."""
         target = record.argv[0]
         if "/" not in target and "PATH" in record.env:
             target = executable  # resolved on the server's PATH, not the child's
@@ -110,9 +110,7 @@ class Launcher:
             command = [self._prlimit, *options, "--", *command]
         if cgroup_procs is not None:
             command = [_SH, "-c", _JOIN_CGROUP, cgroup_procs, *command]
-        if self._setsid:
-            return self._setsid, ["setsid", "--", *command]
-        return sys.executable, [sys.executable, "-c", _PY_SETSID, *command]
+        return command[0], command
 
     def prepare(self, record: ManagedRecord) -> str:
         """Check the run can start (its directory, its program); returns the executable."""
@@ -226,8 +224,8 @@ class Launcher:
         program, args = self.argv_for(record, executable, cgroup_procs)
         environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
         server_umask = os.umask(self._umask) if self._umask is not None else None
-        try:  # spawnProcess forks before it returns: the child has the umask set here
-            return self._reactor.spawnProcess(
+        try:  # the child is spawned before this returns: it has the umask set here
+            return self._spawn_session(
                 protocol,
                 program,
                 args,

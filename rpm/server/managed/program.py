@@ -102,7 +102,8 @@ SESSION_WAIT = 2.0  # seconds a new run may take to lead its own session, at mos
 
 def own_session(reactor, pid: int) -> Deferred:
     """Fires once a new run leads its own session and process group (setsid has run), so
-    that a signal to the server's group, sent the moment START answered, cannot reach it."""
+    that a signal to the server's group, sent the moment START answered, cannot reach it:
+    at once for a posix_spawned run, after a moment for a forked one (see session.py)."""
 
     async def wait() -> None:
         deadline = reactor.seconds() + SESSION_WAIT
