@@ -60,6 +60,10 @@ class FakeProcessReactor(Clock):
         protocol.makeConnection(transport)
         return transport
 
+    def spawn_session(self, *args, **kwargs):
+        """The Launcher's spawn of a program: spawnProcess, as a test may have replaced it."""
+        return self.spawnProcess(*args, **kwargs)
+
     def addReader(self, reader):  # an adopted run's pidfd watch
         self.readers.add(reader)
 
@@ -110,7 +114,7 @@ def rig(tmp_path):
     watcher = OutputTracker(reactor, LogFiles(str(tmp_path / "logs")), max_bytes=1024 * 1024)
     launcher = Launcher(
         reactor,
-        spawn_session=lambda *args, **kwargs: reactor.spawnProcess(*args, **kwargs),
+        spawn_session=reactor.spawn_session,
         environ={"PATH": os.environ["PATH"], "HOME": "/home/x"},
     )
     supervisor = Supervisor(reactor, store, launcher, watcher, max_managed=3)
