@@ -3,11 +3,12 @@ selection that follows a process (host and pid) rather than a row number (pure).
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
-Key = tuple[str, int]  # (host, pid)
+from tui.tree import Key, Parents, depth_first, parent_positions, visible_lines, with_ancestors
+
 HISTORY_SECONDS = 60.0
 PENDING_UPDATES = 2
 
@@ -77,9 +78,10 @@ class ProcessModel:
         self.stale_hosts: set[str] = set()
         self.usage: dict[Key, deque] = {}  # (time, cpu, rss) samples of each process, a minute
         self._lines: list[Line] | None = None
-        self._structure: tuple[list[Key], dict[Key, list[Key]]] | None = None
+        self._structure: tuple[bool, list[tuple]] | None = None  # (show_kernel, preorder)
+        self._flat: tuple[tuple, LazyLines] | None = None  # (what is shown, its lines)
         self._order: list[Key] | None = None  # every key in host and pid order, until data
-        self._index: dict[Key, int] = {}
+        self._parents: Parents | None = None  # the tree's parents, until new data
         self._last_index = 0
 
     # -- data from servers -----------------------------------------------------------------
@@ -109,7 +111,7 @@ class ProcessModel:
             self._pending_waits += 1
             if self._pending in self.rows or self._pending_waits > PENDING_UPDATES:
                 self._pending = None
-        self._order = None
+        self._order = self._parents = None
         self._changed(structure=True)
 
     def mark_stale(self, host: str) -> None:
@@ -174,30 +176,46 @@ class ProcessModel:
         """What is shown changed; `structure`: so did the rows or their order."""
         self._lines = None
         if structure:
-            self._structure = None
+            self._structure = self._flat = None
 
     @property
     def lines(self) -> Sequence[Line]:
         if self._lines is None:
             self._lines = self._tree_lines() if self.tree else self._flat_lines()
-            keys = self._lines.keys
-            self._index = dict(zip(keys, range(len(keys)), strict=True))
         return self._lines
+
+    def _position(self, key: Key | None) -> int | None:
+        """Where a key's line is in the lines shown (a search: a dictionary of 100,000 keys
+        would cost more at every sort, filter or tree than searching costs when asked)."""
+        try:
+            return self.lines.keys.index(key)
+        except ValueError:
+            return None
 
     def _sorted(self, keys) -> list[Key]:
         """By the sort column; equal values stay in host and pid order, whatever the direction
         (a stable sort of the keys in that order: it is kept until new data arrives, so a new
         sort or filter sorts plain numbers)."""
-        if self._order is None:
-            self._order = sorted(self.rows)
-        if len(keys) == len(self._order):
-            ordered = self._order  # every row: no filter to apply
+        order = self._key_order()
+        if len(keys) == len(order):
+            ordered = order  # every row: no filter to apply
         else:
             wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
-            ordered = [key for key in self._order if key in wanted]
+            ordered = [key for key in order if key in wanted]
+        return [ordered[index] for index in self._ranked(ordered)]
+
+    def _key_order(self) -> list[Key]:
+        """Every key in host and pid order, kept until new data arrives."""
+        if self._order is None:
+            self._order = sorted(self.rows)
+        return self._order
+
+    def _ranked(self, keys: list[Key]) -> list[int]:
+        """The positions of keys in the sort's order (a stable sort)."""
         rows, field = self.rows, SORTS[self.sort][0]
         sign = -1 if self.reverse else 1
-        return sorted(ordered, key=lambda key: sign * (rows[key].get(field) or 0))
+        values = [sign * (rows[key].get(field) or 0) for key in keys]
+        return sorted(range(len(values)), key=values.__getitem__)
 
     @property
     def filtering(self) -> bool:
@@ -230,70 +248,35 @@ class ProcessModel:
         return [key for key, _ in pairs]
 
     def _flat_lines(self) -> LazyLines:
-        return LazyLines(self._sorted(self._matching()), self.rows)
+        """The rows shown, in sort order; kept until the rows, the sort or what is shown
+        change (so leaving the tree view costs nothing)."""
+        shown = (self.filter, self.show_kernel, self.only_managed)
+        if self._flat is None or self._flat[0] != shown:
+            self._flat = shown, LazyLines(self._sorted(self._matching()), self.rows)
+        return self._flat[1]
 
     def _tree_lines(self) -> LazyLines:
-        roots, children = self._tree_structure()
         context = bool(self.filter) or self.only_managed  # matches shown with their ancestors
-        shown = self._with_ancestors(set(self._matching())) if context else None
-        return LazyLines(self._walk(roots, children, shown), self.rows, tree=True)
+        shown = None
+        if context:
+            shown = with_ancestors(set(self._matching()), self._key_order(), self._tree())
+        collapsed = self.collapsed.intersection(self.rows)
+        return LazyLines(visible_lines(self._preorder(), shown, collapsed), self.rows, tree=True)
 
-    def _tree_structure(self) -> tuple[list[Key], dict[Key, list[Key]]]:
-        """Roots and children, each in sort order; kept until the rows or the sort change (so
-        showing the tree, folding and filtering are cheap)."""
-        if self._structure is None:
-            children: dict[Key, list[Key]] = defaultdict(list)
-            roots = []
-            for key in self._sorted(self.rows):  # one sort: all children come out in order
-                parent = self._parent(key)
-                if parent is None:
-                    roots.append(key)
-                else:
-                    children[parent].append(key)
-            self._structure = roots, children
-        return self._structure
+    def _preorder(self) -> list[tuple]:
+        """The whole tree, every branch open, kernel threads as `h` says; kept until the rows
+        or the sort change (so showing the tree, folding and filtering are one pass over it)."""
+        if self._structure is None or self._structure[0] != self.show_kernel:
+            order = self._key_order()
+            preorder = depth_first(order, self._tree(), self._ranked(order), self.show_kernel)
+            self._structure = self.show_kernel, preorder
+        return self._structure[1]
 
-    def _parent(self, key: Key) -> Key | None:
-        """The row's parent, if listed and older: a parent is always older than its child, so a
-        younger one is a stranger that reused the pid. This also keeps the tree acyclic."""
-        row = self.rows[key]
-        parent = (key[0], row.get("ppid", 0))
-        above = self.rows.get(parent)
-        if above is None or (above.get("started", 0), parent[1]) >= (row.get("started", 0), key[1]):
-            return None
-        return parent
-
-    def _walk(self, roots: list[Key], children: dict, shown: set[Key] | None) -> list[tuple]:
-        """Depth first from the roots: folded branches closed, rows not shown left out;
-        (key, depth, has children, folded) for each line."""
-        rows, collapsed, lines = self.rows, self.collapsed, []
-        hide_kernel = not self.show_kernel  # kthreadd (pid 2): its whole branch goes
-        stack = [(key, 0) for key in reversed(roots)]
-        while stack:
-            key, depth = stack.pop()
-            if shown is not None and key not in shown:
-                continue
-            row = rows[key]
-            if hide_kernel and row.get("cmdline") is None and 2 in (key[1], row.get("ppid")):
-                continue
-            kids = children.get(key)
-            if kids and shown is not None:
-                kids = [kid for kid in kids if kid in shown]
-            folded = bool(kids) and key in collapsed
-            lines.append((key, depth, bool(kids), folded))
-            if kids and not folded:
-                stack.extend([(kid, depth + 1) for kid in reversed(kids)])
-        return lines
-
-    def _with_ancestors(self, keys: set[Key]) -> set[Key]:
-        """The matching rows plus their ancestors, so a filtered tree keeps its shape."""
-        shown = set(keys)
-        for key in keys:
-            parent = self._parent(key)
-            while parent is not None and parent not in shown:
-                shown.add(parent)
-                parent = self._parent(parent)
-        return shown
+    def _tree(self) -> Parents:
+        """tree.parent_positions of the rows, kept until new data."""
+        if self._parents is None:
+            self._parents = parent_positions(self._key_order(), self.rows)
+        return self._parents
 
     # -- selection -------------------------------------------------------------------------
 
@@ -303,7 +286,7 @@ class ProcessModel:
         lines = self.lines
         if not lines:
             return 0
-        index = self._index.get(self.selected) if self.selected is not None else None
+        index = self._position(self.selected) if self.selected is not None else None
         if index is None:
             index = min(self._last_index, len(lines) - 1)
             if self._pending is None:
@@ -322,8 +305,9 @@ class ProcessModel:
         """Select a process, even one whose row has not arrived yet (a process just started)."""
         self.selected = key
         self._pending, self._pending_waits = (None, 0) if key in self.rows else (key, 0)
-        if key in self._index and self._lines is not None:
-            self._last_index = self._index[key]
+        index = self._position(key) if self._lines is not None else None
+        if index is not None:
+            self._last_index = index
 
     @property
     def selected_row(self) -> dict | None:

@@ -188,3 +188,76 @@ def test_a_parent_younger_than_its_child_is_a_reused_pid_not_a_parent():
         (20, 1),
         (30, 2),
     ]
+
+
+def reference_tree(model) -> list[tuple]:
+    """The tree view by its definition, walked recursively: a row's parent is its ppid's row
+    if older, siblings in sort order, kthreadd's branch hidden, a filter keeping ancestors
+    of matches, kernel threads hidden with their branches (unless shown), folded branches
+    closed. (key, depth, has children shown, folded) per line."""
+    rows = model.rows
+    flat = ProcessModel()
+    flat.rows, flat.sort, flat.reverse = rows, model.sort, model.reverse
+    flat.filter, flat.only_managed = model.filter, model.only_managed
+    flat.show_kernel = model.show_kernel
+    everything = flat._sorted(list(rows))
+
+    def hidden(key):
+        kernel = rows[key]["cmdline"] is None and 2 in (key[1], rows[key]["ppid"])
+        return kernel and not model.show_kernel
+
+    def parent(key):
+        above = (key[0], rows[key]["ppid"])
+        if above in rows and (rows[above]["started"], above[1]) < (rows[key]["started"], key[1]):
+            return above
+        return None
+
+    shown = set(flat._matching()) if model.filter or model.only_managed else set(rows)
+    for match in list(shown):
+        while parent(match) is not None:
+            match = parent(match)  # noqa: PLW2901 (up to the root)
+            shown.add(match)
+    lines = []
+
+    def visit(key, depth):
+        kids = [kid for kid in everything if parent(kid) == key and kid in shown]
+        kids = [kid for kid in kids if not hidden(kid)]
+        folded = bool(kids) and key in model.collapsed
+        lines.append((key, depth, bool(kids), folded))
+        for kid in [] if folded else kids:
+            visit(kid, depth + 1)
+
+    for key in everything:
+        if parent(key) is None and key in shown and not hidden(key):
+            visit(key, 0)
+    return lines
+
+
+def test_the_tree_view_matches_its_definition_for_random_tables_filters_and_folds():
+    import random
+
+    chance = random.Random(7)
+    for _ in range(300):
+        count = chance.randrange(1, 25)
+        rows = [
+            row(
+                pid,
+                ppid=chance.choice([0, 1, 2, *range(1, count + 3)]),
+                cpu=float(chance.randrange(3)),
+                started=float(chance.randrange(5)),
+                name=chance.choice(["alpha", "beta"]),
+            )
+            for pid in range(1, count + 3)
+        ]
+        for line in rows:
+            if chance.random() < 0.2:
+                line["cmdline"] = None  # a kernel thread, if it is kthreadd or one of its own
+        model = model_with(rows)
+        model.toggle_tree()
+        model.set_sort(chance.choice(["cpu", "pid", "start", "mem"]))
+        model.filter = chance.choice(["", "", "alpha", "beta"])
+        model.show_kernel = chance.random() < 0.5
+        model.collapsed = {("h", pid) for pid in range(1, count + 3) if chance.random() < 0.2}
+        model._changed()
+        expected = reference_tree(model)
+        assert [tuple(line[:1]) + tuple(line[2:]) for line in model.lines] == expected, rows
