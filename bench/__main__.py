@@ -15,7 +15,7 @@ import statistics
 
 import psutil
 
-from bench import measure, tui
+from bench import fleet, measure, tui
 from bench.hostprocs import HostProcesses
 from bench.measure import percentile
 from bench.server import BenchServer
@@ -211,6 +211,20 @@ def tui_figures(report: Report) -> None:
         )
 
 
+def fleet_figures(report: Report, quick: bool) -> None:
+    """The real rpm-tui idle-watching 50 real servers (each listing this host's processes)."""
+    figures = fleet.tui_idle_cpu(50, 10.0 if quick else 30.0)
+    report.add(
+        "rpm-tui watching 50 servers (100,000 rows): CPU",
+        f"{figures['tui_cores']:.3f} core",
+        target="<= 0.15 core",
+        ok=figures["tui_cores"] <= 0.15,
+    )
+    report.add("  what it read meanwhile", f"{figures['tui_read_per_second'] / 1024:.0f} KB/s")
+    report.add("  its memory (RSS)", f"{figures['tui_memory'] / 2**20:.0f} MB")
+    report.add("  the 50 servers' CPU meanwhile", f"{figures['servers_cores']:.2f} core")
+
+
 def scaling(report: Report, hosts: HostProcesses, sizes: list[int], quick: bool) -> None:
     for size in sizes:
         hosts.resize(size)
@@ -245,6 +259,7 @@ def main() -> None:
                 figures(report, server, args.quick)
         metrics_figures(report, args.quick)
         tui_figures(report)
+        fleet_figures(report, args.quick)
         sizes = [int(size) for size in args.scaling.split(",") if size]
         scaling(report, hosts, sizes, args.quick)
     if report.failed:
