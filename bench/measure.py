@@ -174,7 +174,8 @@ def ping_under_load(server: BenchServer, seconds: float) -> list[float]:
 
     listers = [threading.Thread(target=lister) for _ in range(4)]
     drain = Drain()
-    for conn in watchers(server, 1, 0.2):
+    watching = watchers(server, 1, 0.2)
+    for conn in watching:
         drain.add(conn.sock)
     drain.start()
     for thread in listers:
@@ -189,6 +190,8 @@ def ping_under_load(server: BenchServer, seconds: float) -> list[float]:
     for thread in listers:
         thread.join()
     drain.stop()
+    for conn in [*watching, pinger]:  # a watcher left open keeps the server sampling
+        conn.close()
     return samples
 
 
