@@ -307,3 +307,22 @@ def test_a_program_name_stands_for_a_pid_and_start_takes_one():
     for bad in ("START --name 9lives sleep 9", "START --name a/b sleep 9", "START --name= x"):
         with pytest.raises(BadArgument, match="--name must be 1 to 64 letters"):
             p.parse_line(bad)
+
+
+def test_each_access_class_names_exactly_its_verbs():
+    from rpm.commands import Access, verbs_with
+
+    assert verbs_with(Access.ALWAYS) == {"AUTH", "EXIT", "HELP", "MODE", "PING"}
+    assert verbs_with(Access.LOOPBACK_READ) == {"HOST", "INFO", "LIST", "UNWATCH", "WATCH"}
+    assert verbs_with(Access.AUTHENTICATED) == {"FOLLOW", "HISTORY", "LOGS", "UNFOLLOW"}
+    assert verbs_with(Access.MUTATING) == {
+        *("PAUSE", "RELOAD", "RESTART", "RESUME", "SIGNAL", "START", "STOP"),
+    }
+
+
+def test_user_text_in_messages_is_clipped_at_60_characters():
+    from rpm.commands import shown
+
+    assert shown("x" * 60) == "x" * 60
+    assert shown("x" * 61) == "x" * 59 + "\u2026"
+    assert shown("y" * 201, 200) == "y" * 199 + "\u2026"

@@ -326,3 +326,155 @@ def test_one_server_per_state_directory(tmp_path):
     first.release()
     second.acquire()
     second.release()
+
+
+# -- each rule of the policy, tokens and throttle at its edges (found by `make mutate`) ------
+
+
+def test_the_pid_range_ends_at_linux_pid_max_limit():
+    policy = SignalPolicy("owned", lambda pid, started: False, own_pid=PID_MAX)
+    with pytest.raises(NoSuchProcess, match=f"no process has pid {PID_MAX + 1}$"):
+        policy.check(PID_MAX + 1)
+    with pytest.raises(Protected, match="rpm server"):
+        policy.check(PID_MAX)  # a possible pid (here, the "server's"), judged as such
+    free = next(pid for pid in range(PID_MAX - 1, 1, -1) if not os.path.exists(f"/proc/{pid}"))
+    with pytest.raises(NoSuchProcess, match=f"no process has pid {free}$"):
+        policy.check(free)  # possible, just not there: the same answer, from /proc
+
+
+def test_the_servers_own_parent_is_protected_whoever_runs_the_check(spawned):
+    """The protected set is the server's pid and *its* ancestors, not the caller's."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    spawned.append(child.pid)
+    policy = SignalPolicy("owned", lambda pid, started: False, own_pid=child.pid)
+    with pytest.raises(Protected, match="it is the rpm server or one of its parents"):
+        policy.check(os.getpid())  # the parent of the "server" (the sleep)
+    with pytest.raises(Protected, match="it is the rpm server"):
+        policy.check(child.pid)
+
+
+def test_managed_scope_matches_programs_and_their_parents_by_pid_and_start_time(spawned):
+    import subprocess
+
+    from rpm.server.procs.identity import start_time
+
+    parent = subprocess.Popen(["sh", "-c", "sleep 60 & wait"])
+    spawned.append(parent.pid)
+    kid = None
+    while kid is None:
+        kids = [p for p in Path("/proc").iterdir() if p.name.isdigit()]
+        for entry in kids:
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == parent.pid and (entry / "cmdline").read_bytes().startswith(
+                    b"sleep"
+                ):
+                    kid = int(entry.name)
+    spawned.append(kid)
+    known = {(parent.pid, start_time(parent.pid))}
+    policy = SignalPolicy("managed", lambda pid, started: (pid, started) in known, own_pid=2**22)
+    assert policy.check(parent.pid) == start_time(parent.pid)  # the program itself
+    assert policy.check(kid) == start_time(kid)  # a descendant, its parent matched exactly
+    known.clear()
+    known.add((parent.pid, start_time(parent.pid) + 1))  # another process once had the pid
+    with pytest.raises(NotPermitted, match="was not started by this server"):
+        policy.check(kid)
+    with pytest.raises(NotPermitted, match="--signal-scope managed"):
+        policy.check(parent.pid)
+
+
+def test_an_unknown_scope_names_the_scopes_there_are():
+    with pytest.raises(ValueError, match="owned"):
+        SignalPolicy("everything", lambda pid, started: False)
+
+
+def test_a_new_token_file_is_never_written_through_an_existing_file_or_link(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (tmp_path / "token").symlink_to(target)
+    with pytest.raises(FileExistsError):
+        auth.create_token(str(tmp_path / "token"))
+    assert target.read_text() == ""
+
+
+def test_a_new_token_file_is_closed_on_exec(tmp_path, monkeypatch):
+    import fcntl
+
+    opened = []
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):
+        opened.append(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(auth.os, "fdopen", fdopen)
+    auth.create_token(str(tmp_path / "token"))
+    assert opened == [fcntl.FD_CLOEXEC]
+
+
+def test_token_file_errors_name_the_file(tmp_path):
+    directory = tmp_path / "adir"
+    directory.mkdir()
+    with pytest.raises(tokens.TokenError, match=f"token file {directory} is not a regular file"):
+        tokens.read_token(str(directory))
+    locked = tmp_path / "locked" / "token"
+    locked.parent.mkdir()
+    locked.parent.chmod(0)
+    try:
+        if os.access(locked.parent, os.X_OK):  # root reads anything: ask for a name too long
+            locked = tmp_path / ("x" * 300)
+        with pytest.raises(tokens.TokenError, match=f"cannot read the token file {locked}: "):
+            tokens.read_token(str(locked))
+    finally:
+        locked.parent.chmod(0o700)
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff" * 40)
+    binary.chmod(0o600)
+    with pytest.raises(tokens.TokenError, match=f"cannot read the token file {binary}: "):
+        tokens.read_token(str(binary))
+
+
+def test_a_token_of_exactly_the_minimum_length_is_accepted(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("k" * tokens.MIN_TOKEN_CHARS + "\n")
+    path.chmod(0o600)
+    assert tokens.read_token(str(path)) == "k" * tokens.MIN_TOKEN_CHARS
+    path.write_text("k" * (tokens.MIN_TOKEN_CHARS - 1) + "\n")
+    with pytest.raises(tokens.TokenError, match="at least"):
+        tokens.read_token(str(path))
+
+
+def test_the_default_token_comes_from_the_environment_given(tmp_path):
+    from rpm.addresses import parse_address
+
+    local = parse_address("127.0.0.1:5002")
+    assert tokens.default_token(local, {"RPM_TOKEN": "from-env"}) == "from-env"
+    state = tmp_path / "state" / "rpm"
+    state.mkdir(parents=True)
+    (state / "token").write_text("t" * 40)
+    (state / "token").chmod(0o600)
+    assert tokens.default_token(local, {"XDG_STATE_HOME": str(tmp_path / "state")}) == "t" * 40
+    assert tokens.default_token(local, {"XDG_STATE_HOME": str(tmp_path / "none")}) is None
+
+
+def test_throttle_defaults_cap_at_30_s_and_forget_after_15_min_of_quiet():
+    throttle = auth.AuthThrottle()
+    for _ in range(20):
+        throttle.failed("h", 10_000.0)
+    assert throttle.delay("h", 10_000.0) == 30.0
+    assert throttle.delay("h", 10_900.0) == 30.0  # exactly 15 minutes: still remembered
+    assert throttle.delay("h", 10_900.5) == 0.0
+    throttle.failed("h", 10_900.0)  # within 15 minutes of the last failure: counted on
+    assert throttle.delay("h", 10_900.0) == 30.0
+    throttle.failed("h", 11_801.0)  # after 15 minutes of quiet: counted from one again
+    assert throttle.delay("h", 11_801.0) == 0.25
+
+
+def test_throttle_remembers_ten_thousand_peers_by_default():
+    throttle = auth.AuthThrottle()
+    for number in range(10_001):
+        throttle.failed(f"peer{number}", 0.0)
+    assert len(throttle._failures) == 10_000
+    assert throttle.delay("peer0", 0.0) == 0.0 and throttle.delay("peer1", 0.0) == 0.25

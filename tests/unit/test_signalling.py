@@ -7,7 +7,7 @@ import psutil
 import pytest
 from twisted.internet.task import Clock
 
-from rpm.errors import NoSuchProcess
+from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.server.procs import signalling
 from rpm.server.procs.identity import zombie_exit_status
 from rpm.server.procs.reaper import OrphanReaper
@@ -69,3 +69,77 @@ def test_the_reaper_reaps_exited_children_it_was_not_told_about(spawned):
     reaper = OrphanReaper(Clock(), lambda: {known.pid})
     assert reaper.reap() == [orphan.pid]
     assert known.wait(timeout=10) == 0, "a child someone else reaps is left to them"
+
+
+@pytest.fixture
+def sleeper(spawned):
+    child = subprocess.Popen(["sleep", "30"])
+    spawned.append(child.pid)
+    yield child, psutil.Process(child.pid).create_time()
+    child.kill()
+    child.wait(timeout=10)
+
+
+@pytest.mark.skipif(not signalling.HAVE_PIDFD, reason="this kernel has no pidfds")
+def test_with_pidfds_the_signal_goes_through_the_pidfd_opened_before_the_check(
+    sleeper, monkeypatch
+):
+    """The pidfd pins the process the start time was checked for: a pid reused between the
+    check and the kill cannot receive the signal."""
+    child, started = sleeper
+    sent = []
+    monkeypatch.setattr(signalling.signal, "pidfd_send_signal", lambda fd, sig: sent.append(sig))
+    monkeypatch.setattr(signalling.psutil.Process, "send_signal", lambda *args: sent.append(0))
+    signalling.send_to_process(child.pid, started, signal.SIGUSR1)
+    assert sent == [signal.SIGUSR1]
+
+
+def test_without_pidfds_none_is_opened_and_psutil_signals(sleeper, monkeypatch):
+    child, started = sleeper
+
+    def no_pidfds(pid):
+        raise AssertionError("pidfd_open called where pidfds are off")
+
+    monkeypatch.setattr(signalling, "HAVE_PIDFD", False)
+    monkeypatch.setattr(signalling.os, "pidfd_open", no_pidfds, raising=False)
+    signalling.send_to_process(child.pid, started, signal.SIGTERM)
+    assert child.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_a_kernel_refusing_pidfds_falls_back_to_psutil(sleeper, monkeypatch):
+    import errno
+
+    child, started = sleeper
+
+    def unsupported(pid):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(signalling, "HAVE_PIDFD", True)
+    monkeypatch.setattr(signalling.os, "pidfd_open", unsupported, raising=False)
+    signalling.send_to_process(child.pid, started, signal.SIGTERM)
+    assert child.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_errors_name_the_pid_and_the_signal(sleeper, monkeypatch):
+    child, started = sleeper
+    gone = unreaped(["true"], [])
+    gone.wait(timeout=10)
+    with pytest.raises(NoSuchProcess, match=f"^no process has pid {gone.pid}$"):
+        signalling.send_to_process(gone.pid, started, signal.SIGTERM)
+
+    def refused(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(signalling.signal, "pidfd_send_signal", refused)
+    monkeypatch.setattr(signalling.psutil.Process, "send_signal", refused)
+    with pytest.raises(NotPermitted, match=f"^the system refused SIGTERM to pid {child.pid}$"):
+        signalling.send_to_process(child.pid, started, signal.SIGTERM)
+    monkeypatch.undo()
+
+    def vanished(*args):
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(signalling.signal, "pidfd_send_signal", vanished)
+    monkeypatch.setattr(signalling.psutil.Process, "send_signal", vanished)
+    with pytest.raises(NoSuchProcess, match=f"^no process has pid {child.pid}$"):
+        signalling.send_to_process(child.pid, started, signal.SIGTERM)
