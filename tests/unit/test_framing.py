@@ -65,3 +65,21 @@ def test_the_end_of_input_inside_a_too_long_line_gives_nothing_more():
     framer = Framer()
     framer.feed(b"X" * (MAX_LINE + 5))
     assert framer.finish() == []
+
+
+def test_a_line_held_back_at_the_limit_waits_for_its_lf_with_room_for_a_cr():
+    framer = Framer(max_line=10)
+    assert framer.feed(b"X" * 10 + b"\r") == []  # the limit, and telnet's CR: still a line
+    assert framer.feed(b"\n") == ["X" * 10]
+    assert framer.feed(b"Y" * 11) == []  # one more than the limit: its CR may follow
+    assert framer.feed(b"Y") == [TOO_LONG]
+
+
+def test_discarding_ends_at_an_lf_that_starts_the_next_chunk():
+    framer = Framer(max_line=10)
+    assert framer.feed(b"X" * 20) == [TOO_LONG]
+    assert framer.feed(b"\nPING\n") == ["PING"]
+
+
+def test_only_spaces_and_tabs_make_a_line_blank():
+    assert feed_all(b" \t \n\x0c\n") == ["\x0c"]  # a form feed is a (bad) request, not blank

@@ -55,3 +55,19 @@ def test_events_are_prefixed_in_text_and_keyed_in_json():
     assert json.loads(event.render(wire.JSON)) == {"event": "exited", "pid": 42, "exit_code": 0}
     with_body = wire.Event("x", "2 lines", {}, [".a", "b"])
     assert with_body.render(wire.TEXT) == b"* x 2 lines\r\n..a\r\nb\r\n.\r\n"
+
+
+def test_json_lines_are_compact_ascii_with_del_escaped():
+    assert wire.json_line({"a": [1, "x"], "b": "\u00e9\x7f"}) == (
+        b'{"a":[1,"x"],"b":"\\u00e9\\u007f"}\r\n'
+    )
+    assert wire.json_line({"plain": "text"}) == b'{"plain":"text"}\r\n'
+
+
+def test_an_ok_body_in_json_says_ok_true_first():
+    body = wire.Body(1, "process", ["5 sleep"], {"pid": 5})
+    assert body.render("json") == b'{"ok":true,"pid":5}\r\n'
+
+
+def test_an_event_without_text_ends_at_its_name():
+    assert wire.Event("gap", "").render("text") == b"* gap\r\n"
