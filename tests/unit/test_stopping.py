@@ -96,3 +96,53 @@ def test_every_caller_gets_the_same_outcome_and_poke_checks_at_once():
     escalation.result().addBoth(afterwards.append)
     assert afterwards == [signal.SIGTERM]
     assert not clock.getDelayedCalls()
+
+
+def test_sigkill_lands_at_the_grace_even_between_polls():
+    process = FakeProcess(dies_on=(signal.SIGKILL,))
+    clock, _, outcome = run(process, grace=0.12)
+    clock.advance(0.05)
+    clock.advance(0.05)
+    assert signal.SIGKILL not in process.received
+    clock.advance(0.02)
+    assert process.received[-1] == signal.SIGKILL
+
+
+def test_surviving_sigkill_is_reported_with_the_pid_only_after_the_kill_timeout():
+    process = FakeProcess(dies_on=())
+    clock, _, outcome = run(process, grace=1.0, kill_timeout=2.0)
+    clock.pump([0.05] * 50)  # 2.5 s: killed at 1 s, and still within the kill timeout
+    assert outcome == []
+    clock.pump([0.05] * 11)
+    assert len(outcome) == 1 and outcome[0].check(NotPermitted)
+    assert outcome[0].getErrorMessage() == (
+        "pid 42 survived SIGKILL for 2 s (uninterruptible sleep?)"
+    )
+
+
+def test_gone_is_asked_whether_sigkill_was_sent():
+    asked = []
+    process = FakeProcess(dies_on=(signal.SIGKILL,))
+
+    def gone(killed):
+        asked.append(killed)
+        return not process.alive
+
+    clock = Clock()
+    escalation = Escalation(clock, 42, process.send, gone, 0.1, 5.0)
+    escalation.start()
+    clock.pump([0.05] * 4)
+    assert asked[0] is False and asked[-1] is True and escalation.finished
+
+
+def test_a_sigkill_the_system_refuses_is_the_outcome():
+    class RefusesKill(FakeProcess):
+        def send(self, signum):
+            if signum == signal.SIGKILL:
+                raise NotPermitted("the system refused SIGKILL to pid 42")
+            super().send(signum)
+
+    clock, _, outcome = run(RefusesKill(dies_on=()), grace=0.1)
+    clock.pump([0.05] * 3)
+    assert len(outcome) == 1 and outcome[0].check(NotPermitted)
+    assert "SIGKILL" in outcome[0].getErrorMessage()
