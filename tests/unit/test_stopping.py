@@ -100,7 +100,7 @@ def test_every_caller_gets_the_same_outcome_and_poke_checks_at_once():
 
 def test_sigkill_lands_at_the_grace_even_between_polls():
     process = FakeProcess(dies_on=(signal.SIGKILL,))
-    clock, _, outcome = run(process, grace=0.12)
+    clock, _, _ = run(process, grace=0.12)
     clock.advance(0.05)
     clock.advance(0.05)
     assert signal.SIGKILL not in process.received
