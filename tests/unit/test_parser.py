@@ -326,3 +326,38 @@ def test_user_text_in_messages_is_clipped_at_60_characters():
     assert shown("x" * 60) == "x" * 60
     assert shown("x" * 61) == "x" * 59 + "\u2026"
     assert shown("y" * 201, 200) == "y" * 199 + "\u2026"
+
+
+def test_start_memory_and_limits_are_settings_and_limits_accumulate():
+    command = p.parse_line(
+        "START --max-memory 64M --limit nofile=1024 --limit=nproc=10 --limit nofile=2048 sleep 1"
+    )
+    assert dict(command.settings) == {
+        "max_memory": 64 * 2**20,
+        "limits": [("nofile", 2048), ("nproc", 10)],
+    }
+    assert command.argv == ("sleep", "1")
+
+
+def test_an_environment_value_keeps_its_own_equals_signs():
+    assert p.parse_line("START --env A=b=c true").env == (("A", "b=c"),)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("START --env NOEQUALS true", "got no '='$"),
+        ("START --env 1BAD=secret true", "got the name '1BAD'$"),
+        (
+            "START --limit nofile true",
+            r"^--limit takes NAME=NUMBER, as in nofile=4096; got 'nofile'$",
+        ),
+        ("START --limit nofile=lots true", "got 'nofile=lots'$"),
+        ("START --limit =5 true", "unknown limit"),
+        ("START --max-memory lots true", "^--max-memory must be a size such as 512M"),
+        ("START --name 'two words' true", "^--name must be"),
+    ],
+)
+def test_start_option_errors_say_what_was_given(line, message):
+    with pytest.raises(BadArgument, match=message):
+        p.parse_line(line)
