@@ -361,3 +361,37 @@ def test_an_environment_value_keeps_its_own_equals_signs():
 def test_start_option_errors_say_what_was_given(line, message):
     with pytest.raises(BadArgument, match=message):
         p.parse_line(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("STOP", "STOP takes a pid and an optional grace period: STOP <pid> [seconds]"),
+        ("STOP 1 2 3", "STOP takes a pid and an optional grace period: STOP <pid> [seconds]"),
+        ("SIGNAL 1", "SIGNAL takes a pid and a signal: SIGNAL <pid> <name|number>"),
+        ("SIGNAL 1 TERM x", "SIGNAL takes a pid and a signal: SIGNAL <pid> <name|number>"),
+        ("LOGS 1 2 3", "LOGS takes a pid and an optional line count: LOGS <pid> [n]"),
+        ("FOLLOW 1 2 3", "FOLLOW takes a pid and an optional backlog: FOLLOW <pid> [n]"),
+        ("HISTORY 1 2", "HISTORY takes an optional count: HISTORY [n]"),
+        ("STOP 5 abc", "grace must be a number of seconds from 0 to 3600, got 'abc'"),
+        ("LOGS 5 abc", "n must be a whole number from 0 to 100000, got 'abc'"),
+        ("FOLLOW 5 abc", "n must be a whole number from 0 to 10000, got 'abc'"),
+        ("FOLLOW 5 10001", "n must be a whole number from 0 to 10000, got '10001'"),
+        ("HISTORY abc", "n must be a whole number from 0 to 1000, got 'abc'"),
+    ],
+)
+def test_usage_errors_give_the_whole_usage_or_name_the_bad_number(line, message):
+    with pytest.raises(BadArgument) as caught:
+        p.parse_line(line)
+    assert caught.value.message == message
+
+
+def test_counts_and_graces_are_read_from_their_place():
+    assert p.parse_line("FOLLOW 5 7") == c.Follow(5, 7)
+    assert p.parse_line("FOLLOW 5") == c.Follow(5, 0)
+    assert p.parse_line("HISTORY 7") == c.History(7)
+    assert p.parse_line("HISTORY") == c.History(20)
+    assert p.parse_line("LOGS 5 7") == c.Logs(5, 7)
+    assert p.parse_line("LOGS 5") == c.Logs(5, 100)
+    assert p.parse_line("STOP 5 2.5") == c.Stop(5, 2.5)
+    assert p.parse_line("STOP 5") == c.Stop(5, 5.0)
