@@ -395,3 +395,48 @@ def test_counts_and_graces_are_read_from_their_place():
     assert p.parse_line("LOGS 5") == c.Logs(5, 100)
     assert p.parse_line("STOP 5 2.5") == c.Stop(5, 2.5)
     assert p.parse_line("STOP 5") == c.Stop(5, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("", "empty request; send HELP for the list of commands"),
+        ("HELP a b", "HELP takes at most one verb: HELP [verb]"),
+        ("MODE", "MODE takes one argument: MODE text or MODE json"),
+        ("MODE xml", "MODE must be text or json, got 'xml'"),
+        ("INFO 1 2", "INFO takes one pid: INFO <pid>"),
+        ("WATCH 1 2", "WATCH takes an optional interval and --delta: WATCH [seconds] [--delta]"),
+        ("WATCH 0.001", "interval must be a number of seconds from 0.1 to 3600, got '0.001'"),
+        ("PING x", "PING takes no arguments"),
+        ("AUTH", "AUTH takes the token: AUTH <token>"),
+        ("START", "START needs a command line, for example: START sleep 60"),
+        ("START echo a\x00b", "the command line contains a NUL character"),
+        (
+            "START -x",
+            "unknown START option '-x'; a command line that starts with - needs -- before it",
+        ),
+        ("LIST --foo", "unknown LIST option '--foo'; put -- before a pattern that starts with --"),
+        ("LOGS 5 100001", "n must be a whole number from 0 to 100000, got '100001'"),
+        ("STOP 5 3600.5", "grace must be a number of seconds from 0 to 3600, got '3600.5'"),
+    ],
+)
+def test_every_error_message_in_full(line, message):
+    with pytest.raises((BadArgument, UnknownCommand)) as caught:
+        p.parse_line(line)
+    assert caught.value.message == message
+
+
+def test_the_ranges_include_their_ends():
+    assert p.parse_line("LOGS 5 0") == c.Logs(5, 0)
+    assert p.parse_line("LOGS 5 100000") == c.Logs(5, 100000)
+    assert p.parse_line("STOP 5 3600") == c.Stop(5, 3600.0)
+    assert p.parse_line("STOP 5 0") == c.Stop(5, 0.0)
+
+
+def test_a_start_is_audited_rebuilt_with_every_option_and_no_secret():
+    assert p.redact("START --cwd /a\\ b --restart always --env K=v -- -x y") == (
+        "START --cwd '/a b' --env K=*** --restart always -- -x y"
+    )
+    assert p.redact("START --env K=v true") == "START --env K=*** true"
+    rejected = p.redact("START -bad" + " x" * 300)
+    assert rejected.startswith("START -bad x") and len(rejected) == 200
