@@ -1,0 +1,146 @@
+"""The launcher alone: how a program is found, checked, wrapped and spawned (a recording
+stand-in for the spawn; no process runs)."""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
+from rpm.server.managed.launch import Launcher, check_cwd, resolve_program
+from rpm.server.managed.records import ManagedRecord
+
+
+def executable(path) -> str:
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def record(*argv, cwd=None, env=None, settings=None) -> ManagedRecord:
+    made = ManagedRecord(1, argv, cwd, env or {}, "no", 0.0)
+    made.settings = settings or {}
+    return made
+
+
+class Spawns:
+    """Records each spawn, with the umask in force at that moment."""
+
+    def __init__(self, error=None):
+        self.calls, self.error = [], error
+
+    def __call__(self, protocol, program, args, env, path=None, childFDs=None):
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self.calls.append(SimpleNamespace(program=program, args=args, env=env, umask=umask))
+        if self.error:
+            raise self.error
+        return SimpleNamespace(pid=123)
+
+
+def test_a_relative_program_is_found_in_the_directory_asked_for(tmp_path):
+    executable(tmp_path / "tool")
+    found = resolve_program("./tool", str(tmp_path), "/nowhere")
+    assert found == os.path.join(str(tmp_path), "./tool")
+
+
+def test_a_program_is_looked_up_on_the_path_given_and_errors_say_where(tmp_path):
+    (tmp_path / "bin").mkdir()
+    tool = executable(tmp_path / "bin" / "rpm-test-tool")
+    assert resolve_program("rpm-test-tool", None, str(tmp_path / "bin")) == tool
+    with pytest.raises(NotFound) as caught:
+        resolve_program("rpm-test-tool", None, "/nowhere")
+    assert caught.value.message == (
+        "program 'rpm-test-tool' is not on the server's PATH (/nowhere)"
+    )
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    with pytest.raises(NotFound) as caught:
+        resolve_program("./plain", str(tmp_path), "/nowhere")
+    assert caught.value.message == "program './plain' is not an executable file"
+
+
+def test_a_missing_directory_is_named():
+    with pytest.raises(BadArgument) as caught:
+        check_cwd("/nowhere/at/all")
+    assert caught.value.message == "--cwd '/nowhere/at/all' is not an existing directory"
+
+
+def test_prepare_looks_in_the_programs_directory_and_on_the_launchers_path(tmp_path):
+    (tmp_path / "bin").mkdir()
+    tool = executable(tmp_path / "bin" / "rpm-test-tool")
+    launcher = Launcher(None, spawn_session=Spawns(), environ={"PATH": str(tmp_path / "bin")})
+    assert launcher.search_path == str(tmp_path / "bin")
+    assert launcher.prepare(record("rpm-test-tool")) == tool
+    assert launcher.prepare(record("./rpm-test-tool", cwd=str(tmp_path / "bin"))).endswith(
+        "/bin/./rpm-test-tool"
+    )
+
+
+def test_the_launchers_environment_defaults_to_the_servers():
+    assert Launcher(None).search_path == os.environ.get("PATH", os.defpath)
+
+
+def test_allowed_programs_are_matched_on_the_resolved_path(tmp_path):
+    allowed = executable(tmp_path / "allowed")
+    other = executable(tmp_path / "other")
+    launcher = Launcher(None, environ={"PATH": str(tmp_path)}, allowed=(f"{tmp_path}/allow*",))
+    assert launcher.prepare(record("allowed")) == allowed
+    with pytest.raises(NotPermitted) as caught:
+        launcher.prepare(record("other"))
+    assert caught.value.message == (
+        f"{other} is not one of the programs the server's --allow-programs file allows"
+    )
+
+
+def test_limits_are_set_by_prlimit_before_the_program(tmp_path, monkeypatch):
+    launcher = Launcher(None, environ={"PATH": "/bin"})
+    limited = record("sleep", "30", settings={"limits": [("nofile", 64), ("nproc", 9)]})
+    monkeypatch.setattr(launcher, "_prlimit", "/usr/bin/prlimit")
+    assert launcher.argv_for(limited, "/bin/sleep") == (
+        "/usr/bin/prlimit",
+        ["/usr/bin/prlimit", "--nofile=64", "--nproc=9", "--", "sleep", "30"],
+    )
+    assert launcher.argv_for(record("sleep", "30"), "/bin/sleep") == ("sleep", ["sleep", "30"])
+    monkeypatch.setattr(launcher, "_prlimit", None)
+    with pytest.raises(SpawnFailed) as caught:
+        launcher.argv_for(limited, "/bin/sleep")
+    assert caught.value.message == "limits need util-linux prlimit, which is not on the PATH"
+
+
+def test_the_launcher_finds_prlimit_on_the_servers_path():
+    from shutil import which
+
+    assert Launcher(None)._prlimit == which("prlimit")
+
+
+def test_a_path_in_the_programs_environment_does_not_change_which_program_runs():
+    launcher = Launcher(None, environ={"PATH": "/bin"})
+    moved = record("sleep", "1", env={"PATH": "/elsewhere"})
+    assert launcher.argv_for(moved, "/bin/sleep") == ("/bin/sleep", ["/bin/sleep", "1"])
+    assert launcher.argv_for(record("./x"), "/tmp/x") == ("./x", ["./x"])
+
+
+def test_the_child_gets_the_umask_asked_for_and_the_server_keeps_its_own():
+    spawns = Spawns()
+    launcher = Launcher(None, spawn_session=spawns, environ={"PATH": "/bin"}, umask=0o077)
+    before = os.umask(0o022)
+    os.umask(before)
+    launcher.spawn(record("sleep", "1"), "/bin/sleep", None, {1: 1, 2: 2})
+    after = os.umask(0o022)
+    os.umask(after)
+    assert spawns.calls[0].umask == 0o077 and after == before
+    assert spawns.calls[0].env["RPM_RUN"] == "rpm.1" and spawns.calls[0].env["PATH"] == "/bin"
+
+
+def test_a_spawn_the_system_refuses_says_what_and_why():
+    spawns = Spawns(error=OSError(11, "Resource temporarily unavailable"))
+    launcher = Launcher(None, spawn_session=spawns, environ={"PATH": "/bin"}, umask=0o077)
+    before = os.umask(0o022)
+    os.umask(before)
+    with pytest.raises(SpawnFailed) as caught:
+        launcher.spawn(record("sleep", "1"), "/bin/sleep", None, {1: 1, 2: 2})
+    assert caught.value.message == "cannot start 'sleep': Resource temporarily unavailable"
+    after = os.umask(0o022)
+    os.umask(after)
+    assert after == before, "the server's umask is back even when the spawn failed"
