@@ -144,3 +144,70 @@ def test_a_spawn_the_system_refuses_says_what_and_why():
     after = os.umask(0o022)
     os.umask(after)
     assert after == before, "the server's umask is back even when the spawn failed"
+
+
+# -- the log writer: from the factory, started directly, or none for a while ------------------
+
+
+def writer_rig(tmp_path):
+    from rpm.server.managed.logfiles import LogFiles
+    from tests.unit.test_supervisor import FakeProcessReactor
+
+    reactor = FakeProcessReactor()
+    launcher = Launcher(reactor, spawn_session=reactor.spawn_session, environ={"PATH": "/bin"})
+    return reactor, launcher, LogFiles(str(tmp_path / "logs"))
+
+
+def close_all(fds) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def test_a_writer_is_started_directly_when_the_factory_is_gone(tmp_path):
+    reactor, launcher, logfiles = writer_rig(tmp_path)
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)  # starts the factory
+    close_all([*fds.values(), done])
+    [channel] = reactor.factories
+    channel.close()  # the factory died: its end of the channel is gone
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    [writer] = reactor.writers
+    assert writer.args[-3:] == [logfiles.path(1, "stdout"), logfiles.path(1, "stderr"), "4096"]
+    assert writer.env == {} and sorted(writer.childFDs) == [0, 1, 2, 3, 4, 5]
+    close_all([*fds.values(), done])
+    assert launcher._factory is None, "a new factory is started at the next need"
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    assert len(reactor.factories) == 2
+    close_all([*fds.values(), done])
+    reactor.factories[1].close()
+
+
+def test_where_no_writer_can_start_programs_write_their_files_for_a_minute(tmp_path):
+    import errno
+
+    reactor, launcher, logfiles = writer_rig(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    reactor.spawnProcess = refuse
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    assert done is None and sorted(fds) == [1, 2]
+    assert os.fstat(fds[1]).st_ino == os.stat(logfiles.path(1, "stdout")).st_ino
+    close_all(fds.values())
+    reactor.advance(59)
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    assert done is None, "no new try within the minute"
+    close_all(fds.values())
+    del reactor.spawnProcess
+    reactor.advance(2)
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    assert done is not None and len(reactor.factories) == 1
+    close_all([*fds.values(), done])
+
+
+def test_log_files_that_cannot_be_opened_are_a_spawn_failure_naming_the_program(tmp_path):
+    _, launcher, logfiles = writer_rig(tmp_path)
+    os.mkdir(logfiles.path(1, "stdout"))  # where the file should be
+    with pytest.raises(SpawnFailed) as caught:
+        launcher.outputs(logfiles, record("true"), 4096)
+    assert caught.value.message == "cannot open the log files for 'true': Is a directory"

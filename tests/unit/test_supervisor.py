@@ -33,13 +33,17 @@ class FakeProcessReactor(Clock):
         super().__init__()
         self.spawned = []
         self.factories = []
+        self.writers = []
         self.readers = set()
         self.next_pid = FAKE_PID  # above Linux's PID_MAX_LIMIT: no real process has it
 
     def spawnProcess(self, protocol, executable, args, env=None, path=None, childFDs=None):
-        if LOG_WRITER in args:  # the log writers' factory: its channel, kept for the test
-            assert args[-1] == "--serve" and env == {}
+        if LOG_WRITER in args and args[-1] == "--serve":  # the writers' factory: its channel
+            assert env == {}
             self.factories.append(socket.socket(fileno=os.dup(childFDs[3])))
+            return SimpleNamespace(pid=None)
+        if LOG_WRITER in args:  # a log writer started directly: what it was given
+            self.writers.append(SimpleNamespace(args=args, env=env, childFDs=childFDs))
             return SimpleNamespace(pid=None)
         transport = SimpleNamespace(pid=self.next_pid, signals=[])
         pid_given = self.next_pid
