@@ -482,3 +482,101 @@ def test_descriptors_left_counts_this_process():
     before = descriptors_left()
     with open(os.devnull) as _held:
         assert descriptors_left() == before - 1
+
+
+# -- what the protocol counts, logs and tells (found unguarded by `make mutate`) ---------------
+
+
+@pytest.fixture
+def logged():
+    from twisted.logger import globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def formatted(events) -> list[str]:
+    from twisted.logger import formatEvent
+
+    return [formatEvent(event) for event in events]
+
+
+def test_requests_are_counted_by_verb_and_result_and_framing_errors_are_not():
+    core = FakeCore(token=None)
+    protocol, _, _ = connect(core)
+    protocol.dataReceived(b"PING\nSIGNAL 999 HUP\n" + b"x" * (MAX_LINE + 5) + b"\nPING\n")
+    assert core.requests == Counter({("PING", "ok"): 2, ("SIGNAL", "no-such-process"): 1})
+
+
+def test_a_bug_is_logged_with_the_peer_and_the_redacted_request(logged):
+    protocol, transport, _ = connect(FakeCore(token=None))
+    protocol.dataReceived(b"SIGNAL 666 HUP\n")
+    assert lines(transport) == [
+        "ERR internal the server hit a bug with this request; it is logged, "
+        "and the server keeps serving"
+    ]
+    assert "internal error for 127.0.0.1:40000 on SIGNAL 666 HUP" in formatted(logged)
+
+
+def test_a_fault_of_the_machine_is_logged_once_with_its_code(logged):
+    protocol, _, _ = connect(FakeCore(token=None))
+    protocol.dataReceived(b"SIGNAL 779 HUP\n")
+    assert "127.0.0.1:40000: storage: the disk is full: /state/rpm.db" in formatted(logged)
+
+
+def test_connections_are_logged_as_they_come_and_go(logged):
+    protocol, _, _ = connect()
+    protocol.connectionLost(None)
+    assert formatted(logged)[-2:] == [
+        "connection from 127.0.0.1:40000",
+        "connection from 127.0.0.1:40000 closed",
+    ]
+
+
+def test_the_idle_goodbye_in_json_gives_its_reason():
+    core = FakeCore(token=None, idle_timeout=30)
+    protocol, transport, _ = connect(core)
+    protocol.dataReceived(b"MODE json\n")
+    transport.clear()
+    core.reactor.advance(31)
+    assert json.loads(transport.value()) == {"event": "bye", "reason": "idle-timeout"}
+
+
+def test_events_dropped_while_the_client_did_not_read_are_counted_once_it_reads():
+    from rpm.wire import Event
+
+    protocol, transport, _ = connect(FakeCore(token=None))
+    transport.producer.pauseProducing()
+    for pid in (1, 2, 3):
+        protocol.send_lifecycle(Event("exited", f"{pid}", {"pid": pid}))
+    assert transport.value() == b""
+    transport.producer.resumeProducing()
+    assert lines(transport) == ["* dropped 3 events"]
+    transport.producer.pauseProducing()
+    transport.producer.resumeProducing()
+    assert lines(transport) == [], "counted afresh"
+    protocol.dataReceived(b"MODE json\n")
+    transport.clear()
+    transport.producer.pauseProducing()
+    protocol.send_lifecycle(Event("exited", "4", {"pid": 4}))
+    transport.producer.resumeProducing()
+    assert json.loads(transport.value()) == {"event": "dropped", "count": 1}
+
+
+def test_the_gate_starts_open_and_registers_as_a_push_producer():
+    protocol, transport, _ = connect()
+    assert transport.streaming is True and not protocol.write_blocked
+
+
+def test_input_ended_closes_once_every_reply_is_out_but_not_while_streaming():
+    protocol, transport, _ = connect(FakeCore(token=None))
+    protocol.dataReceived(b"PING")
+    assert not transport.disconnecting
+    protocol.readConnectionLost()
+    assert lines(transport) == ["OK pong"] and transport.disconnecting
+    protocol, transport, _ = connect(FakeCore(token=None))
+    protocol.following.add(4242)  # as FOLLOW leaves it
+    protocol.readConnectionLost()
+    assert not transport.disconnecting, "a follower keeps streaming"
