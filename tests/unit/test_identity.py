@@ -74,3 +74,42 @@ def test_ancestors_are_the_chain_of_the_pid_given_up_to_init(child):
     assert chain[:2] == [os.getpid(), os.getppid()]
     assert chain[-1] == 1 and chain == [os.getpid(), *identity.ancestors(os.getpid())]
     assert identity.ancestors(2**22 + 1) == []
+
+
+def test_a_run_is_found_by_its_marker_at_its_root_and_not_as_a_zombie(spawned, tmp_path):
+    import uuid
+
+    marker = f"test.{uuid.uuid4().hex}"
+    env = {**os.environ, identity.RUN_VARIABLE: marker}
+    ready = tmp_path / "ready"
+    root = subprocess.Popen(["sh", "-c", f"sleep 60 & touch {ready}; wait"], env=env)
+    spawned.append(root.pid)
+    ended = subprocess.Popen(["true"], env={identity.RUN_VARIABLE: f"{marker}.ended"})
+    wait_until(lambda: ready.exists() and not pid_alive(ended.pid), timeout=10, interval=0.02)
+    found = identity.find_runs([marker, f"{marker}.ended", f"{marker}.absent"])
+    assert found == {marker: (root.pid, identity.start_time(root.pid))}, "sh, not its sleep"
+    ended.wait(timeout=10)
+
+
+def test_a_process_that_cannot_be_inspected_is_taken_as_alive(monkeypatch):
+    def denied(pid):
+        raise psutil.AccessDenied(pid)
+
+    monkeypatch.setattr(identity.psutil, "Process", denied)
+    assert not identity.process_gone(4242, 1.0)
+
+
+def test_an_exit_watch_cancelled_closes_its_pidfd_once(child):
+    if not identity.HAVE_PIDFD:
+        pytest.skip("this kernel has no pidfds")
+    from tests.unit.test_supervisor import FakeProcessReactor
+
+    reactor = FakeProcessReactor()
+    watch = identity.PidfdExitWatch(reactor, child.pid, lambda: None)
+    fd = watch.fileno()
+    assert reactor.readers == {watch}
+    watch.cancel()
+    assert reactor.readers == set() and watch.fileno() == -1
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    watch.cancel()  # again: nothing left to close
