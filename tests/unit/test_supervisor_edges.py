@@ -87,3 +87,81 @@ def test_a_restart_whose_pid_cannot_be_committed_is_killed(rig):
     rig.reactor.advance(1)
     assert record.restarts == 1
     assert rig.reactor.spawned[-1].protocol.transport.signals == ["KILL"]
+
+
+def test_an_ended_run_is_recorded_and_its_empty_cgroup_removed(rig, tmp_path):
+    cgroups = ProgramCgroups(str(tmp_path / "cgroups"))
+    supervisor = Supervisor(
+        rig.reactor, rig.store, rig.supervisor._launcher, rig.supervisor._outputs, 3, cgroups
+    )
+    first = started_on(supervisor, Start(("sleep", "5")))
+    second = started_on(supervisor, Start(("sleep", "5")))
+    (tmp_path / "cgroups" / "program-2" / "cgroup.events").write_text("populated 1\n")
+    rig.reactor.end(index=0)
+    rig.reactor.end(index=1)
+    assert ("end_run", first) in rig.store.calls and ("end_run", second) in rig.store.calls
+    assert not cgroups.exists(1), "empty: removed"
+    assert cgroups.exists(2), "a process of the program still runs in it: kept"
+
+
+def started_on(supervisor, command):
+    out = []
+    supervisor.start(command).addBoth(out.append)
+    return out[0]
+
+
+def test_restart_counts_once_reopens_the_policy_and_keeps_it_going(rig):
+    record = started(rig, Start(("false",), restart="on-failure"))
+    managed = rig.supervisor.by_pid(record.pid)
+    rig.supervisor.end_policy(managed)  # as RESTART's stop does
+    rig.reactor.end(code=1)
+    assert record.policy_ended and ("end_policy", record.id) in rig.store.calls
+    rerun = []
+    rig.supervisor.rerun(managed).addBoth(rerun.append)
+    assert rerun == [record] and record.restarts == 1 and not record.policy_ended
+    assert ("reopen_policy", record.id) in rig.store.calls
+    assert rig.reactor.spawned[-1].args == ["false"]
+    rig.reactor.end(code=1)
+    rig.reactor.advance(120)
+    assert len(rig.reactor.spawned) >= 3, "its policy restarts it again after a failure"
+
+
+def test_stopping_a_program_between_runs_frees_its_name(rig):
+    record = started(rig, Start(("false",), restart="always", name="web"))
+    managed = rig.supervisor.by_pid(record.pid)
+    rig.reactor.end(code=1)  # waiting to restart
+    rig.supervisor.end_policy(managed)
+    assert rig.supervisor.names.get("web") is None
+    assert started(rig, Start(("sleep", "5"), name="web")).name == "web"
+
+
+def test_only_the_last_ended_programs_stay_in_memory(rig, monkeypatch):
+    from rpm.server.managed import supervisor as module
+
+    monkeypatch.setattr(module, "KEEP_ENDED", 2)
+    rig.supervisor.max_managed = 10
+    records = [started(rig, Start(("true",))) for _ in range(3)]
+    for index in range(3):
+        rig.reactor.end(index=index)
+    assert [r.id for r in rig.supervisor.records()] == [2, 3]
+    assert rig.supervisor.by_pid(records[0].pid) is None
+    assert rig.supervisor.by_pid(records[2].pid).record is records[2]
+
+
+def test_an_observer_that_fails_is_logged_and_the_others_still_hear(rig):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    heard, logged = [], []
+
+    def broken(event, record):
+        raise RuntimeError("observer bug")
+
+    rig.supervisor._observers.insert(0, broken)
+    rig.supervisor.observe(lambda event, record: heard.append(event))
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        started(rig, Start(("sleep", "5")))
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert heard == ["started"]
+    assert "observer of started failed" in [formatEvent(event) for event in logged]
