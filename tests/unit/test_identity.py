@@ -1,6 +1,7 @@
 """Process identity: a pid and its start time name one process, and kernel threads, parents
 and ends are read as the kernel reports them (real processes)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -113,3 +114,104 @@ def test_an_exit_watch_cancelled_closes_its_pidfd_once(child):
     with pytest.raises(OSError):
         os.fstat(fd)
     watch.cancel()  # again: nothing left to close
+
+
+# -- a program's processes: its group, its marker, its tree (real processes) -----------------
+
+
+@pytest.fixture
+def program(spawned, tmp_path):
+    """A program as rpm starts one: a session and group of its own, with a marker, a child
+    in its group, and a daemon that left the group (setsid) but kept the marker."""
+    import uuid
+
+    marker = f"test.{uuid.uuid4().hex}"
+    ready = tmp_path / "ready"
+    script = f"sleep 60 & setsid sleep 61 & echo $! > {ready}.daemon; touch {ready}; wait"
+    leader = subprocess.Popen(
+        ["sh", "-c", script],
+        env={**os.environ, identity.RUN_VARIABLE: marker},
+        start_new_session=True,
+    )
+    spawned.append(leader.pid)
+    wait_until(ready.exists, timeout=10, interval=0.02)
+    daemon = int((tmp_path / "ready.daemon").read_text())
+    spawned.append(daemon)
+    wait_until(lambda: os.getsid(daemon) == daemon, timeout=10, interval=0.02)
+    kids = identity.children_of(leader.pid)
+    spawned.extend(kids)
+    yield leader, marker, daemon
+    for pid in [*kids, daemon]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_programs_processes_are_its_group_and_whoever_carries_its_marker(program):
+    leader, marker, daemon = program
+    everything = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    found = identity.processes_of_run(everything, leader.pid, marker)
+    assert leader.pid in found and daemon in found and len(found) == 3
+    assert found[daemon] == identity.start_time(daemon)
+    by_marker = identity.processes_of_run(everything, None, marker)
+    assert set(by_marker) == set(found), "each of them carries the marker too"
+    by_group = identity.processes_of_run(everything, leader.pid, "test.other")
+    assert daemon not in by_group and leader.pid in by_group, "the daemon left the group"
+
+
+def test_descendants_are_the_whole_tree_below(program):
+    leader, _, daemon = program
+    below = identity.descendants(leader.pid)
+    assert daemon in below and len(below) == 2
+    assert identity.descendants(2**22 + 1) == []
+
+
+def test_stopped_zombie_and_gone_processes_count_as_stopped_or_gone(child):
+    assert not identity.stopped_or_gone(child.pid)
+    child.send_signal(signal.SIGSTOP)
+    wait_until(lambda: identity.stopped_or_gone(child.pid), timeout=10, interval=0.02)
+    child.send_signal(signal.SIGCONT)
+    wait_until(lambda: not identity.stopped_or_gone(child.pid), timeout=10, interval=0.02)
+    child.kill()
+    wait_until(lambda: identity.stopped_or_gone(child.pid), timeout=10, interval=0.02)
+    child.wait(timeout=10)
+    assert identity.stopped_or_gone(child.pid)
+
+
+def test_a_group_is_alive_while_a_process_of_it_runs_and_is_signalled_whole(program):
+    from rpm.server.procs import signalling
+
+    leader, _, daemon = program
+    assert signalling.group_alive(leader.pid)
+    signalling.send_to_group(leader.pid, signal.SIGKILL)
+    leader.wait(timeout=10)
+    wait_until(lambda: not signalling.group_alive(leader.pid), timeout=10, interval=0.02)
+    assert pid_alive(daemon), "a process that left the group is not in it"
+
+    def reaped() -> bool:  # its killed child is a zombie until init reaps it
+        try:
+            os.killpg(leader.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(reaped, timeout=10, interval=0.02)
+    with pytest.raises(NoSuchProcess, match=f"^process group {leader.pid} is empty$"):
+        signalling.send_to_group(leader.pid, signal.SIGTERM)
+    for pgid in (1, 0, -1):
+        with pytest.raises(ValueError, match=f"refusing to signal process group {pgid}"):
+            signalling.send_to_group(pgid, signal.SIGTERM)
+
+
+def test_a_group_the_system_will_not_signal_is_refused_by_name(monkeypatch):
+    from rpm.errors import NotPermitted
+    from rpm.server.procs import signalling
+
+    def refuse(pgid, signum):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(signalling.os, "killpg", refuse)
+    with pytest.raises(NotPermitted) as caught:
+        signalling.send_to_group(4242, signal.SIGTERM)
+    assert caught.value.message == (
+        "the system refused SIGTERM to pid 4242: Operation not permitted"
+    )

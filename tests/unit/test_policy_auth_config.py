@@ -478,3 +478,16 @@ def test_throttle_remembers_ten_thousand_peers_by_default():
         throttle.failed(f"peer{number}", 0.0)
     assert len(throttle._failures) == 10_000
     assert throttle.delay("peer0", 0.0) == 0.0 and throttle.delay("peer1", 0.0) == 0.25
+
+
+def test_a_clients_token_comes_from_its_file_first_then_the_environment(tmp_path):
+    from rpm.addresses import parse_address
+
+    local = parse_address("127.0.0.1:5002")
+    path = tmp_path / "token"
+    path.write_text("f" * 40)
+    path.chmod(0o600)
+    assert tokens.token_for(local, str(path), {"RPM_TOKEN": "from-env"}) == "f" * 40
+    assert tokens.token_for(local, None, {"RPM_TOKEN": "from-env"}) == "from-env"
+    remote = parse_address("192.0.2.7:5002")
+    assert tokens.token_for(remote, None, {"XDG_STATE_HOME": str(tmp_path)}) is None

@@ -165,3 +165,39 @@ def test_an_observer_that_fails_is_logged_and_the_others_still_hear(rig):
         globalLogPublisher.removeObserver(logged.append)
     assert heard == ["started"]
     assert "observer of started failed" in [formatEvent(event) for event in logged]
+
+
+def test_what_the_supervisor_tells_about_a_program_while_it_runs_and_waits(rig, monkeypatch):
+    from rpm.server.managed import supervisor as module
+
+    monkeypatch.setattr(module.time, "time", lambda: 1_000_000.0)
+    record = started(rig, Start(("false",), restart="always"))
+    managed = rig.supervisor.by_pid(record.pid)
+    assert rig.supervisor.spawned_pids() == {record.pid}
+    assert rig.supervisor.managed_keys() == frozenset({(record.pid, record.started)})
+    assert rig.supervisor.program_for_pid(record.pid) is managed
+    assert rig.supervisor.program_for_pid(record.pid + 1) is None
+    assert rig.supervisor.restart_epoch(managed) is None and rig.supervisor.restarting_rows() == []
+    exited = []
+    rig.supervisor.when_exited(record.pid, lambda: exited.append(record.pid))
+    rig.supervisor.when_exited(record.pid + 1, lambda: exited.append("other"))
+    rig.reactor.end(code=1)
+    assert exited == [record.pid]
+    assert rig.supervisor.program_for_pid(record.pid) is managed, "waiting to restart"
+    delay = managed.restart_call.getTime() - rig.reactor.seconds()
+    assert rig.supervisor.restart_epoch(managed) == 1_000_000.0 + delay
+    [row] = rig.supervisor.restarting_rows()
+    assert (row.pid, row.status, row.restart_at) == (record.pid, "restarting", 1_000_000.0 + delay)
+    assert rig.supervisor.spawned_pids() == set() and rig.supervisor.managed_keys() == frozenset()
+    rig.supervisor.end_policy(managed)
+    assert rig.supervisor.program_for_pid(record.pid) is None, "ended for good"
+
+
+def test_a_record_is_found_in_memory_first_then_in_the_registry(rig):
+    record = started(rig, Start(("sleep", "5")))
+    found = []
+    rig.supervisor.record_for_pid(record.pid).addCallback(found.append)
+    rig.supervisor.record_for_pid(4242).addCallback(found.append)
+    assert found == [record, None]
+    assert ("record_for_pid", 4242) in rig.store.calls
+    assert ("record_for_pid", record.pid) not in rig.store.calls
