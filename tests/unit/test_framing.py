@@ -83,3 +83,8 @@ def test_discarding_ends_at_an_lf_that_starts_the_next_chunk():
 
 def test_only_spaces_and_tabs_make_a_line_blank():
     assert feed_all(b" \t \n\x0c\n") == ["\x0c"]  # a form feed is a (bad) request, not blank
+
+
+def test_the_limit_given_applies_to_a_whole_line_too():
+    assert Framer(max_line=10).feed(b"X" * 11 + b"\n") == [TOO_LONG]
+    assert Framer(max_line=10).feed(b"X" * 10 + b"\n") == ["X" * 10]

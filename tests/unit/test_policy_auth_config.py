@@ -491,3 +491,42 @@ def test_a_clients_token_comes_from_its_file_first_then_the_environment(tmp_path
     assert tokens.token_for(local, None, {"RPM_TOKEN": "from-env"}) == "from-env"
     remote = parse_address("192.0.2.7:5002")
     assert tokens.token_for(remote, None, {"XDG_STATE_HOME": str(tmp_path)}) is None
+
+
+def test_the_policys_refusals_say_why_in_full(spawned):
+    import subprocess
+
+    from rpm.server.procs.identity import start_time
+    from rpm.server.procs.policy import check_possible
+
+    check_possible(1)  # INFO 1 is a fair question
+    with pytest.raises(NoSuchProcess, match=r"^no process has pid 0$"):
+        check_possible(0)
+    stranger = SignalPolicy("owned", lambda pid, started: False, own_pid=2**22)
+    with pytest.raises(Protected) as caught:
+        stranger.check(0)
+    assert caught.value.message == (
+        "pid 0 is protected: 1 is init, 0 and negative pids address process groups or every process"
+    )
+    child = subprocess.Popen(["sleep", "60"])
+    spawned.append(child.pid)
+    with pytest.raises(NoSuchProcess) as caught:
+        stranger.check(child.pid, start_time(child.pid) - 10)
+    assert caught.value.message == (
+        f"pid {child.pid} now names another process than the one you listed "
+        "(the pid was reused); LIST again"
+    )
+    managed_only = SignalPolicy("managed", lambda pid, started: False, own_pid=2**22)
+    with pytest.raises(NotPermitted) as caught:
+        managed_only.check(child.pid)
+    assert caught.value.message == (
+        f"pid {child.pid} was not started by this server and the server runs with "
+        "--signal-scope managed"
+    )
+
+
+def test_the_default_token_reads_the_servers_environment_when_none_is_given(monkeypatch):
+    from rpm.addresses import parse_address
+
+    monkeypatch.setenv("RPM_TOKEN", "from-the-environment")
+    assert tokens.default_token(parse_address("127.0.0.1:5002")) == "from-the-environment"

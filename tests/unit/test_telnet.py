@@ -47,3 +47,8 @@ def test_a_line_feed_is_never_swallowed_by_a_telnet_sequence():
 
 def test_a_stray_iac_before_an_ordinary_byte_drops_only_the_iac():
     assert feed_all([b"PI\xffNG\n"]) == b"PING\n"
+
+
+def test_a_subnegotiation_is_removed_whole_and_a_stray_se_is_dropped():
+    assert TelnetFilter().feed(b"\xff\xfa\x18\x01xterm\xff\xf0PING\n") == b"PING\n"
+    assert TelnetFilter().feed(b"A\xff\xf0B\n") == b"AB\n"
