@@ -59,9 +59,9 @@ def body_block(head: bytes, lines: Iterable[str]) -> bytes:
 
 
 def json_bytes(obj) -> bytes:
-    """Compact ASCII JSON; DEL is escaped too so no control byte is ever sent raw."""
-    data = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-    return data.replace(b"\x7f", b"\\u007f") if b"\x7f" in data else data
+    """Compact ASCII JSON: ensure_ascii escapes everything outside space to tilde, DEL and
+    every control byte included, so none is ever sent raw."""
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def json_line(obj) -> bytes:
