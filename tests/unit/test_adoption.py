@@ -121,3 +121,58 @@ def test_ended_programs_restart_only_as_their_policy_says(rig, restart, policy_e
     take_over(rig.reactor, rig.supervisor, [record], next_id=5, next_run_id=3)
     rig.reactor.advance(120)
     assert len(rig.reactor.spawned) == (1 if restarts else 0)
+
+
+def test_a_polled_run_is_not_taken_for_ended_while_it_runs(rig, sleeper, monkeypatch):
+    monkeypatch.setattr(adoption.PidfdExitWatch, "maybe", lambda *args: None)
+    record = record_of(sleeper)
+    take_over(rig.reactor, rig.supervisor, [record], next_id=5, next_run_id=3)
+    rig.reactor.advance(adoption.POLL_SECONDS * 3)
+    assert not record.ended and rig.supervisor.running()
+    rig.supervisor.running()[0].exit_watch.cancel()
+
+
+def test_an_exit_code_left_by_a_run_that_ended_unwatched_is_kept(rig, spawned):
+    child = subprocess.Popen(["sh", "-c", "read line; exit 3"], stdin=subprocess.PIPE)
+    spawned.append(child.pid)
+    record = record_of(child)
+    child.stdin.close()
+    wait_until(lambda: not pid_alive(child.pid), timeout=10, interval=0.02)
+    take_over(rig.reactor, rig.supervisor, [record], next_id=5, next_run_id=3)
+    assert (record.exit_code, record.exit_signal, record.exit_known) == (3, None, True)
+    child.wait(timeout=10)
+
+
+def test_a_run_found_by_its_marker_is_watched_until_it_ends(rig, sleeper):
+    cut_short = ManagedRecord(4, ("sleep", "60"), None, {}, "no", 1.0)
+    found = (sleeper.pid, start_time(sleeper.pid))
+    take_over(
+        rig.reactor,
+        rig.supervisor,
+        [cut_short],
+        next_id=5,
+        next_run_id=3,
+        find=lambda markers: {"rpm.4": found},
+    )
+    assert [m.record for m in rig.supervisor.running()] == [cut_short]
+    ended_and_unreaped(sleeper)
+    if identity.HAVE_PIDFD:
+        [watch] = rig.reactor.readers
+        watch.doRead()
+    else:
+        rig.reactor.advance(adoption.POLL_SECONDS)
+    assert cut_short.ended and cut_short.exit_signal == signal.SIGTERM
+
+
+def test_a_start_cut_short_before_it_ran_is_logged(rig):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        never = ManagedRecord(5, ("sleep", "9"), None, {}, "no", 1.0)
+        take_over(rig.reactor, rig.supervisor, [never], 6, 3, find=lambda markers: {})
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    text = [formatEvent(event) for event in logged]
+    assert "the START of ('sleep', '9') was cut short before it ran" in text
