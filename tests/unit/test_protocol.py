@@ -580,3 +580,64 @@ def test_input_ended_closes_once_every_reply_is_out_but_not_while_streaming():
     protocol.following.add(4242)  # as FOLLOW leaves it
     protocol.readConnectionLost()
     assert not transport.disconnecting, "a follower keeps streaming"
+
+
+def test_at_most_64_starts_run_together():
+    from rpm.server.protocol import MAX_OVERLAPPING
+
+    core = FakeCore(token=None)
+    core.supervisor = FakeSupervisor()
+    protocol, _, _ = connect(core)
+    protocol.dataReceived(b"START x\n" * (MAX_OVERLAPPING + 1))
+    assert len(core.supervisor.starts) == MAX_OVERLAPPING == 64
+    for number, started in enumerate(core.supervisor.starts, 1):
+        started.callback(ManagedRecord(number, ("x",), None, {}, "no", 0.0, pid=100 + number))
+    assert len(core.supervisor.starts) == MAX_OVERLAPPING + 1, "the next batch"
+
+
+def test_a_closed_connection_stops_following_and_frees_its_peers_slot():
+    core = FakeCore()
+    unfollowed = []
+    core.outputs.unfollow = lambda connection, pid=None: unfollowed.append(connection)
+    factory = RPMFactory(core)
+
+    def open_from(host):
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, 1))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    first, _ = open_from("10.0.0.1")
+    open_from("10.0.0.1")
+    first.connectionLost(None)
+    assert unfollowed == [first]
+    assert open_from("10.0.0.1")[1].value().startswith(b"OK rpm "), "its slot is free again"
+
+
+class PeerCredentials(StringTransport):
+    """A unix-socket transport whose peer is uid 1234."""
+
+    def getHandle(self):
+        import struct
+        from types import SimpleNamespace
+
+        return SimpleNamespace(getsockopt=lambda *args: struct.pack("3i", 99, 1234, 1234))
+
+
+def test_auth_failures_are_throttled_per_unix_user_and_per_tcp_host():
+    core = FakeCore()
+    factory = RPMFactory(core)
+    local = factory.buildProtocol(UNIXAddress(None))
+    local.makeConnection(PeerCredentials())
+    assert local.session.throttle_key == "unix uid 1234"
+    remote = factory.buildProtocol(IPv4Address("TCP", "10.0.0.9", 1))
+    remote.makeConnection(StringTransport())
+    assert remote.session.throttle_key == "10.0.0.9"
+
+
+def test_an_audited_result_is_cut_to_200_characters():
+    core = FakeCore(token=None)
+    protocol, _, _ = connect(core)
+    protocol.dataReceived(b"SIGNAL 999999 " + b"9" * 300 + b"\n")
+    [(_, _, result)] = core.audits
+    assert len(result) == 200 and result.endswith("\u2026")
