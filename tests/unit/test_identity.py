@@ -197,9 +197,19 @@ def test_a_group_is_alive_while_a_process_of_it_runs_and_is_signalled_whole(prog
     wait_until(reaped, timeout=10, interval=0.02)
     with pytest.raises(NoSuchProcess, match=f"^process group {leader.pid} is empty$"):
         signalling.send_to_group(leader.pid, signal.SIGTERM)
+
+
+def test_process_groups_of_one_or_less_are_refused_before_any_signal(monkeypatch):
+    """Group 0 is the caller's own, 1 is init's, -1 is every process: the guard is tested with
+    killpg replaced, so that a broken guard (as `make mutate` makes) signals nothing real."""
+    from rpm.server.procs import signalling
+
+    sent = []
+    monkeypatch.setattr(signalling.os, "killpg", lambda pgid, signum: sent.append(pgid))
     for pgid in (1, 0, -1):
         with pytest.raises(ValueError, match=f"refusing to signal process group {pgid}"):
             signalling.send_to_group(pgid, signal.SIGTERM)
+    assert sent == []
 
 
 def test_a_group_the_system_will_not_signal_is_refused_by_name(monkeypatch):
