@@ -122,12 +122,16 @@ def test_an_exit_watch_cancelled_closes_its_pidfd_once(child):
 @pytest.fixture
 def program(spawned, tmp_path):
     """A program as rpm starts one: a session and group of its own, with a marker, a child
-    in its group, and a daemon that left the group (setsid) but kept the marker."""
+    and a grandchild in its group, a zombie child in its group, and a daemon that left the
+    group (setsid) but kept the marker."""
     import uuid
 
     marker = f"test.{uuid.uuid4().hex}"
     ready = tmp_path / "ready"
-    script = f"sleep 60 & setsid sleep 61 & echo $! > {ready}.daemon; touch {ready}; wait"
+    script = (
+        f"sh -c 'sleep 60; :' & setsid sleep 61 & echo $! > {ready}.daemon; "
+        f"env -u {identity.RUN_VARIABLE} sh -c 'true & exec sleep 62' & touch {ready}; wait"
+    )
     leader = subprocess.Popen(
         ["sh", "-c", script],
         env={**os.environ, identity.RUN_VARIABLE: marker},
@@ -138,7 +142,9 @@ def program(spawned, tmp_path):
     daemon = int((tmp_path / "ready.daemon").read_text())
     spawned.append(daemon)
     wait_until(lambda: os.getsid(daemon) == daemon, timeout=10, interval=0.02)
-    kids = identity.children_of(leader.pid)
+    wait_until(lambda: len(identity.descendants(leader.pid)) == 5, timeout=10, interval=0.02)
+    kids = identity.descendants(leader.pid)  # sh, sleep 60, sleep 61, sleep 62, its zombie
+    wait_until(lambda: any(zombie(pid) for pid in kids), timeout=10, interval=0.02)
     spawned.extend(kids)
     yield leader, marker, daemon
     for pid in [*kids, daemon]:
@@ -150,10 +156,11 @@ def test_a_programs_processes_are_its_group_and_whoever_carries_its_marker(progr
     leader, marker, daemon = program
     everything = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     found = identity.processes_of_run(everything, leader.pid, marker)
-    assert leader.pid in found and daemon in found and len(found) == 3
+    assert leader.pid in found and daemon in found
+    assert len(found) == 5, "the leader, its sh and sleep, the daemon, the sleep 62; no zombie"
     assert found[daemon] == identity.start_time(daemon)
     by_marker = identity.processes_of_run(everything, None, marker)
-    assert set(by_marker) == set(found), "each of them carries the marker too"
+    assert len(by_marker) == 4, "each carries the marker but the sleep 62, which dropped it"
     by_group = identity.processes_of_run(everything, leader.pid, "test.other")
     assert daemon not in by_group and leader.pid in by_group, "the daemon left the group"
 
@@ -161,8 +168,13 @@ def test_a_programs_processes_are_its_group_and_whoever_carries_its_marker(progr
 def test_descendants_are_the_whole_tree_below(program):
     leader, _, daemon = program
     below = identity.descendants(leader.pid)
-    assert daemon in below and len(below) == 2
+    assert daemon in below and len(below) == 5, "children and grandchildren"
     assert identity.descendants(2**22 + 1) == []
+
+
+def zombie(pid: int) -> bool:
+    stat = identity.read_stat(pid)
+    return stat is not None and stat[1][0] == b"Z"
 
 
 def test_stopped_zombie_and_gone_processes_count_as_stopped_or_gone(child):
@@ -225,3 +237,23 @@ def test_a_group_the_system_will_not_signal_is_refused_by_name(monkeypatch):
     assert caught.value.message == (
         "the system refused SIGTERM to pid 4242: Operation not permitted"
     )
+
+
+def test_a_group_of_zombies_only_is_not_alive_and_a_gone_one_neither(spawned, monkeypatch):
+    from rpm.server.procs import signalling
+
+    leader = subprocess.Popen(["true"], start_new_session=True)  # a zombie, ours, unreaped
+    spawned.append(leader.pid)
+    wait_until(lambda: zombie(leader.pid), timeout=10, interval=0.02)
+    probes = []
+    real_killpg = os.killpg
+
+    def killpg(pgid, signum):
+        probes.append((pgid, signum))
+        real_killpg(pgid, signum)
+
+    monkeypatch.setattr(signalling.os, "killpg", killpg)
+    assert not signalling.group_alive(leader.pid)
+    assert probes == [(leader.pid, 0)], "asking is signal 0: nothing is sent"
+    leader.wait(timeout=10)
+    assert not signalling.group_alive(leader.pid)
