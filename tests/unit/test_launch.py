@@ -211,3 +211,37 @@ def test_log_files_that_cannot_be_opened_are_a_spawn_failure_naming_the_program(
     with pytest.raises(SpawnFailed) as caught:
         launcher.outputs(logfiles, record("true"), 4096)
     assert caught.value.message == "cannot open the log files for 'true': Is a directory"
+
+
+def test_the_writer_factory_runs_isolated_on_a_channel_that_never_blocks_the_server(tmp_path):
+    import fcntl
+    import sys
+
+    from rpm.server.managed.launch import LOG_WRITER
+
+    reactor, launcher, logfiles = writer_rig(tmp_path)
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    [spawn] = reactor.factory_spawns
+    assert spawn.args == [sys.executable, "-I", "-S", LOG_WRITER, "--serve"]
+    assert reactor.writers == [], "the factory forked the writer: none is started directly"
+    assert launcher._factory.getblocking() is False
+    for fd in [*fds.values(), done, launcher._null()]:
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC, "no other child inherits it"
+    assert fcntl.fcntl(done, fcntl.F_GETFL) & os.O_NONBLOCK
+    close_all([*fds.values(), done])
+
+
+def test_an_old_factorys_end_does_not_close_the_current_channel(tmp_path):
+    import socket
+
+    reactor, launcher, logfiles = writer_rig(tmp_path)
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    close_all([*fds.values(), done])
+    current = launcher._factory
+    old, other = socket.socketpair()
+    launcher.close_factory(old)
+    assert launcher._factory is current
+    launcher.close_factory(current)
+    assert launcher._factory is None
+    for end in (old, other, *reactor.factories):
+        end.close()

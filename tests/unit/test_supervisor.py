@@ -34,12 +34,14 @@ class FakeProcessReactor(Clock):
         self.spawned = []
         self.factories = []
         self.writers = []
+        self.factory_spawns = []
         self.readers = set()
         self.next_pid = FAKE_PID  # above Linux's PID_MAX_LIMIT: no real process has it
 
     def spawnProcess(self, protocol, executable, args, env=None, path=None, childFDs=None):
         if LOG_WRITER in args and args[-1] == "--serve":  # the writers' factory: its channel
             assert env == {}
+            self.factory_spawns.append(SimpleNamespace(executable=executable, args=args))
             self.factories.append(socket.socket(fileno=os.dup(childFDs[3])))
             return SimpleNamespace(pid=None)
         if LOG_WRITER in args:  # a log writer started directly: what it was given
