@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 
 import pytest
 import pytest_twisted
@@ -79,6 +80,16 @@ def spawned():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             assert pid > 1
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def sleeper(spawned):
+    """A child of the test, `sleep 60`, killed and reaped at the end whatever happens."""
+    child = subprocess.Popen(["sleep", "60"])
+    spawned.append(child.pid)
+    yield child
+    child.kill()
+    child.wait(timeout=10)
 
 
 @pytest.fixture

@@ -34,15 +34,6 @@ def record_of(child, restart="no", **fields) -> ManagedRecord:
     )
 
 
-@pytest.fixture
-def sleeper(spawned):
-    child = subprocess.Popen(["sleep", "60"])
-    spawned.append(child.pid)
-    yield child
-    child.kill()
-    child.wait(timeout=10)
-
-
 def ended_and_unreaped(child) -> None:
     child.send_signal(signal.SIGTERM)
     wait_until(lambda: not pid_alive(child.pid), timeout=10, interval=0.02)

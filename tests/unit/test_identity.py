@@ -14,26 +14,17 @@ from rpm.server.procs import identity
 from tests.support import pid_alive, wait_until
 
 
-@pytest.fixture
-def child(spawned):
-    process = subprocess.Popen(["sleep", "60"])
-    spawned.append(process.pid)
-    yield process
-    process.kill()
-    process.wait(timeout=10)
-
-
 def test_start_times_agree_within_half_a_clock_tick_only():
     assert identity.same_start(100.0, 100.004)
     assert not identity.same_start(0.0, 0.005)
     assert not identity.same_start(100.0, 100.01)  # the next tick: another process
 
 
-def test_start_time_is_psutils_with_or_without_procfs(child, monkeypatch):
-    expected = psutil.Process(child.pid).create_time()
-    assert identity.start_time(child.pid) == pytest.approx(expected, abs=0.005)
+def test_start_time_is_psutils_with_or_without_procfs(sleeper, monkeypatch):
+    expected = psutil.Process(sleeper.pid).create_time()
+    assert identity.start_time(sleeper.pid) == pytest.approx(expected, abs=0.005)
     monkeypatch.setattr(identity, "procfs_available", lambda: False)
-    assert identity.start_time(child.pid) == expected
+    assert identity.start_time(sleeper.pid) == expected
     assert identity.start_time(2**22 + 1) is None
 
 
@@ -42,17 +33,17 @@ def test_require_start_time_names_the_missing_pid():
         identity.require_start_time(2**22 + 1)
 
 
-def test_a_process_is_gone_once_ended_reused_or_absent(child):
-    started = identity.start_time(child.pid)
-    assert not identity.process_gone(child.pid, started)
-    assert identity.alive_with_start(child.pid, started)
-    assert identity.process_gone(child.pid, started + 1.0), "another start time: reused"
-    assert not identity.alive_with_start(child.pid, started + 1.0)
+def test_a_process_is_gone_once_ended_reused_or_absent(sleeper):
+    started = identity.start_time(sleeper.pid)
+    assert not identity.process_gone(sleeper.pid, started)
+    assert identity.alive_with_start(sleeper.pid, started)
+    assert identity.process_gone(sleeper.pid, started + 1.0), "another start time: reused"
+    assert not identity.alive_with_start(sleeper.pid, started + 1.0)
     assert not identity.alive_with_start(None, started)
-    assert not identity.alive_with_start(child.pid, None)
-    child.send_signal(signal.SIGTERM)
-    wait_until(lambda: not pid_alive(child.pid), timeout=10, interval=0.02)
-    assert identity.process_gone(child.pid, started), "a zombie has ended"
+    assert not identity.alive_with_start(sleeper.pid, None)
+    sleeper.send_signal(signal.SIGTERM)
+    wait_until(lambda: not pid_alive(sleeper.pid), timeout=10, interval=0.02)
+    assert identity.process_gone(sleeper.pid, started), "a zombie has ended"
     assert identity.process_gone(2**22 + 1, started)
 
 
@@ -70,8 +61,8 @@ def test_an_unreadable_stat_line_is_not_a_kernel_thread(monkeypatch):
     assert not identity.is_kernel_thread(123)
 
 
-def test_ancestors_are_the_chain_of_the_pid_given_up_to_init(child):
-    chain = identity.ancestors(child.pid)
+def test_ancestors_are_the_chain_of_the_pid_given_up_to_init(sleeper):
+    chain = identity.ancestors(sleeper.pid)
     assert chain[:2] == [os.getpid(), os.getppid()]
     assert chain[-1] == 1 and chain == [os.getpid(), *identity.ancestors(os.getpid())]
     assert identity.ancestors(2**22 + 1) == []
@@ -100,13 +91,13 @@ def test_a_process_that_cannot_be_inspected_is_taken_as_alive(monkeypatch):
     assert not identity.process_gone(4242, 1.0)
 
 
-def test_an_exit_watch_cancelled_closes_its_pidfd_once(child):
+def test_an_exit_watch_cancelled_closes_its_pidfd_once(sleeper):
     if not identity.HAVE_PIDFD:
         pytest.skip("this kernel has no pidfds")
     from tests.unit.test_supervisor import FakeProcessReactor
 
     reactor = FakeProcessReactor()
-    watch = identity.PidfdExitWatch(reactor, child.pid, lambda: None)
+    watch = identity.PidfdExitWatch(reactor, sleeper.pid, lambda: None)
     fd = watch.fileno()
     assert reactor.readers == {watch}
     watch.cancel()
@@ -177,16 +168,16 @@ def zombie(pid: int) -> bool:
     return stat is not None and stat[1][0] == b"Z"
 
 
-def test_stopped_zombie_and_gone_processes_count_as_stopped_or_gone(child):
-    assert not identity.stopped_or_gone(child.pid)
-    child.send_signal(signal.SIGSTOP)
-    wait_until(lambda: identity.stopped_or_gone(child.pid), timeout=10, interval=0.02)
-    child.send_signal(signal.SIGCONT)
-    wait_until(lambda: not identity.stopped_or_gone(child.pid), timeout=10, interval=0.02)
-    child.kill()
-    wait_until(lambda: identity.stopped_or_gone(child.pid), timeout=10, interval=0.02)
-    child.wait(timeout=10)
-    assert identity.stopped_or_gone(child.pid)
+def test_stopped_zombie_and_gone_processes_count_as_stopped_or_gone(sleeper):
+    assert not identity.stopped_or_gone(sleeper.pid)
+    sleeper.send_signal(signal.SIGSTOP)
+    wait_until(lambda: identity.stopped_or_gone(sleeper.pid), timeout=10, interval=0.02)
+    sleeper.send_signal(signal.SIGCONT)
+    wait_until(lambda: not identity.stopped_or_gone(sleeper.pid), timeout=10, interval=0.02)
+    sleeper.kill()
+    wait_until(lambda: identity.stopped_or_gone(sleeper.pid), timeout=10, interval=0.02)
+    sleeper.wait(timeout=10)
+    assert identity.stopped_or_gone(sleeper.pid)
 
 
 def test_a_group_is_alive_while_a_process_of_it_runs_and_is_signalled_whole(program):

@@ -110,6 +110,18 @@ def lines(transport):
     return data.decode().split("\r\n")[:-1]
 
 
+def peers_of(factory):
+    """open_from(host): a new TCP connection to factory from that host (protocol, transport)."""
+
+    def open_from(host):
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, 1))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    return open_from
+
+
 def test_greeting_names_the_version_and_says_when_auth_is_required():
     assert connect()[2] == b"OK rpm 1.0.0 ready auth-required\r\n"
     assert connect(FakeCore(token=None))[2] == b"OK rpm 1.0.0 ready\r\n"
@@ -367,13 +379,7 @@ def test_an_idle_connection_is_closed_after_the_timeout():
 
 def test_connection_caps_refuse_with_err_limit():
     core = FakeCore()
-    factory = RPMFactory(core)
-
-    def open_from(host):
-        protocol = factory.buildProtocol(IPv4Address("TCP", host, 1))
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        return protocol, transport
+    open_from = peers_of(RPMFactory(core))
 
     first = open_from("10.0.0.1")
     open_from("10.0.0.1")
@@ -599,13 +605,7 @@ def test_a_closed_connection_stops_following_and_frees_its_peers_slot():
     core = FakeCore()
     unfollowed = []
     core.outputs.unfollow = lambda connection, pid=None: unfollowed.append(connection)
-    factory = RPMFactory(core)
-
-    def open_from(host):
-        protocol = factory.buildProtocol(IPv4Address("TCP", host, 1))
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        return protocol, transport
+    open_from = peers_of(RPMFactory(core))
 
     first, _ = open_from("10.0.0.1")
     open_from("10.0.0.1")

@@ -1,5 +1,6 @@
 """Reading what became of a process this server is not the parent of."""
 
+import errno
 import signal
 import subprocess
 
@@ -71,22 +72,13 @@ def test_the_reaper_reaps_exited_children_it_was_not_told_about(spawned):
     assert known.wait(timeout=10) == 0, "a child someone else reaps is left to them"
 
 
-@pytest.fixture
-def sleeper(spawned):
-    child = subprocess.Popen(["sleep", "30"])
-    spawned.append(child.pid)
-    yield child, psutil.Process(child.pid).create_time()
-    child.kill()
-    child.wait(timeout=10)
-
-
 @pytest.mark.skipif(not signalling.HAVE_PIDFD, reason="this kernel has no pidfds")
 def test_with_pidfds_the_signal_goes_through_the_pidfd_opened_before_the_check(
     sleeper, monkeypatch
 ):
     """The pidfd pins the process the start time was checked for: a pid reused between the
     check and the kill cannot receive the signal."""
-    child, started = sleeper
+    child, started = sleeper, psutil.Process(sleeper.pid).create_time()
     sent = []
     monkeypatch.setattr(signalling.signal, "pidfd_send_signal", lambda fd, sig: sent.append(sig))
     monkeypatch.setattr(signalling.psutil.Process, "send_signal", lambda *args: sent.append(0))
@@ -94,34 +86,29 @@ def test_with_pidfds_the_signal_goes_through_the_pidfd_opened_before_the_check(
     assert sent == [signal.SIGUSR1]
 
 
-def test_without_pidfds_none_is_opened_and_psutil_signals(sleeper, monkeypatch):
-    child, started = sleeper
-
-    def no_pidfds(pid):
-        raise AssertionError("pidfd_open called where pidfds are off")
-
-    monkeypatch.setattr(signalling, "HAVE_PIDFD", False)
-    monkeypatch.setattr(signalling.os, "pidfd_open", no_pidfds, raising=False)
-    signalling.send_to_process(child.pid, started, signal.SIGTERM)
-    assert child.wait(timeout=10) == -signal.SIGTERM
+def no_pidfds(pid):
+    raise AssertionError("pidfd_open called where pidfds are off")
 
 
-def test_a_kernel_refusing_pidfds_falls_back_to_psutil(sleeper, monkeypatch):
-    import errno
+def unsupported(pid):
+    raise OSError(errno.ENOSYS, "Function not implemented")
 
-    child, started = sleeper
 
-    def unsupported(pid):
-        raise OSError(errno.ENOSYS, "Function not implemented")
-
-    monkeypatch.setattr(signalling, "HAVE_PIDFD", True)
-    monkeypatch.setattr(signalling.os, "pidfd_open", unsupported, raising=False)
-    signalling.send_to_process(child.pid, started, signal.SIGTERM)
-    assert child.wait(timeout=10) == -signal.SIGTERM
+@pytest.mark.parametrize(
+    ("have_pidfd", "pidfd_open"),
+    [(False, no_pidfds), (True, unsupported)],
+    ids=["pidfds-off-none-opened", "kernel-refuses-pidfds"],
+)
+def test_without_usable_pidfds_psutil_signals(sleeper, monkeypatch, have_pidfd, pidfd_open):
+    started = psutil.Process(sleeper.pid).create_time()
+    monkeypatch.setattr(signalling, "HAVE_PIDFD", have_pidfd)
+    monkeypatch.setattr(signalling.os, "pidfd_open", pidfd_open, raising=False)
+    signalling.send_to_process(sleeper.pid, started, signal.SIGTERM)
+    assert sleeper.wait(timeout=10) == -signal.SIGTERM
 
 
 def test_errors_name_the_pid_and_the_signal(sleeper, monkeypatch):
-    child, started = sleeper
+    child, started = sleeper, psutil.Process(sleeper.pid).create_time()
     gone = unreaped(["true"], [])
     gone.wait(timeout=10)
     with pytest.raises(NoSuchProcess, match=f"^no process has pid {gone.pid}$"):
