@@ -19,6 +19,7 @@ from rpm.errors import BadArgument
 from rpm.rows import RESTARTING, Row
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.procs.identity import start_time
+from rpm.server.procs.ownedfd import OwnedReader
 
 log = Logger()
 BACKOFF_FIRST = 1.0
@@ -139,20 +140,16 @@ def kill_run(managed: Managed, cgroups, failure) -> None:
         managed.transport.signalProcess("KILL")
 
 
-class WriterDone:
+class WriterDone(OwnedReader):
     """Fires `done` when a run's log writer has written all of the run's output and ended:
     the writer holds the only other end of a pipe, so ours reads end-of-file then."""
 
     WAIT_AT_MOST = 5.0  # a writer kept alive by an orphan holding the output: go on anyway
 
     def __init__(self, reactor, fd: int):
-        self._reactor, self._fd = reactor, fd
         self.done: Deferred = Deferred()
         self._waiters: list[Deferred] | None = []  # None once the action has run
-        reactor.addReader(self)
-
-    def fileno(self) -> int:
-        return self._fd
+        super().__init__(reactor, fd)
 
     def logPrefix(self) -> str:
         return "log-writer"
@@ -193,11 +190,7 @@ class WriterDone:
             waiter.callback(None)
 
     def finish(self) -> None:
-        if self._fd >= 0:
-            self._reactor.removeReader(self)
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+        self.release()
         if not self.done.called:
             self.done.callback(None)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 import psutil
 
 from rpm.errors import NoSuchProcess, NotPermitted
+from rpm.server.procs.ownedfd import OwnedReader
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PF_KTHREAD = 0x00200000
@@ -246,14 +247,13 @@ def ancestors(pid: int) -> list[int]:
     return chain
 
 
-class PidfdExitWatch:
+class PidfdExitWatch(OwnedReader):
     """Calls back once when a process (not necessarily our child) exits, via its pidfd."""
 
     def __init__(self, reactor, pid: int, on_exit: Callable[[], None]):
-        self._reactor = reactor
         self._on_exit = on_exit
-        self._fd = os.pidfd_open(pid)  # raises ProcessLookupError if it is already gone
-        reactor.addReader(self)
+        # raises ProcessLookupError if it is already gone
+        super().__init__(reactor, os.pidfd_open(pid))
 
     @classmethod
     def maybe(cls, reactor, pid: int, on_exit: Callable[[], None]) -> PidfdExitWatch | None:
@@ -265,22 +265,13 @@ class PidfdExitWatch:
         except OSError:
             return None
 
-    def fileno(self) -> int:
-        return self._fd
-
     def logPrefix(self) -> str:
         return "pidfd"
 
     def doRead(self) -> None:
-        self.cancel()
+        self.release()
         self._on_exit()
 
-    def connectionLost(self, reason) -> None:
-        self.cancel()
-
     def cancel(self) -> None:
-        if self._fd >= 0:
-            self._reactor.removeReader(self)
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+        """No call back: the run is ended another way (or the server stops)."""
+        self.release()
