@@ -103,3 +103,17 @@ def test_followers_get_new_complete_lines_only(tmp_path):
     assert events[-1] == ("stdout", "new 2")
     assert watcher.unfollow(connection, 99)
     assert not watcher.unfollow(connection, 99)
+
+
+def test_forgetting_programs_removes_all_their_files_and_no_others(tmp_path):
+    logs = LogFiles(str(tmp_path))
+    kinds = (".out", ".out.1", ".out.cut", ".err", ".idx", ".lock")
+    for managed_id in (1, 2, 12, 21):
+        for kind in kinds:
+            (tmp_path / f"{managed_id}{kind}").write_text("x")
+    logs.remove([1, 2])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        f"{managed_id}{kind}" for managed_id in (12, 21) for kind in kinds
+    )
+    logs.remove([])
+    assert len(list(tmp_path.iterdir())) == 2 * len(kinds)

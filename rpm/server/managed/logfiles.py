@@ -157,12 +157,12 @@ class LogFiles:
     def journal_path(self, managed_id: int) -> str:
         return os.path.join(self.directory, f"{managed_id}.idx")
 
-    def remove(self, managed_id: int) -> None:
-        """Delete every file of a program: its streams, rotated generations and journal
-        (blocking: call it in a worker thread)."""
-        prefix = f"{managed_id}."
+    def remove(self, managed_ids: list[int]) -> None:
+        """Delete every file of these programs: their streams, rotated generations, journals
+        and locks, in one pass over the directory (blocking: call it in a worker thread)."""
+        gone = {str(managed_id) for managed_id in managed_ids}
         for name in os.listdir(self.directory):
-            if name.startswith(prefix):
+            if name.partition(".")[0] in gone:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.directory, name))
 

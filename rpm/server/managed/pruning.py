@@ -55,7 +55,7 @@ class Pruner:
         if not managed_ids:
             return None
         log.info("forgot {n} programs that ended long ago", n=len(managed_ids))
-        return self._in_thread(lambda: [self._logfiles.remove(i) for i in managed_ids])
+        return self._in_thread(self._logfiles.remove, managed_ids)
 
     def stop(self) -> None:
         if self._call is not None and self._call.active():
