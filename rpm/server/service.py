@@ -249,7 +249,7 @@ class RPMService(service.Service):
             log.info("stopping {n} managed processes", n=len(core.supervisor.running()))
             yield core.controller.stop_all(SHUTDOWN_GRACE)
         core.supervisor.cancel_restarts()
-        self._launcher.close_factory()
+        self._launcher.close_writer_channel()
         self._pruner.stop()
         self._guard.stop()
         self._memory.stop()

@@ -146,7 +146,7 @@ def test_a_spawn_the_system_refuses_says_what_and_why():
     assert after == before, "the server's umask is back even when the spawn failed"
 
 
-# -- the log writer: from the factory, started directly, or none for a while ------------------
+# -- the log writer: the shared one, one of the run's own, or none for a while --------------
 
 
 def writer_rig(tmp_path):
@@ -163,22 +163,22 @@ def close_all(fds) -> None:
         os.close(fd)
 
 
-def test_a_writer_is_started_directly_when_the_factory_is_gone(tmp_path):
+def test_a_writer_is_started_directly_when_the_shared_writer_is_gone(tmp_path):
     reactor, launcher, logfiles = writer_rig(tmp_path)
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)  # starts the factory
+    fds, done = launcher.outputs(logfiles, record("true"), 4096)  # starts the shared writer
     close_all([*fds.values(), done])
-    [channel] = reactor.factories
-    channel.close()  # the factory died: its end of the channel is gone
+    [channel] = reactor.shared_writers
+    channel.close()  # the shared writer died: its end of the channel is gone
     fds, done = launcher.outputs(logfiles, record("true"), 4096)
     [writer] = reactor.writers
     assert writer.args[-3:] == [logfiles.path(1, "stdout"), logfiles.path(1, "stderr"), "4096"]
     assert writer.env == {} and sorted(writer.childFDs) == [0, 1, 2, 3, 4, 5]
     close_all([*fds.values(), done])
-    assert launcher._factory is None, "a new factory is started at the next need"
+    assert launcher._channel is None, "a new shared writer is started at the next need"
     fds, done = launcher.outputs(logfiles, record("true"), 4096)
-    assert len(reactor.factories) == 2
+    assert len(reactor.shared_writers) == 2
     close_all([*fds.values(), done])
-    reactor.factories[1].close()
+    reactor.shared_writers[1].close()
 
 
 def test_where_no_writer_can_start_programs_write_their_files_for_a_minute(tmp_path):
@@ -201,19 +201,26 @@ def test_where_no_writer_can_start_programs_write_their_files_for_a_minute(tmp_p
     del reactor.spawnProcess
     reactor.advance(2)
     fds, done = launcher.outputs(logfiles, record("true"), 4096)
-    assert done is not None and len(reactor.factories) == 1
+    assert done is not None and len(reactor.shared_writers) == 1
     close_all([*fds.values(), done])
 
 
 def test_log_files_that_cannot_be_opened_are_a_spawn_failure_naming_the_program(tmp_path):
-    _, launcher, logfiles = writer_rig(tmp_path)
+    import errno
+
+    reactor, launcher, logfiles = writer_rig(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    reactor.spawnProcess = refuse  # no writer: the program is to write its files itself
     os.mkdir(logfiles.path(1, "stdout"))  # where the file should be
     with pytest.raises(SpawnFailed) as caught:
         launcher.outputs(logfiles, record("true"), 4096)
     assert caught.value.message == "cannot open the log files for 'true': Is a directory"
 
 
-def test_the_writer_factory_runs_isolated_on_a_channel_that_never_blocks_the_server(tmp_path):
+def test_the_shared_writer_runs_isolated_on_a_channel_that_never_blocks_the_server(tmp_path):
     import fcntl
     import sys
 
@@ -221,27 +228,27 @@ def test_the_writer_factory_runs_isolated_on_a_channel_that_never_blocks_the_ser
 
     reactor, launcher, logfiles = writer_rig(tmp_path)
     fds, done = launcher.outputs(logfiles, record("true"), 4096)
-    [spawn] = reactor.factory_spawns
+    [spawn] = reactor.shared_writer_spawns
     assert spawn.args == [sys.executable, "-I", "-S", LOG_WRITER, "--serve"]
-    assert reactor.writers == [], "the factory forked the writer: none is started directly"
-    assert launcher._factory.getblocking() is False
+    assert reactor.writers == [], "the shared writer took the run: none is started directly"
+    assert launcher._channel.getblocking() is False
     for fd in [*fds.values(), done, launcher._null()]:
         assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC, "no other child inherits it"
     assert fcntl.fcntl(done, fcntl.F_GETFL) & os.O_NONBLOCK
     close_all([*fds.values(), done])
 
 
-def test_an_old_factorys_end_does_not_close_the_current_channel(tmp_path):
+def test_an_old_shared_writers_end_does_not_close_the_current_channel(tmp_path):
     import socket
 
     reactor, launcher, logfiles = writer_rig(tmp_path)
     fds, done = launcher.outputs(logfiles, record("true"), 4096)
     close_all([*fds.values(), done])
-    current = launcher._factory
+    current = launcher._channel
     old, other = socket.socketpair()
-    launcher.close_factory(old)
-    assert launcher._factory is current
-    launcher.close_factory(current)
-    assert launcher._factory is None
-    for end in (old, other, *reactor.factories):
+    launcher.close_writer_channel(old)
+    assert launcher._channel is current
+    launcher.close_writer_channel(current)
+    assert launcher._channel is None
+    for end in (old, other, *reactor.shared_writers):
         end.close()

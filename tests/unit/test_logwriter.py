@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -118,31 +119,100 @@ def test_a_reader_never_pairs_a_file_with_the_wrong_offsets(logs):
     assert last_lines(path, 5) == []
 
 
-def test_the_factory_forks_a_writer_per_request_and_ends_with_its_channel(logs):
-    ours, theirs = socket.socketpair()
-    high = fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 100)
-    factory = os.posix_spawn(
-        sys.executable,
-        [sys.executable, "-I", "-S", LOG_WRITER, "--serve"],
-        {},
-        file_actions=[(os.POSIX_SPAWN_DUP2, high, 3)],
-    )
-    os.close(high)
-    theirs.close()
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    request = "\0".join([str(logs / "1.out"), str(logs / "1.err"), "100000"]).encode()
-    socket.send_fds(ours, [request], [out_read, err_read])
-    for fd in (out_read, err_read):
-        os.close(fd)
-    os.write(out_write, b"through the factory\n")
-    ours.close()  # the server is gone: the factory ends, the writer it forked goes on
-    assert os.waitpid(factory, 0)[1] == 0
-    os.write(out_write, b"after it\n")
-    os.close(out_write)
-    os.close(err_write)
-    path = str(logs / "1.out")
+class SharedWriter:
+    """logwriter.py --serve, the way the server runs it: runs are handed over a channel."""
+
+    def __init__(self, logs):
+        self.logs = logs
+        self.channel, theirs = socket.socketpair()
+        high = fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 100)
+        self.pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-I", "-S", LOG_WRITER, "--serve"],
+            {},
+            file_actions=[(os.POSIX_SPAWN_DUP2, high, 3)],
+        )
+        os.close(high)
+        theirs.close()
+
+    def hand(self, managed_id: int) -> tuple[int, int, int]:
+        """A new run's pipes, handed over: the program's ends of stdout and stderr, and the
+        end that reads end-of-file once the writer has written all of the run."""
+        (out_read, out_write), (err_read, err_write) = os.pipe(), os.pipe()
+        done_read, done_write = os.pipe()
+        paths = [str(self.logs / f"{managed_id}.out"), str(self.logs / f"{managed_id}.err")]
+        request = "\0".join([*paths, "100000"]).encode()
+        socket.send_fds(self.channel, [request], [out_read, err_read, done_write])
+        for fd in (out_read, err_read, done_write):
+            os.close(fd)
+        return out_write, err_write, done_read
+
+    def running(self) -> bool:
+        return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+
+
+def until(condition) -> bool:
+    """Whether condition() came true within 30 s."""
     deadline = time.monotonic() + 30
-    while rotation.stream_size(path) < 29 and time.monotonic() < deadline:
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert rotation.read_from(path, 0, 100) == (0, b"through the factory\nafter it\n")
+    return condition()
+
+
+def written(path, size: int) -> bytes:
+    """The stream's first bytes, once it holds size of them (within 30 s)."""
+    until(lambda: rotation.stream_size(str(path)) >= size)
+    return rotation.read_from(str(path), 0, 1000)[1]
+
+
+@pytest.fixture
+def shared(logs):
+    writer = SharedWriter(logs)
+    yield writer
+    writer.channel.close()
+    with contextlib.suppress(ChildProcessError):
+        if writer.running():
+            os.kill(writer.pid, signal.SIGKILL)
+        os.waitpid(writer.pid, 0)
+
+
+def test_the_shared_writer_copies_every_run_and_tells_when_each_is_written(shared, logs):
+    first, second = shared.hand(1), shared.hand(2)
+    assert until((logs / "2.err").exists), "created before the run writes anything"
+    os.write(first[0], b"one\n")
+    os.write(second[1], b"two\n")
+    assert written(logs / "1.out", 4) == b"one\n" and written(logs / "2.err", 4) == b"two\n"
+    os.close(second[0])
+    os.close(second[1])
+    assert os.read(second[2], 1) == b"", "the second run is written: its end is told"
+    os.write(first[0], b"still\n")
+    assert written(logs / "1.out", 10) == b"one\nstill\n"
+    for fd in (first[0], first[1], first[2], second[2]):
+        os.close(fd)
+
+
+def test_the_shared_writer_outlives_its_channel_until_its_runs_end(shared, logs):
+    out, err, done = shared.hand(1)
+    os.write(out, b"before\n")
+    shared.channel.close()  # the server is gone
+    os.write(out, b"after\n")
+    assert written(logs / "1.out", 13) == b"before\nafter\n"
+    assert shared.running(), "its run still writes"
+    os.close(out)
+    os.close(err)
+    assert os.read(done, 1) == b""
+    os.close(done)
+    assert os.waitpid(shared.pid, 0)[1] == 0, "no run and no server: it ends"
+
+
+def test_a_malformed_request_is_dropped_and_the_runs_go_on(shared, logs):
+    out, err, done = shared.hand(1)
+    spare_read, spare_write = os.pipe()
+    socket.send_fds(shared.channel, [b"no fields"], [spare_read])
+    os.close(spare_read)
+    os.write(out, b"unharmed\n")
+    assert written(logs / "1.out", 9) == b"unharmed\n"
+    with pytest.raises(BrokenPipeError):  # the writer closed the pipe of the bad request
+        os.write(spare_write, b"x")
+    for fd in (out, err, done, spare_write):
+        os.close(fd)

@@ -6,7 +6,6 @@ import os
 import socket
 import sqlite3
 import stat
-import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -32,17 +31,17 @@ class FakeProcessReactor(Clock):
     def __init__(self):
         super().__init__()
         self.spawned = []
-        self.factories = []
+        self.shared_writers = []
         self.writers = []
-        self.factory_spawns = []
+        self.shared_writer_spawns = []
         self.readers = set()
         self.next_pid = FAKE_PID  # above Linux's PID_MAX_LIMIT: no real process has it
 
     def spawnProcess(self, protocol, executable, args, env=None, path=None, childFDs=None):
-        if LOG_WRITER in args and args[-1] == "--serve":  # the writers' factory: its channel
+        if LOG_WRITER in args and args[-1] == "--serve":  # the shared log writer: its channel
             assert env == {}
-            self.factory_spawns.append(SimpleNamespace(executable=executable, args=args))
-            self.factories.append(socket.socket(fileno=os.dup(childFDs[3])))
+            self.shared_writer_spawns.append(SimpleNamespace(executable=executable, args=args))
+            self.shared_writers.append(socket.socket(fileno=os.dup(childFDs[3])))
             return SimpleNamespace(pid=None)
         if LOG_WRITER in args:  # a log writer started directly: what it was given
             self.writers.append(SimpleNamespace(args=args, env=env, childFDs=childFDs))
@@ -77,13 +76,13 @@ class FakeProcessReactor(Clock):
         self.readers.discard(reader)
 
     def finish_writers(self) -> None:
-        """The log writers' work is done: they drop their pipes (queued in the factory's
-        channel, unread), so each run's WriterDone sees the end."""
-        for factory in self.factories:
-            factory.setblocking(False)
+        """The log writers' work is done: they drop their pipes (queued in the shared
+        writer's channel, unread), so each run's WriterDone sees the end."""
+        for channel in self.shared_writers:
+            channel.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 while True:
-                    _, fds, _, _ = socket.recv_fds(factory, 8192, 3)
+                    _, fds, _, _ = socket.recv_fds(channel, 8192, 3)
                     for fd in fds:
                         os.close(fd)
         for reader in list(self.readers):
@@ -151,16 +150,16 @@ def test_start_spawns_in_a_new_session_with_the_servers_environment_and_log_file
     assert spawn.path == "/tmp"
     assert sorted(spawn.childFDs) == [0, 1, 2]
     assert spawn.files == [False, False, False], "stdout and stderr are pipes, not the files"
-    [factory] = rig.reactor.factories  # its output goes through pipes to a log writer
-    request, pipes, _, _ = socket.recv_fds(factory, 8192, 3)
+    [channel] = rig.reactor.shared_writers  # its output goes through pipes to a log writer
+    request, pipes, _, _ = socket.recv_fds(channel, 8192, 3)
     assert request.decode().split("\0") == [
         str(rig.logs / "1.out"), str(rig.logs / "1.err"), str(512 * 1024)
     ]  # fmt: skip
     assert [stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in pipes] == [True, True, True]
     for fd in pipes:
         os.close(fd)
-    factory.close()
-    assert (rig.logs / "1.out").exists() and (rig.logs / "1.err").exists()
+    channel.close()
+    assert list(rig.logs.iterdir()) == [], "the writer creates the log files, not the reactor"
     assert record.pid == FAKE_PID and record.id == 1
     assert rig.events == [("started", FAKE_PID, None)]
     assert [call[0] for call in rig.store.calls] == ["add_program", "add_run"]
@@ -438,22 +437,6 @@ def test_a_restart_cut_short_is_adopted_not_started_twice(rig):
     assert rig.reactor.spawned == []
     for managed in rig.supervisor.running():
         managed.exit_watch.cancel()
-
-
-def test_a_program_joins_its_cgroup_before_it_can_fork(tmp_path):
-    launcher = Launcher(None, environ={"PATH": "/bin"})
-    record = ManagedRecord(1, ("sleep", "30"), None, {}, "no", 0.0)
-    procs = str(tmp_path / "cgroup.procs")
-    program, args = launcher.argv_for(record, "/bin/sleep", procs)
-    assert program == "/bin/sh"
-    assert args == ["/bin/sh", "-c", args[2], procs, "sleep", "30"]
-    joined = subprocess.run(
-        ["/bin/sh", "-c", args[2], procs, "sh", "-c", "echo $$"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    assert (tmp_path / "cgroup.procs").read_text().strip() == joined.stdout.strip()
 
 
 def test_where_no_log_writer_can_start_programs_write_their_files_themselves(rig):

@@ -4,6 +4,11 @@ cgroup holds every process it ever forks, whatever they do to their group, sessi
 environment, so STOP can kill them all at once (cgroup.kill), PAUSE freeze them
 (cgroup.freeze), and INFO report their total CPU (cpu.stat).
 
+A program is born in its cgroup: for the instant of the spawn the server itself steps into
+the program's cgroup, so the child starts there before it can fork anything (what clone3's
+CLONE_INTO_CGROUP does, which Python cannot ask for), and steps back out. Should it ever
+fail to get out, it never signals or freezes the cgroup it is in: it would hit itself.
+
 Without such a cgroup the server falls back on process groups, RPM_RUN markers and being
 a subreaper (see control.py). Every method here is a few small reads or writes in cgroupfs.
 """
@@ -12,6 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+from collections.abc import Iterator
+
+from twisted.logger import Logger
+
+log = Logger()
 
 CGROUP2 = "cgroup2"
 
@@ -58,6 +69,8 @@ class ProgramCgroups:
 
     def __init__(self, base: str):
         self.base = base
+        self.home = os.path.dirname(base)  # the server's own cgroup
+        self._stuck_in: int | None = None  # the program cgroup the server could not leave
 
     @classmethod
     def create(cls, instance: str) -> ProgramCgroups | None:
@@ -80,18 +93,62 @@ class ProgramCgroups:
     def exists(self, managed_id: int) -> bool:
         return os.path.isdir(self.path(managed_id))
 
-    def prepare(self, managed_id: int) -> str | None:
-        """Make the program's cgroup; the cgroup.procs a new run writes its pid to first."""
+    def prepare(self, managed_id: int) -> bool:
+        """Make the program's cgroup, thawed (a new run is not born paused); whether it is
+        there to be born in."""
         try:
             os.makedirs(self.path(managed_id), exist_ok=True)
         except OSError:
-            return None
-        return os.path.join(self.path(managed_id), "cgroup.procs")
+            return False
+        self.freeze(managed_id, False)
+        return True
+
+    @contextlib.contextmanager
+    def born_inside(self, managed_id: int) -> Iterator[None]:
+        """Around a spawn: the server in the program's cgroup, so the child is born there.
+        Where the server cannot enter, the child is born in the server's cgroup, and the
+        process group and marker still find it."""
+        entered = self._move_server(self.path(managed_id))
+        try:
+            yield
+        finally:
+            if entered:
+                self._leave(managed_id)
+
+    def _leave(self, managed_id: int) -> bool:
+        """Back to the server's cgroup (or, failing that, to rpm-<instance>, which no STOP
+        kills); whether the server is out of the program's cgroup."""
+        if self._move_server(self.home) or self._move_server(self.base):
+            if self._stuck_in == managed_id:
+                self._stuck_in = None
+            return True
+        if self._stuck_in != managed_id:
+            log.critical(
+                "the server cannot leave the cgroup of program {id}: it will not signal or "
+                "freeze that cgroup as a whole until it can",
+                id=managed_id,
+            )
+        self._stuck_in = managed_id
+        return False
+
+    def _inside(self, managed_id: int) -> bool:
+        """Whether the server is in this program's cgroup (after trying once more to leave)."""
+        return self._stuck_in == managed_id and not self._leave(managed_id)
+
+    @staticmethod
+    def _move_server(cgroup: str) -> bool:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w", encoding="ascii") as procs:
+                procs.write(str(os.getpid()))
+        except OSError:
+            return False
+        return True
 
     def pids(self, managed_id: int) -> list[int]:
-        """Every process in the program's cgroup now."""
+        """Every process of the program in its cgroup now (never the server itself)."""
         text = self._read(managed_id, "cgroup.procs")
-        return [int(pid) for pid in text.split()] if text else []
+        own = os.getpid()
+        return [int(pid) for pid in text.split() if int(pid) != own] if text else []
 
     def populated(self, managed_id: int) -> bool:
         """Whether any process of the program still runs (zombies are out of a cgroup)."""
@@ -99,11 +156,18 @@ class ProgramCgroups:
         return any(line == "populated 1" for line in text.splitlines())
 
     def kill(self, managed_id: int) -> None:
-        """SIGKILL every process in the cgroup, atomically."""
+        """SIGKILL every process in the cgroup: atomically, unless the server is in it too."""
+        if self._inside(managed_id):
+            for pid in self.pids(managed_id):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            return
         with contextlib.suppress(OSError):
             self._write(managed_id, "cgroup.kill", "1")
 
     def freeze(self, managed_id: int, frozen: bool) -> None:
+        if frozen and self._inside(managed_id):
+            return
         with contextlib.suppress(OSError):
             self._write(managed_id, "cgroup.freeze", "1" if frozen else "0")
 

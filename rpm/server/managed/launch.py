@@ -27,8 +27,6 @@ from rpm.server.procs.identity import RUN_VARIABLE
 log = Logger()
 WRITERS_RETRY = 60.0
 LOG_WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logwriter.py")
-_SH = "/bin/sh"
-_JOIN_CGROUP = 'echo $$ 2>/dev/null >"$0"; exec "$@"'  # $0: the cgroup.procs to join
 
 
 def resolve_program(name: str, cwd: str | None, search_path: str) -> str:
@@ -51,14 +49,14 @@ def check_cwd(cwd: str | None) -> None:
         raise BadArgument(f"--cwd {cwd!r} is not an existing directory")
 
 
-class _Factory(ProcessProtocol):
-    """The writer factory's process: when it ends, the next START starts another."""
+class _SharedWriter(ProcessProtocol):
+    """The shared log writer's process: when it ends, the next START starts another."""
 
     def __init__(self, launcher: Launcher, channel: socket.socket):
         self._launcher, self._channel = launcher, channel
 
     def processEnded(self, reason) -> None:
-        self._launcher.close_factory(self._channel)
+        self._launcher.close_writer_channel(self._channel)
 
 
 class Launcher:
@@ -82,7 +80,7 @@ class Launcher:
         self._prlimit = shutil.which("prlimit")
         self._environ = os.environ if environ is None else environ
         self._devnull: int | None = None
-        self._factory: socket.socket | None = None  # our end of the writer factory's channel
+        self._channel: socket.socket | None = None  # our end of the shared log writer's
         self._writers_retry_at = 0.0  # after a failure to start a log writer, when to retry
 
     def marker(self, record: ManagedRecord) -> str:
@@ -93,11 +91,8 @@ class Launcher:
     def search_path(self) -> str:
         return self._environ.get("PATH", os.defpath)
 
-    def argv_for(
-        self, record: ManagedRecord, executable: str, cgroup_procs: str | None = None
-    ) -> tuple[str, list[str]]:
-        """The program to exec and its argv, wrapped (given its cgroup.procs) so that the
-        child joins its cgroup before the program can fork anything."""
+    def argv_for(self, record: ManagedRecord, executable: str) -> tuple[str, list[str]]:
+        """The program to exec and its argv (behind util-linux prlimit, given limits)."""
         target = record.argv[0]
         if "/" not in target and "PATH" in record.env:
             target = executable  # resolved on the server's PATH, not the child's
@@ -108,8 +103,6 @@ class Launcher:
                 raise SpawnFailed("limits need util-linux prlimit, which is not on the PATH")
             options = [f"--{name}={value}" for name, value in limits]
             command = [self._prlimit, *options, "--", *command]
-        if cgroup_procs is not None:
-            command = [_SH, "-c", _JOIN_CGROUP, cgroup_procs, *command]
         return command[0], command
 
     def prepare(self, record: ManagedRecord) -> str:
@@ -125,40 +118,38 @@ class Launcher:
         return executable
 
     def outputs(self, logfiles, record: ManagedRecord, limit: int) -> tuple[dict, int | None]:
-        """A run's stdout (1) and stderr (2): pipes to its log writer, each stream's live
-        file held to `limit`, and a descriptor that reads end-of-file once the writer has
-        written everything; or, where no log writer can start (the server's Python cannot
-        be run again, say), its log files themselves (capped by the server as it reads) and
-        None. The caller closes them."""
+        """A run's stdout (1) and stderr (2): pipes to a log writer, which creates the log
+        files and holds each stream's live file to `limit`, and a descriptor that reads
+        end-of-file once the writer has written everything; or, where no log writer can
+        start (the server's Python cannot be run again, say), its log files themselves
+        (capped by the server as it reads) and None. The caller closes them.
+
+        With a writer, the server creates no file: creating one waits on the filesystem's
+        journal, behind the registry's commit, and this runs on the reactor thread."""
+        paths = (logfiles.path(record.id, "stdout"), logfiles.path(record.id, "stderr"))
+        if self._reactor.seconds() >= self._writers_retry_at:
+            try:
+                return self.start_log_writer(paths, limit)
+            except SpawnFailed as err:
+                log.warn("programs write their logs themselves for a minute: {error}", error=err)
+                self._writers_retry_at = self._reactor.seconds() + WRITERS_RETRY
         try:
-            files = logfiles.open_for_child(record.id)
+            return logfiles.open_for_child(record.id), None
         except OSError as err:
             raise SpawnFailed(
                 f"cannot open the log files for {record.argv[0]!r}: {err.strerror or err}"
             ) from err
-        paths = (logfiles.path(record.id, "stdout"), logfiles.path(record.id, "stderr"))
-        if self._reactor.seconds() < self._writers_retry_at:
-            return files, None
-        try:
-            pipes, done = self.start_log_writer(paths, limit)
-        except SpawnFailed as err:
-            log.warn("programs write their log files themselves for a minute: {error}", error=err)
-            self._writers_retry_at = self._reactor.seconds() + WRITERS_RETRY
-            return files, None
-        for fd in files.values():
-            os.close(fd)
-        return pipes, done
 
     def start_log_writer(self, paths: tuple[str, str], limit: int) -> tuple[dict, int]:
-        """Start a run's log writer (logwriter.py) on new pipes; returns the ends the program
-        writes to, as its stdout (1) and stderr (2), and the end that reads end-of-file when
-        the writer is done. The caller closes them."""
+        """Hand a run's new pipes to the shared log writer (logwriter.py), or to one of its
+        own; returns the ends the program writes to, as its stdout (1) and stderr (2), and
+        the end that reads end-of-file when the writer is done. The caller closes them."""
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
         err_read, err_write = os.pipe2(os.O_CLOEXEC)
         done_read, done_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         theirs = (out_read, err_read, done_write)
         try:
-            if not self._ask_factory(paths, limit, theirs):
+            if not self._hand_to_shared_writer(paths, limit, theirs):
                 pipes = dict(zip((3, 4, 5), theirs, strict=True))
                 self._spawn_writer([*paths, str(limit)], pipes, ProcessProtocol())
         except OSError as err:
@@ -170,31 +161,33 @@ class Launcher:
                 os.close(fd)
         return {1: out_write, 2: err_write}, done_read
 
-    def _ask_factory(self, paths: tuple[str, str], limit: int, pipes: tuple[int, ...]) -> bool:
-        """Have the writer factory (logwriter.py --serve, started at the first need) fork the
-        writer; False if it cannot, and the caller starts one itself."""
-        if self._factory is None:
+    def _hand_to_shared_writer(
+        self, paths: tuple[str, str], limit: int, pipes: tuple[int, ...]
+    ) -> bool:
+        """Have the shared log writer (logwriter.py --serve, started at the first need) copy
+        the run; False if it cannot take it, and the caller starts a writer of its own."""
+        if self._channel is None:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                self._spawn_writer(["--serve"], {3: theirs.fileno()}, _Factory(self, ours))
+                self._spawn_writer(["--serve"], {3: theirs.fileno()}, _SharedWriter(self, ours))
             finally:
                 theirs.close()
             ours.setblocking(False)
-            self._factory = ours
+            self._channel = ours
         request = "\0".join([*paths, str(limit)]).encode()
         try:
-            socket.send_fds(self._factory, [request], list(pipes))
-        except OSError:  # the factory is gone or stuck: a new one next time
-            self.close_factory()
+            socket.send_fds(self._channel, [request], list(pipes))
+        except OSError:  # the writer is gone or stuck: a new one from the next run on
+            self.close_writer_channel()
             return False
         return True
 
-    def close_factory(self, channel: socket.socket | None = None) -> None:
-        """Close the channel to the writer factory (which then ends); given a channel, only
-        if it is still the current one. Writers already forked go on."""
-        if self._factory is not None and channel in (None, self._factory):
-            self._factory.close()
-            self._factory = None
+    def close_writer_channel(self, channel: socket.socket | None = None) -> None:
+        """Close the channel to the shared log writer, which takes no more runs and ends
+        once those it has are done; given a channel, only if it is still the current one."""
+        if self._channel is not None and channel in (None, self._channel):
+            self._channel.close()
+            self._channel = None
 
     def _spawn_writer(self, arguments: list[str], pipes: dict[int, int], protocol) -> None:
         quiet = self._null()
@@ -218,10 +211,9 @@ class Launcher:
         executable: str,
         protocol,
         output_fds: dict[int, int],
-        cgroup_procs: str | None = None,
     ):
         """Spawn the program; returns the process transport. The caller closes output_fds."""
-        program, args = self.argv_for(record, executable, cgroup_procs)
+        program, args = self.argv_for(record, executable)
         environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
         server_umask = os.umask(self._umask) if self._umask is not None else None
         try:  # the child is spawned before this returns: it has the umask set here

@@ -1,8 +1,8 @@
-"""A managed program's log writer: a small process that copies the program's stdout and
-stderr from pipes to its log files and holds each stream to its cap exactly, at any write
-rate, as daemontools' multilog does. It runs in a session of its own, so it outlives the
-server as the program does; it ends when the program's side of both pipes is closed (the
-program and everything that inherited its output ended).
+"""The log writer of managed programs: a small process that copies each program's stdout
+and stderr from pipes to its log files and holds each stream to its cap exactly, at any
+write rate, as daemontools' multilog does. It runs in a session of its own, so it outlives
+the server as the programs do; it ends once the program side of every pipe it copies is
+closed (the programs and everything that inherited their output ended).
 
 Each stream's live file grows to `limit` bytes and no further; then it becomes `<file>.1`
 (replacing the one before) and a new live file starts, so a stream never takes more than
@@ -12,16 +12,19 @@ inode of each, so that a reader can tell a consistent pair from one caught mid-r
 rotation.py, which reads what this writes). Writers of one program (an old run's orphan
 still writing beside a new run) take turns under a lock, each seeing the other's rotations.
 
-Run as `python -I -S logwriter.py OUT ERR LIMIT` with the pipes as descriptors 3 and 4 (and
-5, held open until the writer is done, so the server knows when all output is written), or
-as `python -I -S logwriter.py --serve` to fork a writer for each request from the server
-(see serve). It imports nothing of rpm, so it starts in a few milliseconds.
+Run as `python -I -S logwriter.py --serve` with a channel from the server as descriptor 3,
+one process copying every run the server hands it (see serve), or as
+`python -I -S logwriter.py OUT ERR LIMIT` for one run, with its pipes as descriptors 3 and 4
+(and 5, held open until the writer is done, so the server knows when all output is written).
+It imports nothing of rpm, so it starts in a few milliseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import resource
 import select
 import signal
 import socket
@@ -71,12 +74,19 @@ class Stream:
             self.inode, self.base = info.st_ino, read_base(self.path, info.st_ino)
         return info.st_size
 
+    def create(self) -> None:
+        """Create the live file now, so that a program that never writes has one too (where
+        the disk refuses, write() tries again)."""
+        with contextlib.suppress(OSError):
+            self._sync()
+
     def write(self, data: bytes) -> None:
         """Append data, rotating whenever the live file is full, so it never passes the
         limit; a file ends at the end of a line unless a line is longer than the limit.
         Where the disk refuses (full, failing), the rest of the data is dropped: the program
         goes on, its output is lost."""
-        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        if self.lock >= 0:
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
         try:
             view = memoryview(data)
             while view:
@@ -92,7 +102,8 @@ class Stream:
         except OSError:
             return
         finally:
-            fcntl.flock(self.lock, fcntl.LOCK_UN)
+            if self.lock >= 0:
+                fcntl.flock(self.lock, fcntl.LOCK_UN)
 
     def _rotate(self, size: int) -> None:
         """The live file becomes .1 and a new one starts: the new file and the .cut naming
@@ -106,50 +117,116 @@ class Stream:
         self.fd, self.inode, self.base = fresh, inode, end
 
 
-def copy(sources: dict[int, Stream]) -> None:
-    """Copy from each pipe to its stream until every pipe is closed by the program's side."""
-    poller = select.poll()
-    for fd in sources:
-        poller.register(fd, select.POLLIN)
-    while sources:
-        for fd, _ in poller.poll():
-            data = os.read(fd, CHUNK)
-            if data:
-                sources[fd].write(data)
-            else:
-                poller.unregister(fd)
-                del sources[fd]
+class Run:
+    """One run's two pipes, copied to its stream files until the program's side closes both;
+    then its third descriptor (held so the server sees it end) and its lock are closed."""
+
+    def __init__(self, pipes: tuple[int, int], out: str, err: str, limit: int, done: int = -1):
+        lock_path = os.path.splitext(out)[0] + ".lock"  # one per program: <id>.lock
+        try:
+            self.lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:  # copy without taking turns rather than close the program's pipes
+            self.lock = -1
+        self.streams = {
+            pipes[0]: Stream(out, limit, self.lock),
+            pipes[1]: Stream(err, limit, self.lock),
+        }
+        for stream in self.streams.values():
+            stream.create()
+        self.done = done
+
+    def close(self) -> None:
+        for stream in self.streams.values():
+            if stream.fd >= 0:
+                os.close(stream.fd)
+        for fd in (self.lock, self.done):
+            if fd >= 0:
+                os.close(fd)
+
+
+class Copier:
+    """Copies the pipes of any number of runs, each to its files, in this one process."""
+
+    def __init__(self):
+        self.poller = select.epoll()
+        self.runs: dict[int, Run] = {}  # by pipe, until the pipe reads end-of-file
+
+    def add(self, run: Run) -> None:
+        for fd in run.streams:
+            self.runs[fd] = run
+            self.poller.register(fd, select.EPOLLIN)
+
+    def copy(self, fd: int) -> None:
+        """Copy what the pipe holds now; at its end, close it (and the run, if it was the last)."""
+        run = self.runs[fd]
+        data = os.read(fd, CHUNK)
+        if data:
+            run.streams[fd].write(data)
+            return
+        self.poller.unregister(fd)
+        os.close(fd)
+        del self.runs[fd]
+        if not any(pipe in self.runs for pipe in run.streams):
+            run.close()
+
+    def drain(self) -> None:
+        """Copy until every run's program side has closed its pipes."""
+        while self.runs:
+            for fd, _ in self.poller.poll():
+                self.copy(fd)
+
+
+def detach() -> None:
+    """Outlive the server as the programs do: a session of our own, deaf to the signals
+    that stop a terminal's job, and as many descriptors as the system allows."""
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIPE"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)  # drain until the programs end
+    os.setsid()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def write_logs(pipes: tuple[int, int], out: str, err: str, limit: int) -> None:
-    """Be a program's log writer: copy its two pipes to its stdout and stderr files."""
-    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIPE"):
-        signal.signal(getattr(signal, name), signal.SIG_IGN)  # drain until the program ends
-    os.setsid()  # out of the server's session: it outlives the server, as the program does
-    lock_path = os.path.splitext(out)[0] + ".lock"  # one per program: <id>.lock
-    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    copy({pipes[0]: Stream(out, limit, lock), pipes[1]: Stream(err, limit, lock)})
+    """Be one program's log writer: copy its two pipes to its stdout and stderr files."""
+    detach()
+    copier = Copier()
+    copier.add(Run(pipes, out, err, limit))
+    copier.drain()
 
 
 def serve(channel: int) -> None:
-    """The server's writer factory: for each request on the channel (a unix socket from the
-    server: `OUT\0ERR\0LIMIT` with the two pipes, and a third the writer only holds open, so
-    that the server sees it end), fork a log writer, which costs a START far less than
-    starting a Python. It ends when the server closes the channel (or dies);
-    the writers it forked go on by themselves."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the writers
+    """Be the log writer of every program the server starts: for each request on the
+    channel (a unix socket from the server: `OUT\0ERR\0LIMIT` with the two pipes, and a third
+    held open until that run's output is written, so that the server sees it end), copy the
+    run's pipes beside all the others. One process for all the runs costs a START no fork.
+    When the server closes the channel (or dies), it takes no more runs and ends once the
+    ones it has are done."""
+    detach()
     requests = socket.socket(fileno=channel)
-    while True:
+    copier = Copier()
+    copier.poller.register(channel, select.EPOLLIN)
+    while copier.runs or requests.fileno() >= 0:
+        for fd, _ in copier.poller.poll():
+            if fd == channel:
+                take_request(requests, copier)
+            else:
+                copier.copy(fd)
+
+
+def take_request(requests: socket.socket, copier: Copier) -> None:
+    """Start copying the run a request names; at the channel's end, stop taking them."""
+    try:
         message, fds, _, _ = socket.recv_fds(requests, 8192, 3)
-        if not message:
-            return
-        if len(fds) >= 2 and os.fork() == 0:
-            requests.close()  # only the factory answers the server
-            try:
-                out, err, limit = message.decode().split("\0")
-                write_logs((fds[0], fds[1]), out, err, int(limit))
-            finally:
-                os._exit(0)
+    except OSError:  # the server is gone
+        message, fds = b"", []
+    if not message:
+        copier.poller.unregister(requests.fileno())
+        requests.close()
+        return
+    try:
+        out, err, limit = message.decode().split("\0")
+        copier.add(Run((fds[0], fds[1]), out, err, int(limit), fds[2] if len(fds) > 2 else -1))
+    except (ValueError, IndexError, OSError):  # a malformed request: drop it, not the others
         for fd in fds:
             os.close(fd)
 

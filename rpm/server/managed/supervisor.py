@@ -231,11 +231,16 @@ class Supervisor(Restoring):
         fds, done = self._launcher.outputs(
             self._outputs.logfiles, record, self._outputs.max_bytes // 2
         )
-        cgroup_procs = self.cgroups.prepare(record.id) if self.cgroups is not None else None
+        born_inside = (
+            self.cgroups.born_inside(record.id)
+            if self.cgroups is not None and self.cgroups.prepare(record.id)
+            else contextlib.nullcontext()
+        )
         managed.writer = WriterDone(self._reactor, done) if done is not None else None
         managed.spawning = True
         try:
-            self._launcher.spawn(record, executable, Child(self, managed), fds, cgroup_procs)
+            with born_inside:
+                self._launcher.spawn(record, executable, Child(self, managed), fds)
         except RPMError:
             if managed.writer is not None:
                 managed.writer.finish()
