@@ -23,8 +23,12 @@ ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "s
 
 
 def read_log(server, managed_id: int, stream: str = "out") -> str:
-    with open(f"{server.state_dir}/logs/{managed_id}.{stream}") as log:
-        return log.read()
+    """A program's log file as it is now ("" until its log writer has created it)."""
+    try:
+        with open(f"{server.state_dir}/logs/{managed_id}.{stream}") as log:
+            return log.read()
+    except FileNotFoundError:
+        return ""
 
 
 async def start_script(client, server, script: str, marker: str) -> int:
@@ -362,6 +366,30 @@ async def test_a_spawned_run_leads_its_own_session_in_the_directory_asked_for(cw
         assert os.getsid(child.pid) == child.pid
     assert await ended.ended.addTimeout(30, reactor) == 0
     assert output.read_text() == (cwd or os.getcwd())
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("cwd", [None, "/"], ids=["posix_spawn", "fork"])
+async def test_a_spawned_run_ignores_no_signal_the_server_ignores(cwd, tmp_path):
+    """Python ignores SIGPIPE, and a server under nohup ignores SIGHUP: its programs start
+    with every signal at its default."""
+    output = tmp_path / "status"
+    ended = _Ended()
+    with open(output, "wb") as sink, open(os.devnull, "rb") as empty:
+        spawn_in_session(
+            reactor,
+            ended,
+            "/bin/cat",
+            ["cat", "/proc/self/status"],
+            dict(os.environ),
+            cwd,
+            {0: empty.fileno(), 1: sink.fileno(), 2: sink.fileno()},
+        )
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN, "what the child could inherit"
+    assert await ended.ended.addTimeout(30, reactor) == 0
+    [ignored] = [line for line in output.read_text().splitlines() if line.startswith("SigIgn:")]
+    glibc_own = 1 << 31 | 1 << 32  # 32 and 33, which glibc's posix_spawn leaves ignored
+    assert int(ignored.split()[1], 16) & ~glibc_own == 0
 
 
 @pytest_twisted.ensureDeferred

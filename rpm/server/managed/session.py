@@ -16,6 +16,11 @@ import signal
 from twisted.internet import process
 
 
+# Every signal the child could inherit as ignored (SIGPIPE from Python, SIGHUP under nohup)
+# starts at its default: all of them, which costs less than asking which are ignored.
+DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+
+
 class SessionProcess(process.Process):
     """A Process whose child leads its own session and process group before it execs."""
 
@@ -33,9 +38,6 @@ class SessionProcess(process.Process):
                 descriptors.append((fd, fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC)))
             except OSError:  # closed while we listed them (the listing's own one)
                 continue
-        ignored = [
-            number for number in range(1, signal.NSIG) if signal.getsignal(number) == signal.SIG_IGN
-        ]
         self.pid = os.posix_spawnp(
             executable,
             args,
@@ -43,7 +45,7 @@ class SessionProcess(process.Process):
             file_actions=process._getFileActions(
                 descriptors, kwargs["fdmap"], doClose=process._PS_CLOSE, doDup2=process._PS_DUP2
             ),
-            setsigdef=ignored,
+            setsigdef=DEFAULT_SIGNALS,
             setsid=True,
         )
         self.status = -1
