@@ -214,6 +214,40 @@ async def test_even_the_fastest_writer_cannot_pass_the_cap(make_server, command)
     assert await client.request(f"STOP {pid}") == f"OK {pid} stopped by SIGTERM"
 
 
+def counted_lines(path: str) -> list[int]:
+    """The numbers of a counter's lines in its log file, in order ([] before it exists)."""
+    with contextlib.suppress(FileNotFoundError), open(path) as log:
+        return [int(line.split()[1]) for line in log if line.startswith("line ")]
+    return []
+
+
+def writes_to(process: psutil.Process, path: str) -> bool:
+    """Whether process is a shared log writer with path open (other children may be zombies)."""
+    try:
+        return "--serve" in process.cmdline() and path in [f.path for f in process.open_files()]
+    except psutil.Error:
+        return False
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_killed_log_writer_costs_no_program_and_no_line(make_server):
+    server = make_server()
+    client = await connect(server.port, server.token)
+    counter = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.02; done"
+    pid = await start(client, f"sh -c '{counter}'")
+    log = server.state_dir + "/logs/1.out"
+    await wait_for(lambda: len(counted_lines(log)) >= 5)
+    [writer] = [child for child in psutil.Process().children() if writes_to(child, log)]
+    writer.kill()  # this test's server's own log writer, by pid
+    writer.wait(10)
+    written = len(counted_lines(log))
+    await wait_for(lambda: len(counted_lines(log)) >= written + 20)
+    assert pid_alive(pid), "no SIGPIPE: the server held the pipes open for a new writer"
+    numbers = counted_lines(log)
+    assert numbers == list(range(len(numbers))), "no line lost"
+    assert await client.request(f"STOP {pid}") == f"OK {pid} stopped by SIGTERM"
+
+
 @pytest_twisted.ensureDeferred
 async def test_every_mutating_command_is_audited_and_survives_a_restart(make_server):
     server = make_server()

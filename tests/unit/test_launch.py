@@ -163,21 +163,27 @@ def close_all(fds) -> None:
         os.close(fd)
 
 
+def close_run(fds, handed) -> None:
+    """What the server holds of a run's output: the program's ends, the writer's done end and
+    its own copies of the pipes."""
+    close_all([*fds.values(), handed.done, *handed.pipes])
+
+
 def test_a_writer_is_started_directly_when_the_shared_writer_is_gone(tmp_path):
     reactor, launcher, logfiles = writer_rig(tmp_path)
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)  # starts the shared writer
-    close_all([*fds.values(), done])
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)  # starts the shared writer
+    close_run(fds, handed)
     [channel] = reactor.shared_writers
     channel.close()  # the shared writer died: its end of the channel is gone
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
     [writer] = reactor.writers
     assert writer.args[-3:] == [logfiles.path(1, "stdout"), logfiles.path(1, "stderr"), "4096"]
     assert writer.env == {} and sorted(writer.childFDs) == [0, 1, 2, 3, 4, 5]
-    close_all([*fds.values(), done])
+    close_run(fds, handed)
     assert launcher._channel is None, "a new shared writer is started at the next need"
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
     assert len(reactor.shared_writers) == 2
-    close_all([*fds.values(), done])
+    close_run(fds, handed)
     reactor.shared_writers[1].close()
 
 
@@ -190,19 +196,19 @@ def test_where_no_writer_can_start_programs_write_their_files_for_a_minute(tmp_p
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
 
     reactor.spawnProcess = refuse
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)
-    assert done is None and sorted(fds) == [1, 2]
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
+    assert handed is None and sorted(fds) == [1, 2]
     assert os.fstat(fds[1]).st_ino == os.stat(logfiles.path(1, "stdout")).st_ino
     close_all(fds.values())
     reactor.advance(59)
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)
-    assert done is None, "no new try within the minute"
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
+    assert handed is None, "no new try within the minute"
     close_all(fds.values())
     del reactor.spawnProcess
     reactor.advance(2)
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)
-    assert done is not None and len(reactor.shared_writers) == 1
-    close_all([*fds.values(), done])
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
+    assert handed is not None and len(reactor.shared_writers) == 1
+    close_run(fds, handed)
 
 
 def test_log_files_that_cannot_be_opened_are_a_spawn_failure_naming_the_program(tmp_path):
@@ -227,23 +233,23 @@ def test_the_shared_writer_runs_isolated_on_a_channel_that_never_blocks_the_serv
     from rpm.server.managed.launch import LOG_WRITER
 
     reactor, launcher, logfiles = writer_rig(tmp_path)
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
     [spawn] = reactor.shared_writer_spawns
     assert spawn.args == [sys.executable, "-I", "-S", LOG_WRITER, "--serve"]
     assert reactor.writers == [], "the shared writer took the run: none is started directly"
     assert launcher._channel.getblocking() is False
-    for fd in [*fds.values(), done, launcher._null()]:
+    for fd in [*fds.values(), handed.done, *handed.pipes, launcher._null()]:
         assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC, "no other child inherits it"
-    assert fcntl.fcntl(done, fcntl.F_GETFL) & os.O_NONBLOCK
-    close_all([*fds.values(), done])
+    assert fcntl.fcntl(handed.done, fcntl.F_GETFL) & os.O_NONBLOCK
+    close_run(fds, handed)
 
 
 def test_an_old_shared_writers_end_does_not_close_the_current_channel(tmp_path):
     import socket
 
     reactor, launcher, logfiles = writer_rig(tmp_path)
-    fds, done = launcher.outputs(logfiles, record("true"), 4096)
-    close_all([*fds.values(), done])
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
+    close_run(fds, handed)
     current = launcher._channel
     old, other = socket.socketpair()
     launcher.close_writer_channel(old)

@@ -20,9 +20,9 @@ from rpm.server.managed.adoption import take_over
 from rpm.server.managed.launch import LOG_WRITER, Launcher
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.outputs import OutputTracker
-from rpm.server.managed.program import WriterDone
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.supervisor import Supervisor
+from rpm.server.managed.written import WriterDone, drained
 
 FAKE_PID = 5_000_000
 
@@ -34,6 +34,7 @@ class FakeProcessReactor(Clock):
         self.shared_writers = []
         self.writers = []
         self.shared_writer_spawns = []
+        self.held = []  # what the log writers were handed and hold
         self.readers = set()
         self.next_pid = FAKE_PID  # above Linux's PID_MAX_LIMIT: no real process has it
 
@@ -76,15 +77,19 @@ class FakeProcessReactor(Clock):
         self.readers.discard(reader)
 
     def finish_writers(self) -> None:
-        """The log writers' work is done: they drop their pipes (queued in the shared
-        writer's channel, unread), so each run's WriterDone sees the end."""
+        """The log writers do what real ones do: take the runs handed to them (queued in the
+        shared writer's channel) and, for each run whose pipes every program end has closed
+        and that holds no more output, drop its descriptors, so its WriterDone sees the end."""
         for channel in self.shared_writers:
             channel.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 while True:
                     _, fds, _, _ = socket.recv_fds(channel, 8192, 3)
-                    for fd in fds:
-                        os.close(fd)
+                    self.held.append(fds)
+        for fds in [fds for fds in self.held if drained(tuple(fds[:2]))]:
+            self.held.remove(fds)
+            for fd in fds:
+                os.close(fd)
         for reader in list(self.readers):
             if isinstance(reader, WriterDone):
                 reader.doRead()
@@ -220,6 +225,7 @@ def test_a_run_that_ends_during_spawn_is_started_then_exited(rig):
 
     rig.reactor.spawnProcess = spawn_and_end
     record = started(rig, Start(("false",)))
+    rig.reactor.finish_writers()  # the server's copies of the program's ends are closed now
     assert [e[0] for e in rig.events] == ["started", "exited"]
     assert [call[0] for call in rig.store.calls] == ["add_program", "add_run", "end_run"]
     assert record.ended

@@ -6,8 +6,10 @@ environment, so STOP can kill them all at once (cgroup.kill), PAUSE freeze them
 
 A program is born in its cgroup: for the instant of the spawn the server itself steps into
 the program's cgroup, so the child starts there before it can fork anything (what clone3's
-CLONE_INTO_CGROUP does, which Python cannot ask for), and steps back out. Should it ever
-fail to get out, it never signals or freezes the cgroup it is in: it would hit itself.
+CLONE_INTO_CGROUP does, which Python cannot ask for), and steps back out. The CPU the server
+spends on the spawn, and any page it first touches then, count to the program's cgroup: a
+fraction of a millisecond, a few pages at most. Should it ever fail to get out, it never
+signals or freezes the cgroup it is in: it would hit itself.
 
 Without such a cgroup the server falls back on process groups, RPM_RUN markers and being
 a subreaper (see control.py). Every method here is a few small reads or writes in cgroupfs.

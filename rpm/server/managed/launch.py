@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.session import spawn_in_session
+from rpm.server.managed.written import Handed
 from rpm.server.procs.identity import RUN_VARIABLE
 
 log = Logger()
@@ -117,12 +118,12 @@ class Launcher:
             )
         return executable
 
-    def outputs(self, logfiles, record: ManagedRecord, limit: int) -> tuple[dict, int | None]:
+    def outputs(self, logfiles, record: ManagedRecord, limit: int) -> tuple[dict, Handed | None]:
         """A run's stdout (1) and stderr (2): pipes to a log writer, which creates the log
-        files and holds each stream's live file to `limit`, and a descriptor that reads
-        end-of-file once the writer has written everything; or, where no log writer can
-        start (the server's Python cannot be run again, say), its log files themselves
-        (capped by the server as it reads) and None. The caller closes them.
+        files and holds each stream's live file to `limit`, and what the server keeps of
+        them (written.py); or, where no log writer can start (the server's Python cannot be
+        run again, say), its log files themselves (capped by the server as it reads) and
+        None. The caller closes the first, and the second once the run's output is written.
 
         With a writer, the server creates no file: creating one waits on the filesystem's
         journal, behind the registry's commit, and this runs on the reactor thread."""
@@ -140,26 +141,35 @@ class Launcher:
                 f"cannot open the log files for {record.argv[0]!r}: {err.strerror or err}"
             ) from err
 
-    def start_log_writer(self, paths: tuple[str, str], limit: int) -> tuple[dict, int]:
-        """Hand a run's new pipes to the shared log writer (logwriter.py), or to one of its
-        own; returns the ends the program writes to, as its stdout (1) and stderr (2), and
-        the end that reads end-of-file when the writer is done. The caller closes them."""
+    def start_log_writer(self, paths: tuple[str, str], limit: int) -> tuple[dict, Handed]:
+        """Hand a run's new pipes to a log writer; returns the ends the program writes to,
+        as its stdout (1) and stderr (2), and what the server keeps (see outputs)."""
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
         err_read, err_write = os.pipe2(os.O_CLOEXEC)
+        again = functools.partial(self.hand_over, paths, limit)
+        try:
+            handed = Handed(again((out_read, err_read)), (out_read, err_read), again)
+        except SpawnFailed:
+            for fd in (out_read, out_write, err_read, err_write):
+                os.close(fd)
+            raise
+        return {1: out_write, 2: err_write}, handed
+
+    def hand_over(self, paths: tuple[str, str], limit: int, pipes: tuple[int, ...]) -> int:
+        """Have the shared log writer (logwriter.py) copy these pipes to the files at paths,
+        or a writer of their own; returns the end that reads end-of-file once it is done."""
         done_read, done_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        theirs = (out_read, err_read, done_write)
+        theirs = (*pipes, done_write)
         try:
             if not self._hand_to_shared_writer(paths, limit, theirs):
-                pipes = dict(zip((3, 4, 5), theirs, strict=True))
-                self._spawn_writer([*paths, str(limit)], pipes, ProcessProtocol())
+                fds = dict(zip((3, 4, 5), theirs, strict=True))
+                self._spawn_writer([*paths, str(limit)], fds, ProcessProtocol())
         except OSError as err:
-            for fd in (out_write, err_write, done_read):
-                os.close(fd)
+            os.close(done_read)
             raise SpawnFailed(f"cannot start the log writer: {err.strerror or err}") from err
         finally:
-            for fd in theirs:
-                os.close(fd)
-        return {1: out_write, 2: err_write}, done_read
+            os.close(done_write)
+        return done_read
 
     def _hand_to_shared_writer(
         self, paths: tuple[str, str], limit: int, pipes: tuple[int, ...]

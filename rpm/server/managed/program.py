@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet import task
@@ -18,8 +17,8 @@ from twisted.logger import Logger
 from rpm.errors import BadArgument
 from rpm.rows import RESTARTING, Row
 from rpm.server.managed.records import ManagedRecord
+from rpm.server.managed.written import WriterDone
 from rpm.server.procs.identity import start_time
-from rpm.server.procs.ownedfd import OwnedReader
 
 log = Logger()
 BACKOFF_FIRST = 1.0
@@ -138,61 +137,6 @@ def kill_run(managed: Managed, cgroups, failure) -> None:
             os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(OSError, ProcessExitedAlready):
         managed.transport.signalProcess("KILL")
-
-
-class WriterDone(OwnedReader):
-    """Fires `done` when a run's log writer has written all of the run's output and ended:
-    the writer holds the only other end of a pipe, so ours reads end-of-file then."""
-
-    WAIT_AT_MOST = 5.0  # a writer kept alive by an orphan holding the output: go on anyway
-
-    def __init__(self, reactor, fd: int):
-        self.done: Deferred = Deferred()
-        self._waiters: list[Deferred] | None = []  # None once the action has run
-        super().__init__(reactor, fd)
-
-    def logPrefix(self) -> str:
-        return "log-writer"
-
-    def doRead(self) -> None:
-        try:
-            data = os.read(self._fd, 64)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.finish()
-
-    def connectionLost(self, reason) -> None:
-        self.finish()
-
-    def then(self, action: Callable[[], None]) -> None:
-        """Run action once the writer is done, or after WAIT_AT_MOST seconds."""
-        if not self.done.called:
-            timer = self._reactor.callLater(self.WAIT_AT_MOST, self.finish)
-            self.done.addBoth(lambda _: timer.cancel() if timer.active() else None)
-        self.done.addBoth(lambda _: action())
-        self.done.addBoth(lambda _: self._acted())
-
-    def finished(self) -> Deferred:
-        """Fires once the action given to `then` has run."""
-        waiter = Deferred()
-        if self._waiters is None:
-            waiter.callback(None)
-        else:
-            self._waiters.append(waiter)
-        return waiter
-
-    def _acted(self) -> None:
-        waiters, self._waiters = self._waiters or [], None
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def finish(self) -> None:
-        self.release()
-        if not self.done.called:
-            self.done.callback(None)
 
 
 class Names:

@@ -15,7 +15,6 @@ import signal
 
 from twisted.internet import process
 
-
 # Every signal the child could inherit as ignored (SIGPIPE from Python, SIGHUP under nohup)
 # starts at its default: all of them, which costs less than asking which are ignored.
 DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})

@@ -30,7 +30,6 @@ from rpm.server.managed.program import (
     Child,
     Managed,
     Names,
-    WriterDone,
     child_start_time,
     kill_run,
     own_session,
@@ -38,6 +37,7 @@ from rpm.server.managed.program import (
 )
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.restoring import Restoring
+from rpm.server.managed.written import WriterDone
 from rpm.server.procs.identity import same_start
 
 log = Logger()
@@ -228,7 +228,7 @@ class Supervisor(Restoring):
     def _spawn(self, managed: Managed, executable: str) -> None:
         """Start a run; the record changes only once the process exists (see _spawned)."""
         record = managed.record
-        fds, done = self._launcher.outputs(
+        fds, handed = self._launcher.outputs(
             self._outputs.logfiles, record, self._outputs.max_bytes // 2
         )
         born_inside = (
@@ -236,7 +236,7 @@ class Supervisor(Restoring):
             if self.cgroups is not None and self.cgroups.prepare(record.id)
             else contextlib.nullcontext()
         )
-        managed.writer = WriterDone(self._reactor, done) if done is not None else None
+        managed.writer = WriterDone(self._reactor, handed) if handed is not None else None
         managed.spawning = True
         try:
             with born_inside:
