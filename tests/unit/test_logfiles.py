@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 from twisted.internet.task import Clock
 
 from rpm.server.managed.logfiles import LogFiles, last_lines
@@ -29,11 +30,12 @@ def test_last_lines_of_a_short_file_and_crlf(tmp_path):
     assert [text for _, text in last_lines(str(path), 10)] == ["a", "", "b"]
 
 
-def test_tail_interleaves_streams_in_the_order_they_were_seen(tmp_path):
+@pytest.mark.parametrize("new", [False, True], ids=["a run", "a new program's first run"])
+def test_tail_interleaves_streams_in_the_order_they_were_seen(tmp_path, new):
     clock = Clock()
     logs = LogFiles(str(tmp_path))
     watcher = OutputTracker(clock, logs)
-    watcher.track(1)
+    watcher.track(1, new=new)
     for stream, text in [
         ("stderr", "e1\n"),
         ("stdout", "o1\n"),

@@ -96,13 +96,14 @@ class ProgramCgroups:
         return os.path.isdir(self.path(managed_id))
 
     def prepare(self, managed_id: int) -> bool:
-        """Make the program's cgroup, thawed (a new run is not born paused); whether it is
-        there to be born in."""
+        """Make the program's cgroup, or thaw the one it has (a new run is not born paused);
+        whether it is there to be born in."""
         try:
-            os.makedirs(self.path(managed_id), exist_ok=True)
+            os.makedirs(self.path(managed_id))
+        except FileExistsError:
+            self.freeze(managed_id, False)
         except OSError:
             return False
-        self.freeze(managed_id, False)
         return True
 
     @contextlib.contextmanager

@@ -79,7 +79,8 @@ class Launcher:
         self._umask = umask  # the children's, where it differs from the server's own
         self._spawn_session = spawn_session or functools.partial(spawn_in_session, reactor)
         self._prlimit = shutil.which("prlimit")
-        self._environ = os.environ if environ is None else environ
+        # a copy: every read of os.environ decodes each variable again
+        self._environ = dict(os.environ) if environ is None else environ
         self._devnull: int | None = None
         self._channel: socket.socket | None = None  # our end of the shared log writer's
         self._writers_retry_at = 0.0  # after a failure to start a log writer, when to retry

@@ -145,8 +145,13 @@ class OutputTracker:
         if entry is not None and entry.noted is None and not entry.followers and not entry.rotating:
             del self._watched[managed_id]
 
-    def track(self, managed_id: int) -> None:
-        """Start journaling a program's output (a start, restart or adoption)."""
+    def track(self, managed_id: int, new: bool = False) -> None:
+        """Start journaling a program's output (a start, restart or adoption). A new program
+        has written nothing the next tick will not see: nothing to read of its files now."""
+        if new and managed_id not in self._watched:
+            empty = dict.fromkeys(STREAMS, 0)
+            self._watched[managed_id] = _TrackedOutput(noted=dict(empty), starts=empty)
+            return
         entry = self._entry(managed_id)
         if entry.noted is None:
             entry.noted = self.logfiles.journaled_sizes(managed_id)

@@ -267,7 +267,7 @@ class Supervisor(Restoring):
 
     def _announce_run(self, managed: Managed) -> None:
         """After a spawn: tell observers, and finish a run that already ended meanwhile."""
-        self._outputs.track(managed.record.id)
+        self._outputs.track(managed.record.id, new=managed.record.restarts == 0)
         self._emit("started", managed.record)
         if managed.record.ended:
             self._once_output_written(managed)
