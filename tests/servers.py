@@ -110,6 +110,7 @@ class ServerRunner:
         state_dir: Path | None = None,
         env: dict | None = None,
         prefix: tuple = (),
+        pass_fds: tuple = (),
     ) -> ServerProcess:
         """Start a server (`prefix` goes before the command, as setpriv would) and wait until it
         listens; `runner[0]` is found beside this Python unless it is an absolute path."""
@@ -139,6 +140,7 @@ class ServerRunner:
                 stderr=subprocess.PIPE,
                 text=True,
                 start_new_session=True,
+                pass_fds=pass_fds,
             )
         self.started.append(process)
         if state_dir not in self.state_dirs:

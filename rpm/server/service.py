@@ -28,6 +28,7 @@ from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.memoryguard import MemoryGuard
 from rpm.server.managed.outputs import OutputTracker
 from rpm.server.managed.pruning import Pruner
+from rpm.server.managed.session import close_inherited_on_exec
 from rpm.server.managed.store import Store
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.metrics import metrics_site
@@ -153,6 +154,7 @@ class RPMService(service.Service):
         if self._server_log is not None:
             self._server_log.attach()
         raise_fd_limit()
+        close_inherited_on_exec()
         try:
             self.core = self.build()
         except StateDirBusy as err:  # another server took it since the preflight check

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import BIN, PROJECT, ServerRunner, talk
+from tests.support import wait_until
 
 OPTIONS = (
     "--port",
@@ -84,6 +85,21 @@ def test_twistd_rpm_serves_and_stops_on_sigterm_leaving_children_running(run_ser
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_no_descriptor_the_server_inherited_reaches_its_programs(run_server):
+    read_end, write_end = os.pipe()
+    inherited = 50
+    os.dup2(read_end, inherited)  # inheritable, as a careless parent would leave it
+    try:
+        server = run_server(pass_fds=(inherited,))
+    finally:
+        for fd in (read_end, write_end, inherited):
+            os.close(fd)
+    talk(server.port, f"AUTH {server.token}", "START ls /proc/self/fd", "EXIT")
+    log = server.state_dir / "logs" / "1.out"
+    listed = wait_until(lambda: log.exists() and log.read_text().split())
+    assert sorted(map(int, listed)) == [0, 1, 2, 3], "stdio, and the directory ls reads"
 
 
 def test_twist_runs_the_same_plugin(run_server):

@@ -5,10 +5,16 @@ and forks it otherwise; this one does the same, but the child calls setsid() bef
 (POSIX_SPAWN_SETSID, or in the forked child). So no signal to the server's process group
 can reach the program once the spawn returns, and no helper program (util-linux setsid) has
 to be exec'd first: that extra exec cost more than the rest of a START together.
+
+No descriptor of the server leaks into a program: Python opens all of its own close-on-exec
+(PEP 446), and close_inherited_on_exec marks those the server inherited, once at its start.
+So a spawn looks only at stdin, stdout, stderr and the descriptors it maps, where Twisted
+looks at every open descriptor, which grows with every running program.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -32,11 +38,9 @@ class SessionProcess(process.Process):
         if path is not None and os.path.abspath(path) != os.path.abspath("."):
             return False
         descriptors = []
-        for fd in process._listOpenFDs():
-            try:
+        for fd in {0, 1, 2, *kwargs["fdmap"].values()}:
+            with contextlib.suppress(OSError):  # stdin, say, closed
                 descriptors.append((fd, fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC)))
-            except OSError:  # closed while we listed them (the listing's own one)
-                continue
         self.pid = os.posix_spawnp(
             executable,
             args,
@@ -54,6 +58,15 @@ class SessionProcess(process.Process):
         """In the forked child: a new session first, then the descriptors, as Twisted does."""
         os.setsid()
         super()._setupChild(fdmap)
+
+
+def close_inherited_on_exec() -> None:
+    """Mark every descriptor above stderr close-on-exec, so that none the server inherited
+    (from a shell, a supervisor) reaches its programs."""
+    for fd in process._listOpenFDs():
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
 
 
 def spawn_in_session(reactor, protocol, executable, args, env, path=None, childFDs=None):
