@@ -138,7 +138,7 @@ def control_figures(report: Report, server: BenchServer, quick: bool) -> None:
     report.add("STOP (obeys SIGTERM) p50", ms(stop), target="<= 50 ms", ok=stop <= 0.05)
     per_mb, memory = measure.log_writer_cost(server)
     report.add("log writer CPU per MB written", f"{per_mb * 1000:.2f} ms")
-    report.add("  its memory (USS), per program", f"{memory / 1e6:.1f} MB")
+    report.add("  its memory (USS), for every program", f"{memory / 1e6:.1f} MB")
 
 
 def resource_figures(report: Report, server: BenchServer, quick: bool) -> None:

@@ -247,23 +247,31 @@ LOG_TEST_BYTES = 256 * 1024 * 1024
 
 
 def log_writer_cost(server: BenchServer) -> tuple[float, int]:
-    """A program writes LOG_TEST_BYTES as fast as it can, through its log writer: the
-    writer's CPU seconds per MB, and its unique memory (USS) in bytes."""
+    """A program writes LOG_TEST_BYTES as fast as it can, through the server's log writer
+    (which copies every program's output): the CPU seconds that cost the writer per MB, and
+    the writer's unique memory (USS) in bytes."""
     conn = Conn(server, "json")
-    script = f"head -c {LOG_TEST_BYTES} /dev/zero | tr '\\000' x; exec sleep 60"
+    ready = server.directory / "go"
+    script = (
+        f"while [ ! -e {ready} ]; do sleep 0.05; done; "
+        f"head -c {LOG_TEST_BYTES} /dev/zero | tr '\\000' x; exec sleep 60"
+    )
     pid = json.loads(conn.request(f"START sh -c {json.dumps(script)}"))["pid"]
     writer = next(
         child
         for child in server.psutil.children()
-        if any("logwriter.py" in part for part in child.cmdline())
+        if "--serve" in child.cmdline() and any("logwriter.py" in part for part in child.cmdline())
     )
+    before = writer.cpu_times()
+    ready.touch()  # and now it writes
     while psutil.Process(pid).name() != "sleep":  # the writing is over once sleep runs
         time.sleep(0.05)
     time.sleep(0.2)  # the pipe drained
-    times, memory = writer.cpu_times(), writer.memory_full_info().uss
+    after, memory = writer.cpu_times(), writer.memory_full_info().uss
     conn.request(f"STOP {pid}")
     conn.close()
-    return (times.user + times.system) / (LOG_TEST_BYTES / 1e6), memory
+    spent = after.user + after.system - before.user - before.system
+    return spent / (LOG_TEST_BYTES / 1e6), memory
 
 
 def scrape_latencies(port: int, server: BenchServer, programs: int, count: int) -> list[float]:

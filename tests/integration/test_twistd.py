@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -89,8 +90,8 @@ def test_twistd_rpm_serves_and_stops_on_sigterm_leaving_children_running(run_ser
 
 def test_no_descriptor_the_server_inherited_reaches_its_programs(run_server):
     read_end, write_end = os.pipe()
-    inherited = 50
-    os.dup2(read_end, inherited)  # inheritable, as a careless parent would leave it
+    inherited = fcntl.fcntl(read_end, fcntl.F_DUPFD, 50)  # a free one, never one in use here
+    os.set_inheritable(inherited, True)  # as a careless parent would leave it
     try:
         server = run_server(pass_fds=(inherited,))
     finally:
