@@ -230,18 +230,22 @@ def writes_to(process: psutil.Process, path: str) -> bool:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_killed_log_writer_costs_no_program_and_no_line(make_server):
+async def test_a_killed_log_writer_costs_no_program_and_no_line(make_server, tmp_path):
     server = make_server()
     client = await connect(server.port, server.token)
-    counter = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.02; done"
+    gate = tmp_path / "go"
+    counter = (
+        f"i=0; while :; do echo line $i; i=$((i+1)); "
+        f"[ $i = 5 ] && while [ ! -e {gate} ]; do sleep 0.02; done; done"
+    )
     pid = await start(client, f"sh -c '{counter}'")
     log = server.state_dir + "/logs/1.out"
-    await wait_for(lambda: len(counted_lines(log)) >= 5)
+    await wait_for(lambda: counted_lines(log) == list(range(5)))  # then it waits at the gate
     [writer] = [child for child in psutil.Process().children() if writes_to(child, log)]
-    writer.kill()  # this test's server's own log writer, by pid
+    writer.kill()  # this test's server's own log writer, by pid, with nothing in hand
     writer.wait(10)
-    written = len(counted_lines(log))
-    await wait_for(lambda: len(counted_lines(log)) >= written + 20)
+    gate.touch()
+    await wait_for(lambda: len(counted_lines(log)) >= 1000)
     assert pid_alive(pid), "no SIGPIPE: the server held the pipes open for a new writer"
     numbers = counted_lines(log)
     assert numbers == list(range(len(numbers))), "no line lost"
