@@ -82,7 +82,7 @@ class Launcher:
         # a copy: every read of os.environ decodes each variable again
         self._environ = dict(os.environ) if environ is None else environ
         self._devnull: int | None = None
-        self._channel: socket.socket | None = None  # our end of the shared log writer's
+        self._channel: socket.socket | None = None  # ours of the shared log writer's channel
         self._writers_retry_at = 0.0  # after a failure to start a log writer, when to retry
 
     def marker(self, record: ManagedRecord) -> str:
