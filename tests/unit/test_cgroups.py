@@ -63,3 +63,86 @@ def test_where_the_server_cannot_enter_the_program_is_born_beside_it(tree):
     with cgroups.born_inside(1):
         assert not (tree / "cgroup.procs").exists(), "never left its own cgroup"
     assert not (tree / "cgroup.procs").exists()
+
+
+def test_the_v2_hierarchy_is_found_in_mountinfo_and_the_own_cgroup_in_proc(tmp_path):
+    from rpm.server.managed import cgroups
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "24 1 0:22 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu\n"
+        "35 24 0:30 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw\n"
+    )
+    assert cgroups._cgroup2_mount(str(mountinfo)) == "/sys/fs/cgroup/unified"
+    mountinfo.write_text("24 1 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n")
+    assert cgroups._cgroup2_mount(str(mountinfo)) is None
+    mountinfo.write_text("a line without its separator\n")
+    assert cgroups._cgroup2_mount(str(mountinfo)) is None
+    assert cgroups._cgroup2_mount(str(tmp_path / "missing")) is None
+    own = tmp_path / "cgroup"
+    own.write_text("4:memory:/elsewhere\n0::/system.slice/rpm.service\n")
+    assert cgroups._own_cgroup(str(own)) == "/system.slice/rpm.service"
+    own.write_text("4:memory:/elsewhere\n")
+    assert cgroups._own_cgroup(str(own)) is None
+    assert cgroups._own_cgroup(str(tmp_path / "missing")) is None
+
+
+def test_programs_get_cgroups_only_under_a_writable_delegated_cgroup(tmp_path, monkeypatch):
+    from rpm.server.managed import cgroups
+
+    service = tmp_path / "system.slice" / "rpm.service"
+    service.mkdir(parents=True)
+    monkeypatch.setattr(cgroups, "_cgroup2_mount", lambda: str(tmp_path))
+    monkeypatch.setattr(cgroups, "_own_cgroup", lambda: "/system.slice/rpm.service")
+    assert cgroups.delegated_root() is None, "no cgroup.procs: not a cgroup"
+    (service / "cgroup.procs").write_text("")
+    assert cgroups.delegated_root() == str(service)
+    assert ProgramCgroups.create("test") is None, "no cgroup.kill: a kernel before 5.14"
+    assert not (service / "rpm-test").exists(), "not left behind"
+    (service / "rpm-test").mkdir()
+    (service / "rpm-test" / "cgroup.kill").write_text("")
+    made = ProgramCgroups.create("test")
+    assert made.base == str(service / "rpm-test") and made.home == str(service)
+    monkeypatch.setattr(cgroups, "_own_cgroup", lambda: None)
+    assert cgroups.delegated_root() is None and ProgramCgroups.create("test") is None
+
+
+def test_what_a_programs_cgroup_says(tree):
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    cgroups.prepare(1)
+    program = tree / "rpm-test" / "program-1"
+    assert cgroups.pids(1) == [] and not cgroups.populated(1) and cgroups.usage(1) == {}
+    assert cgroups.anonymous_memory(1) is None
+    (program / "cgroup.procs").write_text(f"41\n{os.getpid()}\n43\n")
+    (program / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    (program / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    (program / "memory.current").write_text("4096\n")
+    (program / "memory.stat").write_text("file 8192\nanon 12288\n")
+    assert cgroups.pids(1) == [41, 43] and cgroups.populated(1)
+    assert cgroups.usage(1) == {"cgroup_cpu": 2.5, "cgroup_memory": 4096}
+    assert cgroups.anonymous_memory(1) == 12288
+    (program / "cgroup.events").write_text("populated 0\nfrozen 0\n")
+    assert not cgroups.populated(1)
+    cgroups.freeze(1, True)
+    assert (program / "cgroup.freeze").read_text() == "1"
+    cgroups.kill(1)
+    assert (program / "cgroup.kill").read_text() == "1"
+
+
+def test_only_empty_cgroups_are_removed_and_tidied_away(tree):
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    for managed_id in (1, 2):
+        cgroups.prepare(managed_id)
+    (tree / "rpm-test" / "program-2" / "cgroup.procs").write_text("4242\n")  # still running
+    (tree / "rpm-test" / "unrelated").mkdir()
+    cgroups.remove(2)
+    assert cgroups.exists(2)
+    cgroups.tidy()
+    assert not cgroups.exists(1) and cgroups.exists(2), "a program that outlives the server"
+    assert (tree / "rpm-test" / "unrelated").exists()
+    (tree / "rpm-test" / "program-2" / "cgroup.procs").unlink()
+    (tree / "rpm-test" / "unrelated").rmdir()
+    cgroups.remove(2)
+    assert not cgroups.exists(2)
+    cgroups.tidy()
+    assert not (tree / "rpm-test").exists(), "its own cgroup too, once empty"

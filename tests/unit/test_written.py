@@ -22,6 +22,7 @@ class Run:
         done, self.writer = os.pipe()
         self.handed_again: list[tuple[int, ...]] = []
         self.new_writers: list[int] = []
+        self.new_dones: list[int] = []
         self.watch = WriterDone(
             self.reactor, Handed(done, (out_read, err_read), again or self.again)
         )
@@ -32,6 +33,7 @@ class Run:
         self.handed_again.append(pipes)
         done, writer = os.pipe()
         self.new_writers.append(writer)
+        self.new_dones.append(done)
         return done
 
     def writer_ends(self, writer: int, told_by: str = "doRead") -> None:
@@ -73,6 +75,7 @@ def test_a_writer_that_dies_first_hands_the_pipes_to_a_new_one(left, told_by):
         run.program_ends()
     run.writer_ends(run.writer, told_by)  # killed
     assert not run.watch.done.called and run.handed_again == [run.pipes]
+    assert run.watch.fileno() == run.new_dones[0] and run.watch in run.reactor.readers
     if left == "the program still writing":
         os.write(run.out, b"written after\n")  # no EPIPE: the server still holds a reader
         run.program_ends()
@@ -93,3 +96,34 @@ def test_where_no_new_writer_can_start_the_run_still_ends():
     run.writer_ends(run.writer)
     assert run.watch.done.called and all(closed(fd) for fd in run.pipes)
     run.program_ends()
+
+
+def test_what_waits_for_the_output_runs_once_it_is_written_and_in_order():
+    run = Run()
+    order = []
+    run.watch.then(lambda: order.append("action"))
+    run.watch.finished().addCallback(lambda _: order.append("finished"))
+    run.reactor.advance(WriterDone.WAIT_AT_MOST - 0.1)
+    assert order == []
+    os.write(run.writer, b"x")  # not the end: the writer holds on
+    run.watch.doRead()
+    assert not run.watch.done.called
+    run.program_ends()
+    run.writer_ends(run.writer)
+    assert order == ["action", "finished"]
+    run.reactor.advance(1)
+    assert order == ["action", "finished"], "the deadline was called off"
+    later = []
+    run.watch.finished().addCallback(later.append)
+    assert later == [None], "after the action, at once"
+
+
+def test_a_writer_kept_alive_by_an_orphan_is_waited_for_a_few_seconds_only():
+    run = Run()
+    done = []
+    run.watch.then(lambda: done.append(run.reactor.seconds()))
+    run.reactor.advance(WriterDone.WAIT_AT_MOST)
+    assert done == [WriterDone.WAIT_AT_MOST] and all(closed(fd) for fd in run.pipes)
+    assert run.watch not in run.reactor.readers
+    for fd in (run.out, run.err, run.writer):
+        os.close(fd)

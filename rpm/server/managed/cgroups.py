@@ -86,6 +86,8 @@ class ProgramCgroups:
         except OSError:
             return None
         if not os.path.exists(os.path.join(base, "cgroup.kill")):  # cgroup.kill: Linux 5.14
+            with contextlib.suppress(OSError):
+                os.rmdir(base)  # of no use without it
             return None
         return cls(base)
 
