@@ -17,6 +17,12 @@ from tests.servers import BIN, ServerRunner
 from tests.support import kill_tree
 from tests.tmux import Tmux
 
+# A suite started in the background (`make test &` in a script) is handed SIGINT ignored,
+# and every program it starts would inherit that: rpmctl and rpm-tui would rightly ignore
+# the Ctrl-C their tests send. Handled here, it is at its default in what the tests start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 class RunningServer:
     """An RPMService listening on 127.0.0.1:<port>, with its token and state directory."""

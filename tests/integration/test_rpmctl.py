@@ -201,7 +201,7 @@ def test_watch_streams_tables_and_stops_on_ctrl_c(server):
         assert [event["event"] for event in events] == ["table", "host", "table", "host"]
         assert any(row["pid"] == 1 for row in events[0]["processes"])
         watch.send_signal(signal.SIGINT)
-        watch.communicate(timeout=30)  # read on, as a pipeline does: a full pipe blocks it
+        watch.communicate(timeout=30)  # reading on, as a pipeline's reader does
         assert watch.returncode == 0, "Ctrl-C is how a watch ends"
     finally:
         watch.kill()
