@@ -30,7 +30,6 @@ from rpm.server.procs.identity import (
     process_gone,
     processes_of_run,
     same_start,
-    start_time,
     stopped_or_gone,
 )
 from rpm.server.procs.policy import SignalPolicy
@@ -100,12 +99,8 @@ def _signal_cgroup(cgroups, managed_id: int, signum: int) -> None:
     """Every process in a program's cgroup: SIGKILL all at once, other signals one by one."""
     if signum == signal.SIGKILL:
         cgroups.kill(managed_id)
-        return
-    for pid in cgroups.pids(managed_id):
-        started = start_time(pid)
-        if started is not None:
-            with contextlib.suppress(NoSuchProcess, NotPermitted):
-                send_to_process(pid, started, signum)
+    else:
+        cgroups.signal_each(managed_id, signum)
 
 
 class Stopped(NamedTuple):

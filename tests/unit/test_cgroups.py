@@ -113,12 +113,13 @@ def test_what_a_programs_cgroup_says(tree):
     program = tree / "rpm-test" / "program-1"
     assert cgroups.pids(1) == [] and not cgroups.populated(1) and cgroups.usage(1) == {}
     assert cgroups.anonymous_memory(1) is None
-    (program / "cgroup.procs").write_text(f"41\n{os.getpid()}\n43\n")
+    # pids above Linux's PID_MAX_LIMIT: even a mutant that signals them reaches no process
+    (program / "cgroup.procs").write_text(f"5000041\n{os.getpid()}\n5000043\n")
     (program / "cgroup.events").write_text("populated 1\nfrozen 0\n")
     (program / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
     (program / "memory.current").write_text("4096\n")
     (program / "memory.stat").write_text("file 8192\nanon 12288\n")
-    assert cgroups.pids(1) == [41, 43] and cgroups.populated(1)
+    assert cgroups.pids(1) == [5_000_041, 5_000_043] and cgroups.populated(1)
     assert cgroups.usage(1) == {"cgroup_cpu": 2.5, "cgroup_memory": 4096}
     assert cgroups.anonymous_memory(1) == 12288
     (program / "cgroup.events").write_text("populated 0\nfrozen 0\n")
@@ -133,7 +134,7 @@ def test_only_empty_cgroups_are_removed_and_tidied_away(tree):
     cgroups = ProgramCgroups(str(tree / "rpm-test"))
     for managed_id in (1, 2):
         cgroups.prepare(managed_id)
-    (tree / "rpm-test" / "program-2" / "cgroup.procs").write_text("4242\n")  # still running
+    (tree / "rpm-test" / "program-2" / "cgroup.procs").write_text("5000042\n")  # still running
     (tree / "rpm-test" / "unrelated").mkdir()
     cgroups.remove(2)
     assert cgroups.exists(2)

@@ -24,6 +24,10 @@ from collections.abc import Iterator
 
 from twisted.logger import Logger
 
+from rpm.errors import NoSuchProcess, NotPermitted
+from rpm.server.procs.identity import start_time
+from rpm.server.procs.signalling import send_to_process
+
 log = Logger()
 
 CGROUP2 = "cgroup2"
@@ -163,12 +167,19 @@ class ProgramCgroups:
     def kill(self, managed_id: int) -> None:
         """SIGKILL every process in the cgroup: atomically, unless the server is in it too."""
         if self._inside(managed_id):
-            for pid in self.pids(managed_id):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            self.signal_each(managed_id, signal.SIGKILL)
             return
         with contextlib.suppress(OSError):
             self._write(managed_id, "cgroup.kill", "1")
+
+    def signal_each(self, managed_id: int, signum: int) -> None:
+        """Send signum to every process in the cgroup, one by one, each by pid and start time
+        (a process that ended meanwhile, or one the server may not signal, is passed over)."""
+        for pid in self.pids(managed_id):
+            started = start_time(pid)
+            if started is not None:
+                with contextlib.suppress(NoSuchProcess, NotPermitted):
+                    send_to_process(pid, started, signum)
 
     def freeze(self, managed_id: int, frozen: bool) -> None:
         if frozen and self._inside(managed_id):

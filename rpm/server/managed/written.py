@@ -83,10 +83,7 @@ class WriterDone(OwnedReader):
                 log.error("a run's output is lost: its log writer ended early, {error}", error=err)
             else:
                 log.warn("a log writer ended before the output it was given; a new one has it")
-                self._reactor.removeReader(self)
-                os.close(self._fd)
-                self._fd = fd
-                self._reactor.addReader(self)
+                self.watch_instead(fd)
                 return
         self.finish()
 

@@ -21,6 +21,12 @@ class OwnedReader:
     def connectionLost(self, reason) -> None:
         self.release()
 
+    def watch_instead(self, fd: int) -> None:
+        """Watch fd from now on; the descriptor held until now is released."""
+        self.release()
+        self._fd = fd
+        self._reactor.addReader(self)
+
     def release(self) -> None:
         if self._fd >= 0:
             self._reactor.removeReader(self)
