@@ -107,26 +107,33 @@ def test_without_usable_pidfds_psutil_signals(sleeper, monkeypatch, have_pidfd, 
     assert sleeper.wait(timeout=10) == -signal.SIGTERM
 
 
-def test_errors_name_the_pid_and_the_signal(sleeper, monkeypatch):
-    child, started = sleeper, psutil.Process(sleeper.pid).create_time()
+def test_a_pid_with_no_process_is_named(sleeper):
+    started = psutil.Process(sleeper.pid).create_time()
     gone = unreaped(["true"], [])
     gone.wait(timeout=10)
     with pytest.raises(NoSuchProcess, match=f"^no process has pid {gone.pid}$"):
         signalling.send_to_process(gone.pid, started, signal.SIGTERM)
 
-    def refused(*args):
-        raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(signalling.signal, "pidfd_send_signal", refused)
-    monkeypatch.setattr(signalling.psutil.Process, "send_signal", refused)
-    with pytest.raises(NotPermitted, match=f"^the system refused SIGTERM to pid {child.pid}$"):
-        signalling.send_to_process(child.pid, started, signal.SIGTERM)
-    monkeypatch.undo()
+@pytest.mark.parametrize(
+    "raised, expected, message",
+    [
+        (
+            PermissionError(1, "Operation not permitted"),
+            NotPermitted,
+            "the system refused SIGTERM to pid {pid}",
+        ),
+        (ProcessLookupError(3, "No such process"), NoSuchProcess, "no process has pid {pid}"),
+    ],
+    ids=["refused", "vanished"],
+)
+def test_errors_name_the_pid_and_the_signal(sleeper, monkeypatch, raised, expected, message):
+    started = psutil.Process(sleeper.pid).create_time()
 
-    def vanished(*args):
-        raise ProcessLookupError(3, "No such process")
+    def fail(*args):
+        raise raised
 
-    monkeypatch.setattr(signalling.signal, "pidfd_send_signal", vanished)
-    monkeypatch.setattr(signalling.psutil.Process, "send_signal", vanished)
-    with pytest.raises(NoSuchProcess, match=f"^no process has pid {child.pid}$"):
-        signalling.send_to_process(child.pid, started, signal.SIGTERM)
+    monkeypatch.setattr(signalling.signal, "pidfd_send_signal", fail)
+    monkeypatch.setattr(signalling.psutil.Process, "send_signal", fail)
+    with pytest.raises(expected, match=f"^{message.format(pid=sleeper.pid)}$"):
+        signalling.send_to_process(sleeper.pid, started, signal.SIGTERM)
