@@ -178,7 +178,6 @@ def shared(logs):
 
 def test_the_shared_writer_copies_every_run_and_tells_when_each_is_written(shared, logs):
     first, second = shared.hand(1), shared.hand(2)
-    assert until((logs / "2.err").exists), "created before the run writes anything"
     os.write(first[0], b"one\n")
     os.write(second[1], b"two\n")
     assert written(logs / "1.out", 4) == b"one\n" and written(logs / "2.err", 4) == b"two\n"
@@ -188,6 +187,20 @@ def test_the_shared_writer_copies_every_run_and_tells_when_each_is_written(share
     os.write(first[0], b"still\n")
     assert written(logs / "1.out", 10) == b"one\nstill\n"
     for fd in (first[0], first[1], first[2], second[2]):
+        os.close(fd)
+
+
+def test_a_run_that_writes_nothing_creates_no_file(shared, logs):
+    out, err, done = shared.hand(1)
+    os.close(out)
+    os.close(err)
+    assert os.read(done, 1) == b"", "the run is over"
+    os.close(done)
+    talker = shared.hand(2)
+    os.write(talker[1], b"late\n")
+    assert written(logs / "2.err", 5) == b"late\n"
+    assert sorted(os.listdir(logs)) == ["2.err", "2.lock"], "a file once there is output"
+    for fd in talker:
         os.close(fd)
 
 
