@@ -210,7 +210,8 @@ class ProgramCgroups:
         return None
 
     def remove(self, managed_id: int) -> None:
-        """Remove the program's cgroup once nothing runs in it (it stays otherwise)."""
+        """Remove the program's cgroup once nothing runs in it: the kernel refuses to remove
+        one that holds a process (EBUSY), so it stays while anything of the program runs."""
         with contextlib.suppress(OSError):
             os.rmdir(self.path(managed_id))
 

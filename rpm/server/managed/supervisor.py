@@ -305,7 +305,7 @@ class Supervisor(Restoring):
 
     def _finish_run(self, managed: Managed) -> None:
         self._outputs.release(managed.record.id)
-        if self.cgroups is not None and not self.cgroups.populated(managed.record.id):
+        if self.cgroups is not None:  # kept while anything of the program still runs
             self.cgroups.remove(managed.record.id)
         self._store.end_run(managed.record)
         self._emit("exited", managed.record)
