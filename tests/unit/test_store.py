@@ -2,6 +2,8 @@
 
 import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -147,3 +149,26 @@ def test_writes_in_one_transaction_land_together_or_not_at_all(tmp_path):
         )
     assert [r.run_id for r in store.records()] == [1], "the first write was rolled back too"
     assert store.write([(store.end_policy, (1,)), (store.add_audits, ([],))]) == [None, None]
+
+
+def test_checking_the_file_keeps_the_servers_locks_so_no_reader_takes_its_journal(tmp_path):
+    """SQLite's locks are POSIX locks, which a process loses when it closes *any* descriptor
+    of the file: a check that opened and closed the database let a reader in another
+    process, closing, take itself for the last user and delete the server's journal."""
+    path = str(tmp_path / "rpm.db")
+    store = Store(path)
+    store.write([(store.add_program, (record(id=1),))])
+    assert not store.replaced()
+    reader = (
+        "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+        "db.execute('SELECT 1 FROM managed').fetchall(); db.close()"
+    )
+    subprocess.run([sys.executable, "-c", reader, path], check=True, timeout=30)
+    assert os.path.exists(path + "-wal"), "the server's journal is still there"
+    store.write([(store.add_program, (record(id=2),))])
+    later = Store(path)
+    try:
+        assert [r.id for r in later.records()] == [1, 2], "what it wrote after is kept"
+    finally:
+        later.close()
+        store.close()

@@ -111,15 +111,18 @@ def _record(row) -> ManagedRecord:
     )
 
 
-def _private_file(path: str) -> None:
-    """Create the database file readable by its owner only (SQLite gives its -wal and -shm
-    files the same mode), and tighten one a looser umask made."""
+def _open_private(path: str) -> int:
+    """Open (creating) the database file readable by its owner only (SQLite gives its -wal
+    and -shm files the same mode), tightening one a looser umask made; returns the
+    descriptor, which the Store holds as long as its connection (see Store.replaced)."""
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         if os.fstat(descriptor).st_mode & 0o077:
             os.fchmod(descriptor, 0o600)
-    finally:
+    except OSError:
         os.close(descriptor)
+        raise
+    return descriptor
 
 
 class Store:
@@ -130,33 +133,37 @@ class Store:
         self._open()
 
     def _open(self) -> None:
-        _private_file(self.path)
+        self._file = _open_private(self.path)
+        info = os.fstat(self._file)
+        self._identity = (info.st_dev, info.st_ino)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
-        info = os.stat(self.path)
-        self._identity = (info.st_dev, info.st_ino)
 
     def replaced(self) -> bool:
         """Whether the database file was deleted or replaced since it was opened (writes
         would go on into a file nobody will read again), or overwritten in place where
-        SQLite keeps its header (the next server could not open it)."""
+        SQLite keeps its header (the next server could not open it).
+
+        The header is read through the descriptor held since the open: SQLite's locks are
+        POSIX locks, which a process loses when it closes any descriptor of the file, and
+        without them a reader in another process, closing, would take itself for the last
+        user and delete the journal this connection still writes to."""
         try:
-            with open(self.path, "rb") as handle:
-                info, header = os.fstat(handle.fileno()), handle.read(len(SQLITE_HEADER))
+            info = os.stat(self.path)
         except FileNotFoundError:
             return True
-        moved = (info.st_dev, info.st_ino) != self._identity
-        return moved or (info.st_size > 0 and header != SQLITE_HEADER)
+        if (info.st_dev, info.st_ino) != self._identity:
+            return True
+        return info.st_size > 0 and os.pread(self._file, len(SQLITE_HEADER), 0) != SQLITE_HEADER
 
     def rebuild(self, records: list[ManagedRecord]) -> None:
         """A new database at the path, holding these programs (what the server holds in
         memory). A foreign file found there is kept aside, never overwritten."""
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()
+        self.close()
         if os.path.exists(self.path):
             os.rename(self.path, f"{self.path}.replaced-{int(time.time())}")
         for journal in ("-wal", "-shm"):  # left by the old file: not this one's
@@ -191,7 +198,12 @@ class Store:
         return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        """Close the connection, then the descriptor that kept its locks (never before)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        if self._file >= 0:
+            os.close(self._file)
+            self._file = -1
 
     def next_id(self) -> int:
         return (self._db.execute("SELECT max(id) FROM managed").fetchone()[0] or 0) + 1
