@@ -39,10 +39,13 @@ def test_a_new_database_gets_the_current_schema(tmp_path):
 def test_a_newer_schema_is_refused(tmp_path):
     path = str(tmp_path / "db")
     Store(path).close()
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    db.close()  # (SQLite holds a file's descriptors while any connection to it is open)
+    before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(RuntimeError, match="upgrade rpm"):
         Store(path)
+    assert len(os.listdir("/proc/self/fd")) == before, "nothing of it left open"
 
 
 def add(store, program):

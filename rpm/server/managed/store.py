@@ -136,12 +136,16 @@ class Store:
         self._file = _open_private(self.path)
         info = os.fstat(self._file)
         self._identity = (info.st_dev, info.st_ino)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except BaseException:  # a newer schema, a locked or full disk: keep nothing open
+            self.close()
+            raise
 
     def replaced(self) -> bool:
         """Whether the database file was deleted or replaced since it was opened (writes
@@ -200,7 +204,8 @@ class Store:
     def close(self) -> None:
         """Close the connection, then the descriptor that kept its locks (never before)."""
         with contextlib.suppress(sqlite3.Error):
-            self._db.close()
+            if hasattr(self, "_db"):  # not if the first open failed before connecting
+                self._db.close()
         if self._file >= 0:
             os.close(self._file)
             self._file = -1
