@@ -1,5 +1,5 @@
 """Faults of the machine, not bugs: out of file descriptors, a full or read-only disk, a
-locked or unwritable registry. A request they break is answered with a named code (`limit`,
+locked, unwritable or damaged registry. A request they break is answered with a named code (`limit`,
 `storage`) and a message saying what happened, never `internal`."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import resource
 import sqlite3
 
 from rpm.errors import LimitReached, RPMError, StorageFailed
+from rpm.server.managed.store import is_damage
 
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 _STORAGE = {
@@ -48,6 +49,11 @@ def fault_error(err: BaseException) -> RPMError | None:
         return StorageFailed(f"{_STORAGE[err.errno]}: {err.filename or 'the state directory'}")
     if isinstance(err, sqlite3.OperationalError):
         return _registry_error(str(err))
+    if is_damage(err):
+        return StorageFailed(
+            f"the registry is damaged ({err}); the server is writing a new one from what it "
+            "holds in memory: try again in a moment; nothing was changed"
+        )
     return None
 
 

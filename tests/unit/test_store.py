@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from rpm.server.faults import fault_error
 from rpm.server.managed.records import AuditRecord, ManagedRecord
-from rpm.server.managed.store import MIGRATIONS, Store
+from rpm.server.managed.store import MIGRATIONS, Store, is_damage
 
 
 def record(**changes):
@@ -161,7 +162,7 @@ def test_checking_the_file_keeps_the_servers_locks_so_no_reader_takes_its_journa
     path = str(tmp_path / "rpm.db")
     store = Store(path)
     store.write([(store.add_program, (record(id=1),))])
-    assert not store.replaced()
+    assert not store.needs_rebuild()
     reader = (
         "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
         "db.execute('SELECT 1 FROM managed').fetchall(); db.close()"
@@ -174,4 +175,52 @@ def test_checking_the_file_keeps_the_servers_locks_so_no_reader_takes_its_journa
         assert [r.id for r in later.records()] == [1, 2], "what it wrote after is kept"
     finally:
         later.close()
+        store.close()
+
+
+def damage_past_the_header(path: str) -> None:
+    """Overwrite every page but the first in place, as a stray `dd` would."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xa5" * (size - 4096))
+
+
+def test_a_registry_written_by_someone_else_is_checked_and_rebuilt_if_damaged(tmp_path):
+    path = str(tmp_path / "rpm.db")
+    store = Store(path)
+    try:
+        for number in range(1, 41):
+            add(store, record(id=number, run_id=number, pid=1000 + number))
+        assert not store.needs_rebuild(), "its own writes need no check"
+        outside = sqlite3.connect(path)  # someone else writes the file: a checkpoint
+        outside.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        outside.close()
+        assert not store.needs_rebuild(), "checked, and whole"
+        damage_past_the_header(path)
+        assert store.needs_rebuild(), "its header is intact, its pages are not"
+        store.rebuild(store_records := [record(id=7, run_id=7, pid=1007)])
+        assert not store.needs_rebuild()
+        assert [r.id for r in store.records()] == [r.id for r in store_records]
+        assert list(tmp_path.glob("rpm.db.replaced-*")), "the damaged file is kept aside"
+    finally:
+        store.close()
+
+
+def test_a_query_that_meets_a_damaged_page_is_a_storage_fault(tmp_path):
+    path = str(tmp_path / "rpm.db")
+    store = Store(path)
+    try:
+        for number in range(1, 41):
+            add(store, record(id=number, run_id=number, pid=1000 + number))
+        outside = sqlite3.connect(path)  # the pages into the file, the connection's cache stale
+        outside.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        outside.close()
+        damage_past_the_header(path)
+        with pytest.raises(sqlite3.DatabaseError) as raised:
+            store.records()
+        assert is_damage(raised.value)
+        fault = fault_error(raised.value)
+        assert fault.code == "storage" and "the registry is damaged" in fault.message
+    finally:
         store.close()

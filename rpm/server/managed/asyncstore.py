@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from rpm.server.managed.records import AuditRecord, ManagedRecord
-from rpm.server.managed.store import Store
+from rpm.server.managed.store import Store, is_damage
 
 
 class AsyncStore:
@@ -41,7 +41,15 @@ class AsyncStore:
     def _run(self, method, *args):
         """A Deferred firing with method(*args), run in the store's thread."""
         self._flush()
-        return deferToThreadPool(self._reactor, self._pool, method, *args)
+        ran = deferToThreadPool(self._reactor, self._pool, method, *args)
+        return ran.addErrback(self._note_damage)
+
+    def _note_damage(self, failure: Failure) -> Failure:
+        """A query found the file damaged: the registry's guard rebuilds it at its next
+        check (within a second), and until then requests get `storage`."""
+        if is_damage(failure.value):
+            self.sync.damaged = True
+        return failure
 
     def _write(self, method, *args) -> Deferred:
         """A Deferred firing with method(*args) once the transaction it joins is committed."""
@@ -61,6 +69,7 @@ class AsyncStore:
             return
         operations = [(method, args) for method, args, _ in batch]
         written = deferToThreadPool(self._reactor, self._pool, self.sync.write, operations)
+        written.addErrback(self._note_damage)
 
         def settle(results: list) -> None:
             for (_, _, done), result in zip(batch, results, strict=True):
@@ -101,9 +110,9 @@ class AsyncStore:
     def prune(self, keep_ended: int, audit_before: float, audit_rows: int):
         return self._run(self.sync.prune, keep_ended, audit_before, audit_rows)
 
-    def replaced(self):
-        """Fires with whether the database file was deleted or replaced under us."""
-        return self._run(self.sync.replaced)
+    def needs_rebuild(self):
+        """Fires with whether the database file was deleted, replaced or damaged under us."""
+        return self._run(self.sync.needs_rebuild)
 
     def rebuild(self, records: list[ManagedRecord]):
         return self._run(self.sync.rebuild, [dataclasses.replace(r) for r in records])

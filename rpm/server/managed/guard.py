@@ -1,7 +1,8 @@
 """The registry under foot: once a second the server checks that its database file is the
-one it opened, with a database's header. If it was deleted, replaced or overwritten while
-the server runs, the server says so loudly, once, and writes a new one from what it holds in
-memory, so that the next server still adopts every program."""
+one it opened, with a database's header, and whole (SQLite's quick check, once anyone else
+wrote to it, or as soon as a query found a damaged page). If it was deleted, replaced,
+overwritten or damaged while the server runs, the server says so loudly, once, and writes a
+new one from what it holds in memory, so that the next server still adopts every program."""
 
 from __future__ import annotations
 
@@ -25,17 +26,17 @@ class RegistryGuard(PeriodicCheck):
         self._store, self._records = store, records
 
     def check(self) -> Deferred:
-        checked = self._store.replaced()
+        checked = self._store.needs_rebuild()
         checked.addCallback(self._rebuild_if_gone)
         return checked.addErrback(lambda failure: log.failure("cannot check the registry", failure))
 
-    def _rebuild_if_gone(self, replaced: bool):
-        if not replaced:
+    def _rebuild_if_gone(self, lost: bool):
+        if not lost:
             return None
         records = self._records()
         log.critical(
-            "the registry {path} was deleted, replaced or overwritten while the server ran; "
-            "writing a new one from the {n} programs the server holds in memory",
+            "the registry {path} was deleted, replaced, overwritten or damaged while the "
+            "server ran; writing a new one from the {n} programs the server holds in memory",
             path=self._store.sync.path,
             n=len(records),
         )
