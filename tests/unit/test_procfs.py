@@ -135,3 +135,19 @@ def test_a_command_line_read_mid_exec_is_read_again(spawned, monkeypatch):
     ]
     assert all(calls.count(pid) == 1 for pid in kernel), "a kernel thread's is read once"
     assert calls.count(child.pid) == 2, "read again once, then kept"
+
+
+@pytest.mark.parametrize(
+    ("raw", "split"),
+    [
+        (b"sleep\x0030\x00", [b"sleep", b"30"]),
+        (b"a b\x00c\x00", [b"a b", b"c"]),  # a space inside one argument stays
+        (b"mutmut: rpm.server.parser x\x00", [b"mutmut:", b"rpm.server.parser", b"x"]),
+        (b"chrome --type=renderer --lang=en", [b"chrome", b"--type=renderer", b"--lang=en"]),
+        (b"", []),  # a kernel thread
+    ],
+)
+def test_a_command_line_is_split_as_psutil_splits_it(raw, split):
+    """Processes that rewrite their title (setproctitle) leave one string with spaces:
+    psutil splits it at the spaces, and so must LIST, or the names differ too."""
+    assert procfs._arguments(raw) == split

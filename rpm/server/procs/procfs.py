@@ -45,15 +45,23 @@ def _read_text(path: str) -> bytes | None:
         return None
 
 
+def _arguments(raw: bytes) -> list[bytes]:
+    """A /proc/<pid>/cmdline split as psutil splits it: at NULs, or at spaces where a
+    process rewrote its title (setproctitle) without them."""
+    if not raw:
+        return []
+    separator = b"\0" if raw.endswith(b"\0") else b" "
+    data = raw[:-1] if raw.endswith(separator) else raw
+    parts = data.split(separator)
+    if separator == b"\0" and len(parts) == 1 and b" " in data:
+        parts = data.split(b" ")
+    return parts
+
+
 def _static(pid: int, comm: str, zombie: bool) -> tuple[tuple[str, ...] | None, str | None, str]:
     """Command line, user and full name: what rarely changes, read once per process."""
     raw = None if zombie else _read_text(f"/proc/{pid}/cmdline")
-    cmdline = None
-    if raw is not None:
-        parts = raw.split(b"\0")
-        if parts and parts[-1] == b"":
-            parts.pop()
-        cmdline = tuple(os.fsdecode(part) for part in parts)
+    cmdline = None if raw is None else tuple(os.fsdecode(part) for part in _arguments(raw))
     name = comm
     if len(comm) >= 15 and cmdline:  # comm is cut at 15 characters: psutil extends it
         extended = os.path.basename(cmdline[0])
