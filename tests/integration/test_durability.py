@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -367,6 +368,27 @@ def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_ru
     assert sorted(row["pid"] for row in listed) == sorted(started), "the next server adopts"
     if fault != "deleted":
         assert list(server.state_dir.glob("rpm.db.replaced-*")), "the foreign file is kept"
+
+
+TICKER = "n=0; while :; do n=$((n+1)); echo tick $n; sleep 0.05; done"
+
+
+def test_a_logs_directory_removed_under_a_running_server_is_made_again(server_runner):
+    server = server_runner.run()
+    client = Client(server)
+    ticker = client(f"START -- sh -c {shlex.quote(TICKER)}")["pid"]
+
+    def last_tick() -> int:
+        lines = client(f"LOGS {ticker}")["lines"]
+        return int(lines[-1].split()[1]) if lines else 0
+
+    seen = wait_until(last_tick)
+    logs = server.state_dir / "logs"
+    shutil.rmtree(logs)
+    talker = client("START -- sh -c 'echo hello; exec sleep 30'")["pid"]
+    wait_until(lambda: client(f"LOGS {talker}")["lines"] == ["hello"])
+    wait_until(lambda: last_tick() > seen + 1)  # the running program's output goes on
+    assert logs.stat().st_mode & 0o777 == 0o700, "made again as private as before"
 
 
 @pytest.fixture

@@ -38,6 +38,17 @@ CHUNK = 65536
 OPEN_LIVE = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
+def open_log(path: str, flags: int) -> int:
+    """Open (creating) a file in the logs directory; where the directory vanished (someone
+    removed it under a running server), make it again, private, rather than lose output."""
+    try:
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(os.path.dirname(path), 0o700)  # not the state directory: only its logs/
+        return os.open(path, flags, 0o600)
+
+
 def read_base(path: str, inode: int) -> int:
     """Where the live file with this inode begins in its stream (0 before any rotation)."""
     try:
@@ -70,7 +81,7 @@ class TurnLock:
         turns rather than drop the output, and try again at the next write."""
         if self.fd < 0:
             with contextlib.suppress(OSError):
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self.fd = open_log(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
         if self.fd < 0:
             yield
             return
@@ -103,7 +114,7 @@ class Stream:
         if info is None or info.st_ino != self.inode:
             if self.fd >= 0:
                 os.close(self.fd)
-            self.fd = os.open(self.path, OPEN_LIVE, 0o600)
+            self.fd = open_log(self.path, OPEN_LIVE)
             info = os.fstat(self.fd)
             self.inode, self.base = info.st_ino, read_base(self.path, info.st_ino)
         return info.st_size
@@ -129,7 +140,7 @@ class Stream:
     def _rotate(self, size: int) -> None:
         """The live file becomes .1 and a new one starts: the new file and the .cut naming
         both come first, so a reader never pairs a file with the wrong offsets."""
-        fresh = os.open(self.path + ".new", OPEN_LIVE | os.O_TRUNC, 0o600)
+        fresh = open_log(self.path + ".new", OPEN_LIVE | os.O_TRUNC)
         inode, end = os.fstat(fresh).st_ino, self.base + size
         write_cut(self.path, self.base, end, inode, self.inode)
         os.replace(self.path, self.path + ".1")
