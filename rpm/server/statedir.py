@@ -47,32 +47,46 @@ class StateDirBusy(Exception):
 
 
 class StateLock:
-    """The exclusive lock on a state directory (flock on STATE_DIR/lock), held for the
-    server's life: two servers on one directory would both adopt the same processes,
-    restart the same programs and hand out the same ids. The file holds the holder's pid."""
+    """The exclusive lock on a state directory, held for the server's life: two servers on
+    one directory would both adopt the same processes, restart the same programs and hand
+    out the same ids. It is a flock on the directory itself, which no removed file can
+    undo, and one on STATE_DIR/lock, which holds the holder's pid (and is what servers
+    before this one locked)."""
 
     def __init__(self, state_dir: str):
+        self.directory = state_dir
         self.path = os.path.join(state_dir, "lock")
-        self._fd: int | None = None
+        self._fds: list[int] = []
 
     def acquire(self) -> None:
         """Take the lock, or raise StateDirBusy naming the server that holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._take(os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        self._take(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        os.ftruncate(self._fds[-1], 0)
+        os.pwrite(self._fds[-1], f"{os.getpid()}\n".encode(), 0)
+
+    def _take(self, fd: int) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
+            self.release()
             raise StateDirBusy(
-                f"another rpm server (pid {holder}) uses the state directory "
-                f"{os.path.dirname(self.path)}; stop it, or give this one another --state-dir"
+                f"another rpm server (pid {self._holder()}) uses the state directory "
+                f"{self.directory}; stop it, or give this one another --state-dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        self._fds.append(fd)
+
+    def _holder(self) -> str:
+        """The pid the lock file names (it may have been removed)."""
+        try:
+            with open(self.path, "rb") as lock:
+                return lock.read(32).decode("ascii", "replace").strip() or "unknown"
+        except OSError:
+            return "unknown"
 
     def release(self) -> None:
-        if self._fd is not None:
+        for fd in self._fds:
             with contextlib.suppress(OSError):
-                os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
+                os.close(fd)  # closing the descriptor releases its lock
+        self._fds = []

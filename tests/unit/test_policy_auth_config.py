@@ -328,6 +328,18 @@ def test_one_server_per_state_directory(tmp_path):
     second.release()
 
 
+def test_a_removed_lock_file_does_not_let_a_second_server_in(tmp_path):
+    first, second = StateLock(str(tmp_path)), StateLock(str(tmp_path))
+    first.acquire()
+    try:
+        (tmp_path / "lock").unlink()
+        with pytest.raises(StateDirBusy, match="pid unknown"):
+            second.acquire()
+        assert not (tmp_path / "lock").exists(), "the refused server leaves nothing behind"
+    finally:
+        first.release()
+
+
 # -- each rule of the policy, tokens and throttle at its edges (found by `make mutate`) ------
 
 
