@@ -336,7 +336,8 @@ def test_a_follower_of_a_fast_writer_gets_every_line_kept_or_a_gap(server_runner
 
 
 @pytest.mark.parametrize(
-    "fault", ["deleted", "overwritten", "corrupted in place", "damaged past its header"]
+    "fault",
+    ["deleted", "overwritten", "corrupted in place", "damaged past its header", "journal deleted"],
 )
 def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_runner, fault):
     server = server_runner.run()
@@ -356,6 +357,9 @@ def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_ru
         reply = client("START sleep 300")  # meets the damage, or the new registry
         assert reply["ok"] or reply["error"] == "storage", reply
         started += [reply["pid"]] if reply["ok"] else []
+    elif fault == "journal deleted":  # what the server commits next would go nowhere
+        (server.state_dir / "rpm.db-wal").unlink()
+        started.append(client("START sleep 300")["pid"])
     else:
         for name in ("rpm.db", "rpm.db-wal", "rpm.db-shm"):
             (server.state_dir / name).unlink(missing_ok=True)
@@ -366,7 +370,7 @@ def test_a_registry_lost_under_a_running_server_is_rebuilt_from_memory(server_ru
     again = server_runner.run(port=server.port, state_dir=server.state_dir)
     listed = Client(again)("LIST --managed")["processes"]
     assert sorted(row["pid"] for row in listed) == sorted(started), "the next server adopts"
-    if fault != "deleted":
+    if fault not in ("deleted", "journal deleted"):
         assert list(server.state_dir.glob("rpm.db.replaced-*")), "the foreign file is kept"
 
 

@@ -224,3 +224,15 @@ def test_a_query_that_meets_a_damaged_page_is_a_storage_fault(tmp_path):
         assert fault.code == "storage" and "the registry is damaged" in fault.message
     finally:
         store.close()
+
+
+def test_a_removed_journal_needs_a_rebuild(tmp_path):
+    path = str(tmp_path / "rpm.db")
+    store = Store(path)
+    try:
+        add(store, record())
+        assert not store.needs_rebuild()
+        os.unlink(path + "-wal")  # the next commits would go into a file no one else sees
+        assert store.needs_rebuild()
+    finally:
+        store.close()

@@ -132,6 +132,14 @@ def _open_private(path: str) -> int:
     return descriptor
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class Store:
     """Synchronous access to the database; use it from one thread at a time."""
 
@@ -154,6 +162,7 @@ class Store:
             self.close()
             raise
         self.damaged = False  # set by a query that found the file damaged
+        self._journal = _identity(self.path + "-wal")  # SQLite keeps it while it is open
         self._stamp_own_writes()
 
     def _stamp_own_writes(self) -> None:
@@ -166,7 +175,9 @@ class Store:
         """Whether the database file was deleted or replaced since it was opened (writes
         would go on into a file nobody will read again), overwritten in place where SQLite
         keeps its header (the next server could not open it), or damaged: found so by a
-        query, or failing SQLite's quick check once someone else wrote to it.
+        query, or failing SQLite's quick check once someone else wrote to it. Or its journal
+        (`-wal`) was removed: this connection would go on committing into a file no one
+        else can see, and a crash would lose what it holds.
 
         The header is read through the descriptor held since the open: SQLite's locks are
         POSIX locks, which a process loses when it closes any descriptor of the file, and
@@ -177,6 +188,8 @@ class Store:
         except FileNotFoundError:
             return True
         if (info.st_dev, info.st_ino) != self._identity:
+            return True
+        if _identity(self.path + "-wal") != self._journal:  # commits would go nowhere
             return True
         if info.st_size > 0 and os.pread(self._file, len(SQLITE_HEADER), 0) != SQLITE_HEADER:
             return True
