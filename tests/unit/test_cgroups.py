@@ -4,10 +4,15 @@ cgroup, and why a server that could not step back out never kills or freezes its
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 import pytest
 
+from rpm.server.managed import cgroups as cgroups_module
 from rpm.server.managed.cgroups import ProgramCgroups
+from rpm.server.procs.identity import read_stat
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -147,3 +152,64 @@ def test_only_empty_cgroups_are_removed_and_tidied_away(tree):
     assert not cgroups.exists(2)
     cgroups.tidy()
     assert not (tree / "rpm-test").exists(), "its own cgroup too, once empty"
+
+
+@pytest.fixture
+def sleeper():
+    """A real process of the test's own, killed and reaped whatever happens."""
+    child = subprocess.Popen(["sleep", "30"])
+    yield child
+    if child.poll() is None:
+        child.kill()
+    child.wait(timeout=10)
+
+
+def test_a_stuck_server_says_so_once_and_kills_the_programs_processes_one_by_one(
+    tree, sleeper, monkeypatch
+):
+    said = []
+    monkeypatch.setattr(cgroups_module.log, "critical", lambda text, **fields: said.append(fields))
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    cgroups.prepare(1)
+    program = tree / "rpm-test" / "program-1"
+    for refusing in (tree / "cgroup.procs", tree / "rpm-test" / "cgroup.procs"):
+        refusing.mkdir()
+    with cgroups.born_inside(1):
+        pass
+    assert said == [{"id": 1}], "said at once"
+    with cgroups.born_inside(1):
+        pass
+    # the server, a process that has ended (a zombie), a pid no process has (above
+    # PID_MAX_LIMIT), and the program's process
+    zombie = subprocess.Popen(["true"])
+    wait_until(lambda: read_stat(zombie.pid)[1][0] == b"Z")
+    listed = (os.getpid(), zombie.pid, 5000042, sleeper.pid)
+    (program / "cgroup.procs").write_text("".join(f"{pid}\n" for pid in listed))
+    cgroups.kill(1)
+    zombie.wait(timeout=10)
+    assert sleeper.wait(timeout=10) == -signal.SIGKILL, "killed by pid and start time"
+    assert not (program / "cgroup.kill").exists(), "never the cgroup the server is in"
+    assert said == [{"id": 1}], "said once, while it stays stuck"
+    (tree / "rpm-test" / "cgroup.procs").rmdir()
+    cgroups.kill(1)  # out again (in rpm-<instance>): the whole cgroup
+    assert (program / "cgroup.kill").read_text() == "1"
+    (tree / "rpm-test" / "cgroup.procs").unlink()  # (the server's pid, written there)
+    (tree / "rpm-test" / "cgroup.procs").mkdir()
+    with cgroups.born_inside(1):
+        pass
+    assert said == [{"id": 1}, {"id": 1}], "a new episode is said again"
+
+
+def test_a_cgroup_that_cannot_be_made_or_written_is_no_error(tree):
+    (tree / "not-a-directory").write_text("")
+    assert not ProgramCgroups(str(tree / "not-a-directory")).prepare(1)
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    cgroups.freeze(9, True)  # no such program's cgroup (removed meanwhile)
+    cgroups.kill(9)
+    assert not cgroups.exists(9)
+
+
+def test_the_v2_hierarchy_is_found_whatever_its_source_is_called(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 none rw\n")
+    assert cgroups_module._cgroup2_mount(str(mountinfo)) == "/sys/fs/cgroup"

@@ -107,12 +107,13 @@ def test_what_waits_for_the_output_runs_once_it_is_written_and_in_order():
     assert order == []
     os.write(run.writer, b"x")  # not the end: the writer holds on
     run.watch.doRead()
-    assert not run.watch.done.called
+    assert not run.watch.done.called and run.handed_again == [], "no new writer either"
     run.program_ends()
     run.writer_ends(run.writer)
     assert order == ["action", "finished"]
-    run.reactor.advance(1)
-    assert order == ["action", "finished"], "the deadline was called off"
+    assert run.reactor.getDelayedCalls() == [], "the deadline was called off"
+    run.reactor.advance(WriterDone.WAIT_AT_MOST)
+    assert order == ["action", "finished"]
     later = []
     run.watch.finished().addCallback(later.append)
     assert later == [None], "after the action, at once"
