@@ -1,6 +1,6 @@
 """Faults of the machine, not bugs: out of file descriptors, a full or read-only disk, a
-locked, unwritable or damaged registry. A request they break is answered with a named code (`limit`,
-`storage`) and a message saying what happened, never `internal`."""
+locked, unwritable or damaged registry. A request they break is answered with a named code
+(`limit`, `storage`) and a message saying what happened, never `internal`."""
 
 from __future__ import annotations
 

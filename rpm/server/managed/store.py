@@ -121,7 +121,7 @@ def _record(row) -> ManagedRecord:
 def _open_private(path: str) -> int:
     """Open (creating) the database file readable by its owner only (SQLite gives its -wal
     and -shm files the same mode), tightening one a looser umask made; returns the
-    descriptor, which the Store holds as long as its connection (see Store.replaced)."""
+    descriptor, which the Store holds as long as its connection (see needs_rebuild)."""
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         if os.fstat(descriptor).st_mode & 0o077:
@@ -189,7 +189,10 @@ class Store:
             return True
         if (info.st_dev, info.st_ino) != self._identity:
             return True
-        if _identity(self.path + "-wal") != self._journal:  # commits would go nowhere
+        journal = _identity(self.path + "-wal")
+        if self._journal is None:  # not made yet when the store opened: from now on
+            self._journal = journal
+        elif journal != self._journal:  # commits would go where no one else looks
             return True
         if info.st_size > 0 and os.pread(self._file, len(SQLITE_HEADER), 0) != SQLITE_HEADER:
             return True
