@@ -186,44 +186,44 @@ def damage_past_the_header(path: str) -> None:
         handle.write(b"\xa5" * (size - 4096))
 
 
-def test_a_registry_written_by_someone_else_is_checked_and_rebuilt_if_damaged(tmp_path):
-    path = str(tmp_path / "rpm.db")
-    store = Store(path)
-    try:
-        for number in range(1, 41):
-            add(store, record(id=number, run_id=number, pid=1000 + number))
-        assert not store.needs_rebuild(), "its own writes need no check"
-        outside = sqlite3.connect(path)  # someone else writes the file: a checkpoint
-        outside.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        outside.close()
-        assert not store.needs_rebuild(), "checked, and whole"
-        damage_past_the_header(path)
-        assert store.needs_rebuild(), "its header is intact, its pages are not"
-        store.rebuild(store_records := [record(id=7, run_id=7, pid=1007)])
-        assert not store.needs_rebuild()
-        assert [r.id for r in store.records()] == [r.id for r in store_records]
-        assert list(tmp_path.glob("rpm.db.replaced-*")), "the damaged file is kept aside"
-    finally:
-        store.close()
+def checkpoint_from_outside(path: str) -> None:
+    """Another connection copies the journal into the file: someone else wrote to it, and
+    the store's cached pages are stale."""
+    outside = sqlite3.connect(path)
+    outside.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    outside.close()
 
 
-def test_a_query_that_meets_a_damaged_page_is_a_storage_fault(tmp_path):
-    path = str(tmp_path / "rpm.db")
-    store = Store(path)
-    try:
-        for number in range(1, 41):
-            add(store, record(id=number, run_id=number, pid=1000 + number))
-        outside = sqlite3.connect(path)  # the pages into the file, the connection's cache stale
-        outside.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        outside.close()
-        damage_past_the_header(path)
-        with pytest.raises(sqlite3.DatabaseError) as raised:
-            store.records()
-        assert is_damage(raised.value)
-        fault = fault_error(raised.value)
-        assert fault.code == "storage" and "the registry is damaged" in fault.message
-    finally:
-        store.close()
+@pytest.fixture
+def full_store(tmp_path):
+    """A registry holding 40 programs: pages enough past the header to damage."""
+    store = Store(str(tmp_path / "rpm.db"))
+    for number in range(1, 41):
+        add(store, record(id=number, run_id=number, pid=1000 + number))
+    yield store
+    store.close()
+
+
+def test_a_registry_written_by_someone_else_is_checked_and_rebuilt_if_damaged(tmp_path, full_store):
+    assert not full_store.needs_rebuild(), "its own writes need no check"
+    checkpoint_from_outside(full_store.path)
+    assert not full_store.needs_rebuild(), "checked, and whole"
+    damage_past_the_header(full_store.path)
+    assert full_store.needs_rebuild(), "its header is intact, its pages are not"
+    full_store.rebuild([record(id=7, run_id=7, pid=1007)])
+    assert not full_store.needs_rebuild()
+    assert [r.id for r in full_store.records()] == [7]
+    assert list(tmp_path.glob("rpm.db.replaced-*")), "the damaged file is kept aside"
+
+
+def test_a_query_that_meets_a_damaged_page_is_a_storage_fault(full_store):
+    checkpoint_from_outside(full_store.path)
+    damage_past_the_header(full_store.path)
+    with pytest.raises(sqlite3.DatabaseError) as raised:
+        full_store.records()
+    assert is_damage(raised.value)
+    fault = fault_error(raised.value)
+    assert fault.code == "storage" and "the registry is damaged" in fault.message
 
 
 def test_a_removed_journal_needs_a_rebuild(tmp_path):
