@@ -64,7 +64,7 @@ class ProcessActions:
         if selected is None:
             return
         link, pid, _ = selected
-        view = DetailView(self.model, (link.label, pid), self.clock)
+        view = DetailView(self.model, (link.label, pid), self.reactor.seconds)  # as samples
         self.open_view(view)
         link.command(f"INFO {pid}").addCallbacks(
             lambda reply: (view.show_info(reply.get("process", {})), self.changed()),

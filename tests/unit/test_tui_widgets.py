@@ -236,6 +236,16 @@ def test_detail_view_shows_info_and_sparklines():
     assert "PID" in screen(app)[0]
 
 
+def test_detail_sparklines_span_the_last_minute_of_the_reactors_clock():
+    info = {"ok": True, "process": {"pid": 11, "name": "sleep", "cmdline": ["sleep"]}}
+    app, model, links = make_app(links=[FakeLink(answers={"INFO": info})])
+    model.apply_delta(links[0].label, {"changed": [row(11, cpu=90.0)]}, 1.0)
+    model.apply_delta(links[0].label, {"changed": [row(11, cpu=10.0)]}, 30.0)
+    app.reactor.advance(40.0)  # samples are stamped with the reactor's (monotonic) clock
+    press(app, "N", "enter")
+    assert "10.0%  (max 90.0%)" in "\n".join(screen(app, (100, 30)))
+
+
 def test_log_view_follows_output_and_unfollows_on_escape():
     link = FakeLink(answers={"FOLLOW": {"ok": True}, "UNFOLLOW": {"ok": True}})
     app, _, _ = make_app(links=[link])
