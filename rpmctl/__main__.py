@@ -12,6 +12,7 @@ from twisted.internet import defer, error, task
 
 from rpm.addresses import parse_address
 from rpm.client import CommandError, ProtocolError, connect
+from rpm.clock import monotonic_timers
 from rpm.fleet import FleetError, FleetHost, read_fleet
 from rpm.tokens import TokenError, token_for
 from rpmctl import actions
@@ -81,6 +82,7 @@ def _address(text: str, args) -> FleetHost:
 async def session(reactor, args, hosts: list[FleetHost]) -> None:
     """Connect to every server, run the subcommand, and exit with its status. Ctrl-C (the
     way watch and logs -f end) stops the reactor, closing the connections: that is 0."""
+    monotonic_timers(reactor)
     clients, interrupted = [], []
     reactor.addSystemEventTrigger("before", "shutdown", interrupted.append, True)
     try:

@@ -12,6 +12,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from rpm import __version__
 from rpm.addresses import Address, parse_address
+from rpm.clock import monotonic_timers
 from rpm.fleet import FleetError, FleetHost, read_fleet
 from rpm.paths import default_state_dir
 from rpm.tokens import TokenError, token_for
@@ -109,6 +110,7 @@ def start_logging(path: str) -> None:
 
 
 async def run(reactor, args: argparse.Namespace, hosts: list[FleetHost]) -> int:
+    monotonic_timers(reactor)
     model = ProcessModel()
     links = [
         HostLink(reactor, host.address, host.token, host.ca, model, label=host.name)

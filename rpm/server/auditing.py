@@ -10,6 +10,7 @@ from collections import Counter
 
 from twisted.logger import Logger
 
+from rpm.clock import wall_time
 from rpm.commands import shown
 from rpm.server.managed.records import AuditRecord
 
@@ -58,7 +59,7 @@ class Auditor:
             return
         self._pending.append(
             AuditRecord(
-                now,
+                wall_time(self._reactor),
                 session.peer,
                 session.authenticated,
                 shown(command, AUDIT_TEXT),
@@ -74,7 +75,7 @@ class Auditor:
             self._call.cancel()
         self._call = None
         records, self._pending = self._pending, []
-        now = self._reactor.seconds()
+        now = wall_time(self._reactor)
         for peer, count in self._refusals.unrecorded.items():
             text = f"({count} more refused requests before AUTH, not recorded one by one)"
             records.append(

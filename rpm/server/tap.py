@@ -13,6 +13,7 @@ import sqlite3
 from twisted.python import usage
 
 from rpm import __version__
+from rpm.clock import monotonic_timers
 from rpm.server.auth import load_token
 from rpm.server.config import ConfigError, ServerConfig, build_config, probe_port
 from rpm.server.managed.outputs import DEFAULT_MAX_BYTES
@@ -152,7 +153,11 @@ def preflight(config: ServerConfig) -> None:
 
 
 def makeService(options: Options):
+    from twisted.internet import reactor
+
     from rpm.server.service import RPMService
+
+    monotonic_timers(reactor)  # before anything is scheduled: see rpm/clock.py
 
     # Everything the server writes (state, its own log) is for its user only; the programs
     # it starts keep the umask it was started with.

@@ -19,6 +19,7 @@ from twisted.internet import threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from rpm.clock import wall_time
 from rpm.server.managed.logfiles import MAX_LINE_CHARS, STREAMS, LogFiles
 from rpm.server.managed.rotation import Cut
 from rpm.wire import Event
@@ -211,7 +212,7 @@ class OutputTracker:
         growth = {stream: size for stream, size in sizes.items() if size > entry.noted[stream]}
         if growth:
             try:
-                self.logfiles.note(managed_id, self._reactor.seconds(), growth)
+                self.logfiles.note(managed_id, wall_time(self._reactor), growth)
             except OSError as err:
                 log.warn("cannot journal the output of {id}: {err}", id=managed_id, err=err)
             entry.noted.update(growth)

@@ -11,6 +11,7 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from rpm.clock import wall_time
 from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.records import ManagedRecord
@@ -45,7 +46,7 @@ class Pruner:
 
     def prune(self) -> Deferred:
         self._call = None
-        cutoff = self._reactor.seconds() - self.audit_days * DAY
+        cutoff = wall_time(self._reactor) - self.audit_days * DAY
         pruned = self._store.prune(self.keep_ended, cutoff, AUDIT_ROWS)
         pruned.addCallback(self._remove_logs)
         pruned.addErrback(lambda failure: log.failure("cannot prune the registry", failure))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from rpm.clock import wall_time
 from rpm.commands import Start
 from rpm.errors import LimitReached, RPMError
 from rpm.rows import Row
@@ -113,10 +113,10 @@ class Supervisor(Restoring):
         return managed
 
     def restart_epoch(self, managed: Managed) -> float | None:
-        """When a program waiting to restart will, in epoch seconds (from the reactor's clock)."""
+        """When a program waiting to restart will, in epoch seconds."""
         if managed.restart_call is None:
             return None
-        return time.time() + (managed.restart_call.getTime() - self._reactor.seconds())
+        return wall_time(self._reactor) + managed.restart_call.getTime() - self._reactor.seconds()
 
     def restarting_rows(self) -> list[Row]:
         """A row for each program waiting to restart, so LIST shows it (status restarting)."""
@@ -148,7 +148,7 @@ class Supervisor(Restoring):
         runs, its pid after the spawn (a run whose pid cannot be committed is killed at
         once). Fires with the record once the registry has the pid."""
         self._check_capacity()
-        now = self._reactor.seconds()
+        now = wall_time(self._reactor)
         record = ManagedRecord(
             self._next_id, command.argv, command.cwd, dict(command.env), command.restart, now
         )
@@ -260,7 +260,7 @@ class Supervisor(Restoring):
     def _new_run(self, managed: Managed, pid: int, started: float) -> None:
         record = managed.record
         record.run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
-        record.pid, record.started, record.spawned_at = pid, started, self._reactor.seconds()
+        record.pid, record.started, record.spawned_at = pid, started, wall_time(self._reactor)
         record.ended_at = record.exit_code = record.exit_signal = None
         record.exit_known = False
         self._by_pid[pid] = managed
@@ -289,7 +289,7 @@ class Supervisor(Restoring):
     ) -> None:
         """A run ended, with its exit status if known: record it, then restart or forget."""
         record = managed.record
-        record.ended_at = self._reactor.seconds()
+        record.ended_at = wall_time(self._reactor)
         record.exit_code, record.exit_signal, record.exit_known = code, signum, known
         managed.transport = None
         self._live.discard(managed)
@@ -347,7 +347,7 @@ class Supervisor(Restoring):
         except RPMError as err:
             managed.blocked = err.message
             log.warn("cannot restart {argv}: {err}", argv=record.argv, err=err.message)
-            record.ended_at = self._reactor.seconds()
+            record.ended_at = wall_time(self._reactor)
             self._schedule_restart(managed)
             return
         record.restarts += 1
