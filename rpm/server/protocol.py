@@ -39,6 +39,15 @@ OVERLAPPING = frozenset({"START"})  # verbs that may run while earlier ones are 
 MAX_OVERLAPPING = 64
 
 
+def _verb_of(text: str) -> str | None:
+    """A queued request's verb, or None for one that names no command (it is answered
+    with its error in its turn, not while deciding whether it may overlap)."""
+    try:
+        return split_verb(text)[0]
+    except RPMError:
+        return None
+
+
 class _Request:
     """A request executed and waiting for its turn to be answered."""
 
@@ -234,7 +243,7 @@ class RPMProtocol(Protocol, TimeoutMixin):
         following = self._requests[0]
         return (
             isinstance(following, str)
-            and split_verb(following)[0] in OVERLAPPING
+            and _verb_of(following) in OVERLAPPING
             and all(request.verb in OVERLAPPING for request in self._in_flight)
         )
 

@@ -211,6 +211,23 @@ def test_replies_wait_for_a_slow_request_and_keep_their_order():
     assert lines(transport) == ["OK 42 stopped by SIGTERM", "OK pong", "OK pong"]
 
 
+def test_an_unknown_command_queued_behind_a_slow_request_is_answered_in_its_turn():
+    core = FakeCore(token=None)
+    core.supervisor = FakeSupervisor()
+    protocol, transport, _ = connect(core)
+    protocol.dataReceived(b"START a\nSTATUS\nSTOP 42\nSTATUS\nPING\n")
+    core.supervisor.starts[0].callback(ManagedRecord(1, ("a",), None, {}, "no", 0.0, pid=100))
+    core.controller.stops[42].callback(Stopped(15, 1))
+    unknown = "ERR unknown-command unknown command 'STATUS'; send HELP for the list"
+    assert lines(transport) == [
+        "OK 100 started",
+        unknown,
+        "OK 42 stopped by SIGTERM",
+        unknown,
+        "OK pong",
+    ]
+
+
 class FakeSupervisor:
     """STARTs that wait for the test to commit them."""
 
