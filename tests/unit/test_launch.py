@@ -140,7 +140,10 @@ def test_a_spawn_the_system_refuses_says_what_and_why():
     os.umask(before)
     with pytest.raises(SpawnFailed) as caught:
         launcher.spawn(record("sleep", "1"), "/bin/sleep", None, {1: 1, 2: 2})
-    assert caught.value.message == "cannot start 'sleep': Resource temporarily unavailable"
+    assert caught.value.message == (
+        "cannot start 'sleep': the server's user runs as many processes as it may "
+        "(ulimit -u), or the system as many as it can"
+    )
     after = os.umask(0o022)
     os.umask(after)
     assert after == before, "the server's umask is back even when the spawn failed"

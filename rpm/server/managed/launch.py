@@ -9,6 +9,7 @@ outlives the server as the program does: the server holds no pipe to either.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import os
@@ -27,6 +28,12 @@ from rpm.server.procs.identity import RUN_VARIABLE
 
 log = Logger()
 WRITERS_RETRY = 60.0
+# What the system's refusal of a spawn means, where its own words (strerror) do not say.
+SPAWN_REFUSALS = {
+    errno.EAGAIN: "the server's user runs as many processes as it may (ulimit -u), "
+    "or the system as many as it can",
+    errno.ENOMEM: "the machine is out of memory",
+}
 LOG_WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logwriter.py")
 
 
@@ -237,7 +244,8 @@ class Launcher:
                 childFDs={0: self._null(), **output_fds},
             )
         except OSError as err:
-            raise SpawnFailed(f"cannot start {record.argv[0]!r}: {err.strerror or err}") from err
+            why = SPAWN_REFUSALS.get(err.errno) or err.strerror or err
+            raise SpawnFailed(f"cannot start {record.argv[0]!r}: {why}") from err
         finally:
             if server_umask is not None:
                 os.umask(server_umask)
