@@ -1,6 +1,7 @@
-"""Faults of the machine, not bugs: out of file descriptors, a full or read-only disk, a
-locked, unwritable or damaged registry. A request they break is answered with a named code
-(`limit`, `storage`) and a message saying what happened, never `internal`."""
+"""Faults of the machine, not bugs: out of file descriptors or processes, a full or
+read-only disk, a locked, unwritable or damaged registry. A request they break is answered
+with a named code (`limit`, `storage`) and a message saying what happened, never
+`internal`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ _STORAGE = {
 
 
 DESCRIPTORS_KEPT = 16  # for the files a request needs: logs, the registry, /proc
+NO_THREAD = "can't start new thread"  # CPython's RuntimeError at the process limit
+
+
+def keep_threads_ready(reactor) -> None:
+    """Start every worker of the reactor's thread pool now, and keep them: once the server's
+    user runs as many processes as it may (`ulimit -u`: a program forking without end), no
+    thread can start, and the process table, INFO and LOGS are read in these."""
+    pool = reactor.getThreadPool()
+    pool.adjustPoolsize(minthreads=pool.max)
 
 
 def descriptors_left() -> int | None:
@@ -47,6 +57,11 @@ def fault_error(err: BaseException) -> RPMError | None:
         )
     if isinstance(err, OSError) and err.errno in _STORAGE:
         return StorageFailed(f"{_STORAGE[err.errno]}: {err.filename or 'the state directory'}")
+    if isinstance(err, RuntimeError) and NO_THREAD in str(err):
+        return LimitReached(
+            "the server cannot start a thread: its user runs as many processes as it may "
+            "(ulimit -u), or the system as many as it can; try again once some end"
+        )
     if isinstance(err, sqlite3.OperationalError):
         return _registry_error(str(err))
     if is_damage(err):

@@ -19,6 +19,7 @@ from rpm.server.control import Controller
 from rpm.server.core import CONTAINMENT_GROUPS, Core
 from rpm.server.declared import DeclaredPrograms
 from rpm.server.factory import RPMFactory
+from rpm.server.faults import keep_threads_ready
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.cgroups import ProgramCgroups
@@ -154,6 +155,7 @@ class RPMService(service.Service):
         if self._server_log is not None:
             self._server_log.attach()
         raise_fd_limit()
+        keep_threads_ready(self.reactor)
         close_inherited_on_exec()
         try:
             self.core = self.build()

@@ -15,6 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.servers import BIN, PROJECT, ServerRunner, talk
@@ -264,11 +265,13 @@ def nobody_runner():
     shutil.rmtree(path, ignore_errors=True)
 
 
+AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+
+
 def test_an_unprivileged_server_reports_what_the_system_refuses(nobody_runner, spawned):
     root_owned = subprocess.Popen(["sleep", "300"])
     spawned.append(root_owned.pid)
-    setpriv = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
-    server = nobody_runner.run(prefix=setpriv)
+    server = nobody_runner.run(prefix=AS_NOBODY)
     lines = talk(
         server.port,
         f"AUTH {server.token}",
@@ -282,6 +285,40 @@ def test_an_unprivileged_server_reports_what_the_system_refuses(nobody_runner, s
     started = int(lines[4].split()[1])
     assert Path(f"/proc/{started}").stat().st_uid == pwd.getpwnam("nobody").pw_uid
     assert root_owned.poll() is None
+
+
+def tasks_of(uid: int) -> int:
+    """How many tasks (threads count: RLIMIT_NPROC counts them) the user runs now."""
+    return sum(
+        proc.info["num_threads"] or 0
+        for proc in psutil.process_iter(["uids", "num_threads"])
+        if proc.info["uids"] is not None and proc.info["uids"].real == uid
+    )
+
+
+def test_a_user_out_of_processes_is_told_so_and_the_table_still_lists(nobody_runner, spawned):
+    nobody = pwd.getpwnam("nobody").pw_uid
+    limit = tasks_of(nobody) + 40
+    server = nobody_runner.run(prefix=("prlimit", f"--nproc={limit}:{limit}", *AS_NOBODY))
+    first = talk(server.port, f"AUTH {server.token}", "START sleep 300", "EXIT")[2]
+    assert first.startswith("OK "), first
+    fillers = [  # a runaway program of the same user would do this
+        subprocess.Popen([*AS_NOBODY, "sleep", "300"]) for _ in range(limit - tasks_of(nobody) + 2)
+    ]
+    spawned.extend(filler.pid for filler in fillers)
+    wait_until(lambda: tasks_of(nobody) >= limit)
+    lines = talk(server.port, f"AUTH {server.token}", "START sleep 301", "LIST", "EXIT")
+    refused, listed = lines[2:4]
+    assert refused == (
+        "ERR spawn-failed cannot start 'sleep': the server's user runs as many processes as it "
+        "may (ulimit -u), or the system as many as it can"
+    )
+    assert listed.startswith("OK ") and int(listed.split()[1]) > len(fillers), listed
+    for filler in fillers[:5]:
+        filler.kill()
+        filler.wait(timeout=10)
+    again = talk(server.port, f"AUTH {server.token}", "START sleep 302", "EXIT")[2]
+    assert again.startswith("OK "), again
 
 
 def test_a_unix_socket_listener_is_private_and_serves_local_reads(server_runner):

@@ -37,6 +37,7 @@ class FakeSampler:
 
 
 ENVIRONMENT_FAULTS = {
+    776: RuntimeError("can't start new thread"),
     777: OSError(errno.EMFILE, "Too many open files"),
     778: sqlite3.OperationalError("database is locked"),
     779: OSError(errno.ENOSPC, "No space left on device", "/state/rpm.db"),
@@ -478,8 +479,10 @@ def test_every_wrong_shape_of_token_is_refused(guess):
 
 def test_faults_of_the_machine_get_named_codes_not_internal():
     protocol, transport, _ = connect(FakeCore(token=None))
-    protocol.dataReceived(b"SIGNAL 777 HUP\nSIGNAL 778 HUP\nSIGNAL 779 HUP\nPING\n")
+    protocol.dataReceived(b"SIGNAL 776 HUP\nSIGNAL 777 HUP\nSIGNAL 778 HUP\nSIGNAL 779 HUP\nPING\n")
     assert lines(transport) == [
+        "ERR limit the server cannot start a thread: its user runs as many processes as it may "
+        "(ulimit -u), or the system as many as it can; try again once some end",
         "ERR limit the server has no file descriptors left (too many open files); "
         "try again once some connections close",
         "ERR storage the registry is locked by another process; nothing was changed",

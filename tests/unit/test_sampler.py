@@ -139,6 +139,23 @@ def test_a_failed_scan_fails_its_waiters_and_is_retried():
     scans.finish()
 
 
+def test_a_scan_whose_thread_cannot_start_fails_its_waiters_and_the_next_one_runs():
+    clock, scans = Clock(), FakeScans()
+    refusals = [RuntimeError("can't start new thread")]  # then a thread can start again
+
+    def run(function, managed):
+        if refusals:
+            raise refusals.pop()
+        return scans.run(function, managed)
+
+    sampler = Sampler(clock, lambda managed: [], frozenset, run=run, period=0.5)
+    got = results(sampler.fresh())
+    assert got and got[0].check(RuntimeError), "answered, not left waiting"
+    later = results(sampler.fresh())
+    scans.finish()
+    assert later and later[0].seq == 1
+
+
 def test_stop_cancels_the_schedule():
     clock, scans = Clock(), FakeScans()
     sampler = make(clock, scans)

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 
 from twisted.internet import threads
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from rpm.rows import Row
@@ -124,7 +124,8 @@ class Sampler:
             return
         self._scanning = True
         taken_at = self._reactor.seconds()
-        done = self._run(self._scan_and_measure, self._managed_keys())
+        # maybeDeferred: where no thread can start, the scan fails like any other
+        done = maybeDeferred(self._run, self._scan_and_measure, self._managed_keys())
         done.addCallbacks(self._scanned, self._failed, callbackArgs=(taken_at,))
 
     def _scan_and_measure(self, managed_keys: frozenset) -> tuple[list[Row], dict | None]:
