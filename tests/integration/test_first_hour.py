@@ -180,3 +180,16 @@ async def test_signal_pause_and_logs_follow_the_program_by_its_first_pid(server)
         await sleep(0.1)
     assert lines[-1] == f"ran {second}"
     assert await client.request(f"STOP {first}") == f"OK {first} stopped by SIGTERM"
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("where", ["", "--cwd / "], ids=["spawned", "forked"])
+async def test_a_script_whose_interpreter_is_missing_is_refused_naming_it(server, tmp_path, where):
+    script = tmp_path / "deploy.sh"
+    script.write_text("#!/bin/bahs\necho typo in the interpreter\n")
+    script.chmod(0o755)
+    client = await connect(server.port, server.token)
+    assert await client.request(f"START {where}{script}") == (
+        f"ERR spawn-failed cannot start '{script}': its interpreter '/bin/bahs' (its #! line) "
+        "does not exist"
+    )

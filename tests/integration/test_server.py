@@ -1,5 +1,6 @@
 """A real server on an ephemeral port, real child processes, text and JSON mode."""
 
+import errno
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from rpm.server.managed.program import own_session
-from rpm.server.managed.session import spawn_in_session
+from rpm.server.managed.session import CwdRefused, spawn_in_session
+from rpm.server.procs.reaper import zombie_children
 from tests.support import at_least, connect, pid_alive, sleep, start, wait_for
 
 ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed"}
@@ -390,6 +392,42 @@ async def test_a_spawned_run_ignores_no_signal_the_server_ignores(cwd, tmp_path)
     [ignored] = [line for line in output.read_text().splitlines() if line.startswith("SigIgn:")]
     glibc_own = 1 << 31 | 1 << 32  # 32 and 33, which glibc's posix_spawn leaves ignored
     assert int(ignored.split()[1], 16) & ~glibc_own == 0
+
+
+@pytest.mark.parametrize("cwd", [None, "/"], ids=["posix_spawn", "fork"])
+@pytest.mark.parametrize(
+    ("program", "refused"),
+    [
+        (b"#!/no/such/interpreter\n", errno.ENOENT),
+        (b"\x7fELF not really\n", errno.ENOEXEC),
+    ],
+    ids=["missing-interpreter", "not-a-program"],
+)
+def test_a_program_that_cannot_be_executed_fails_the_spawn_either_way(
+    cwd, program, refused, tmp_path
+):
+    """posix_spawn says so itself; a forked child tells the parent through a pipe before the
+    spawn returns (and is reaped), so no START answers OK for it."""
+    script = tmp_path / "script"
+    script.write_bytes(program)
+    script.chmod(0o755)
+    before = set(zombie_children(os.getpid()))
+    with pytest.raises(OSError) as caught, open(os.devnull, "rb") as empty:
+        spawn_in_session(
+            reactor, _Ended(), str(script), [str(script)], {}, cwd, {0: empty.fileno()}
+        )
+    assert caught.value.errno == refused and not isinstance(caught.value, CwdRefused)
+    assert set(zombie_children(os.getpid())) == before, "the forked child was reaped"
+
+
+def test_a_forked_child_that_cannot_enter_its_directory_fails_the_spawn(tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    with pytest.raises(CwdRefused) as caught, open(os.devnull, "rb") as empty:
+        spawn_in_session(
+            reactor, _Ended(), "/bin/true", ["true"], {}, str(not_a_directory), {0: empty.fileno()}
+        )
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOTDIR, str(not_a_directory))
 
 
 @pytest_twisted.ensureDeferred

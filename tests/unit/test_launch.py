@@ -1,6 +1,7 @@
 """The launcher alone: how a program is found, checked, wrapped and spawned (a recording
 stand-in for the spawn; no process runs)."""
 
+import errno
 import os
 from types import SimpleNamespace
 
@@ -149,6 +150,28 @@ def test_a_spawn_the_system_refuses_says_what_and_why():
     assert after == before, "the server's umask is back even when the spawn failed"
 
 
+@pytest.mark.parametrize(
+    ("first_line", "why"),
+    [
+        (
+            b"#!/no/such/interpreter -x\n",
+            "its interpreter '/no/such/interpreter' (its #! line) does not exist",
+        ),
+        (b"#!\n", "No such file or directory"),
+        (b"echo no #! line\n", "No such file or directory"),
+    ],
+)
+def test_a_script_whose_interpreter_is_missing_is_told_apart(tmp_path, first_line, why):
+    script = tmp_path / "script"
+    script.write_bytes(first_line + b"echo hi\n")
+    script.chmod(0o755)
+    spawns = Spawns(error=OSError(errno.ENOENT, "No such file or directory"))
+    launcher = Launcher(None, spawn_session=spawns, environ={"PATH": "/bin"})
+    with pytest.raises(SpawnFailed) as caught:
+        launcher.spawn(record(str(script)), str(script), None, {1: 1, 2: 2})
+    assert caught.value.message == f"cannot start {str(script)!r}: {why}"
+
+
 # -- the log writer: the shared one, one of the run's own, or none for a while --------------
 
 
@@ -191,8 +214,6 @@ def test_a_writer_is_started_directly_when_the_shared_writer_is_gone(tmp_path):
 
 
 def test_where_no_writer_can_start_programs_write_their_files_for_a_minute(tmp_path):
-    import errno
-
     reactor, launcher, logfiles = writer_rig(tmp_path)
 
     def refuse(*args, **kwargs):
@@ -215,8 +236,6 @@ def test_where_no_writer_can_start_programs_write_their_files_for_a_minute(tmp_p
 
 
 def test_log_files_that_cannot_be_opened_are_a_spawn_failure_naming_the_program(tmp_path):
-    import errno
-
     reactor, launcher, logfiles = writer_rig(tmp_path)
 
     def refuse(*args, **kwargs):

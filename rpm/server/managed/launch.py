@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.session import spawn_in_session
+from rpm.server.managed.session import CwdRefused, spawn_in_session
 from rpm.server.managed.written import Handed
 from rpm.server.procs.identity import RUN_VARIABLE
 
@@ -50,6 +50,28 @@ def resolve_program(name: str, cwd: str | None, search_path: str) -> str:
     if found is None:
         raise NotFound(f"program {name!r} is not on the server's PATH ({search_path})")
     return found
+
+
+def spawn_refusal(err: OSError, program: str) -> str:
+    """Why the system would not start program, in words that name the real cause: a script
+    whose `#!` interpreter is missing is refused as if the script itself were."""
+    if isinstance(err, CwdRefused):
+        return f"its directory {err.filename!r} cannot be entered: {err.strerror}"
+    if err.errno == errno.ENOENT and os.path.isfile(program):
+        interpreter = _interpreter_of(program)
+        if interpreter:
+            return f"its interpreter {interpreter!r} (its #! line) does not exist"
+    return SPAWN_REFUSALS.get(err.errno) or err.strerror or str(err)
+
+
+def _interpreter_of(script: str) -> str | None:
+    try:
+        with open(script, "rb") as file:
+            first = file.readline(256)
+    except OSError:
+        return None
+    words = first[2:].split() if first.startswith(b"#!") else []
+    return os.fsdecode(words[0]) if words else None
 
 
 def check_cwd(cwd: str | None) -> None:
@@ -244,7 +266,7 @@ class Launcher:
                 childFDs={0: self._null(), **output_fds},
             )
         except OSError as err:
-            why = SPAWN_REFUSALS.get(err.errno) or err.strerror or err
+            why = spawn_refusal(err, executable)
             raise SpawnFailed(f"cannot start {record.argv[0]!r}: {why}") from err
         finally:
             if server_umask is not None:

@@ -15,6 +15,7 @@ looks at every open descriptor, which grows with every running program.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import signal
@@ -54,10 +55,59 @@ class SessionProcess(process.Process):
         self.status = -1
         return True
 
+    def _fork(self, path, uid, gid, executable, args, environment, **kwargs):
+        """Where the child must be forked: fail as posix_spawn does when it cannot enter its
+        directory or exec its program (Twisted's child would only exit 1, after the START
+        was answered OK). The child writes what failed to a close-on-exec pipe, which reads
+        end-of-file once the exec succeeded."""
+        if self._trySpawnInsteadOfFork(path, uid, gid, executable, args, environment, kwargs):
+            return
+        report, self._exec_report = os.pipe2(os.O_CLOEXEC)
+        try:
+            super()._fork(path, uid, gid, executable, args, environment, **kwargs)
+        finally:
+            os.close(self._exec_report)
+        try:
+            failed = _read_to_end(report)
+        finally:
+            os.close(report)
+        if failed:
+            os.waitpid(self.pid, 0)  # it exits right after saying so: nobody else reaps it
+            step, code = failed.decode("ascii").split()
+            error = CwdRefused if step == "cwd" else OSError
+            raise error(int(code), os.strerror(int(code)), path)
+
     def _setupChild(self, fdmap):
-        """In the forked child: a new session first, then the descriptors, as Twisted does."""
+        """In the forked child: a new session first, then the descriptors, as Twisted does,
+        keeping the pipe that reports a failure to the parent (see _fork)."""
         os.setsid()
-        super()._setupChild(fdmap)
+        super()._setupChild({**fdmap, self._exec_report: self._exec_report})
+        os.set_inheritable(self._exec_report, False)
+
+    def _execChild(self, path, uid, gid, executable, args, environment):
+        """In the forked child: its directory, then its program; tells the parent which
+        of them failed, and why."""
+        step = "cwd"
+        try:
+            if path:
+                os.chdir(path)
+            step = "exec"
+            super()._execChild(None, uid, gid, executable, args, environment)
+        except Exception as err:  # an embedded NUL is a ValueError: EINVAL
+            code = getattr(err, "errno", None) or errno.EINVAL
+            os.write(self._exec_report, f"{step} {code}".encode("ascii"))
+            raise
+
+
+class CwdRefused(OSError):
+    """A forked child could not enter its working directory (--cwd)."""
+
+
+def _read_to_end(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 64):
+        data += chunk
+    return data
 
 
 def close_inherited_on_exec() -> None:
