@@ -152,6 +152,23 @@ def preflight(config: ServerConfig) -> None:
         read_programs(config.programs)  # a bad file stops the server here, saying why
 
 
+def keep_daemon_files_in_state_dir(twistd, config: ServerConfig) -> None:
+    """A daemonizing `twistd rpm` writes its pid file and its log in the directory it was
+    started from, unless told where: `/` for a service, which an ordinary user cannot write
+    (twistd then dies with a traceback), and the log would keep every rotated file. rpm
+    puts them in its state directory: STATE_DIR/twistd.pid, and the rotated --server-log
+    STATE_DIR/server.log. twistd (its options, `twistd`) reads both after makeService."""
+    if twistd is None or twistd.get("nodaemon", True):  # in the foreground, or under twist
+        return
+    if twistd.get("pidfile") == os.path.abspath("twistd.pid"):  # the default
+        twistd["pidfile"] = os.path.join(config.state_dir, "twistd.pid")
+    if not (twistd.get("logfile") or twistd.get("syslog") or config.server_log):
+        config.server_log = os.path.join(config.state_dir, "server.log")
+    where = config.server_log or twistd.get("logfile") or "syslog"
+    pid = f", its pid in {twistd['pidfile']}" if twistd.get("pidfile") else ""
+    print(f"rpm: running in the background; its log is {where}{pid}", flush=True)
+
+
 def makeService(options: Options):
     from twisted.internet import reactor
 
@@ -166,6 +183,7 @@ def makeService(options: Options):
         config = build_config(options)
         config.child_umask = child_umask
         preflight(config)
+        keep_daemon_files_in_state_dir(getattr(options, "parent", None), config)
     except (
         ConfigError,
         TokenError,

@@ -287,6 +287,32 @@ def test_an_unprivileged_server_reports_what_the_system_refuses(nobody_runner, s
     assert root_owned.poll() is None
 
 
+def test_a_daemon_started_by_an_ordinary_user_from_the_root_directory_keeps_its_files(
+    nobody_runner,
+):
+    state = nobody_runner.directory / "state"
+    command = [*AS_NOBODY, str(BIN / "twistd"), "rpm", "--port", "0", "--state-dir", str(state)]
+    command += ["--port-file", str(state / "port")]
+    started = subprocess.run(
+        command, cwd="/", capture_output=True, text=True, timeout=60, check=False
+    )
+    pid_file, log = state / "twistd.pid", state / "server.log"
+    assert (started.returncode, started.stdout) == (
+        0,
+        f"rpm: running in the background; its log is {log}, its pid in {pid_file}\n",
+    ), started.stderr
+    daemon = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    try:
+        wait_until(lambda: (state / "port").exists() and (state / "port").read_text())
+        port = int((state / "port").read_text().split()[0].rsplit(":", 1)[1])
+        assert talk(port, "PING", "EXIT")[1] == "OK pong"
+        assert "starting up" in log.read_text(), "twistd's own log is the rotated one"
+        assert not Path("/twistd.log").exists() and not Path("/twistd.pid").exists()
+    finally:
+        os.kill(daemon, signal.SIGTERM)
+    wait_until(lambda: not pid_file.exists(), timeout=20)
+
+
 def tasks_of(uid: int) -> int:
     """How many tasks (threads count: RLIMIT_NPROC counts them) the user runs now."""
     return sum(
