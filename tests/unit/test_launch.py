@@ -172,6 +172,23 @@ def test_a_script_whose_interpreter_is_missing_is_told_apart(tmp_path, first_lin
     assert caught.value.message == f"cannot start {str(script)!r}: {why}"
 
 
+@pytest.mark.parametrize(
+    ("error", "why"),
+    [
+        (OSError(errno.EACCES, "Permission denied"), "Permission denied"),  # not its #! line
+        (OSError("an odd refusal"), "an odd refusal"),  # no errno, no strerror
+    ],
+)
+def test_other_refusals_of_a_script_keep_the_systems_words(tmp_path, error, why):
+    script = tmp_path / "script"
+    script.write_bytes(b"#!/no/such/interpreter\n")
+    spawns = Spawns(error=error)
+    launcher = Launcher(None, spawn_session=spawns, environ={"PATH": "/bin"})
+    with pytest.raises(SpawnFailed) as caught:
+        launcher.spawn(record(str(script)), str(script), None, {1: 1, 2: 2})
+    assert caught.value.message == f"cannot start {str(script)!r}: {why}"
+
+
 # -- the log writer: the shared one, one of the run's own, or none for a while --------------
 
 
