@@ -183,7 +183,9 @@ async def test_signal_pause_and_logs_follow_the_program_by_its_first_pid(server)
 
 
 @pytest_twisted.ensureDeferred
-@pytest.mark.parametrize("where", ["", "--cwd / "], ids=["spawned", "forked"])
+@pytest.mark.parametrize(
+    "where", ["", "--cwd / ", "--limit nofile=64 "], ids=["spawned", "forked", "with-limits"]
+)
 async def test_a_script_whose_interpreter_is_missing_is_refused_naming_it(server, tmp_path, where):
     script = tmp_path / "deploy.sh"
     script.write_text("#!/bin/bahs\necho typo in the interpreter\n")
@@ -193,3 +195,15 @@ async def test_a_script_whose_interpreter_is_missing_is_refused_naming_it(server
         f"ERR spawn-failed cannot start '{script}': its interpreter '/bin/bahs' (its #! line) "
         "does not exist"
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_limit_the_program_cannot_take_is_refused_before_it_runs(server):
+    with open("/proc/sys/fs/nr_open") as nr_open:
+        too_many = int(nr_open.read()) + 1
+    client = await connect(server.port, server.token)
+    reply = await client.request(f"START --limit nofile={too_many} sleep 30")
+    assert reply.startswith(
+        f"ERR spawn-failed cannot start 'sleep': its limit nofile={too_many} cannot be set: "
+    ), reply
+    assert await client.request("LIST --managed sleep") == "OK 0 processes"

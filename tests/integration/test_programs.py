@@ -188,6 +188,6 @@ def test_start_takes_max_memory_and_limits_too(server_runner):
     details = client("INFO capped")["process"]
     assert details["max_memory"] == 1 << 30
     assert details["limits"] == [["core", 0], ["nofile", 77]]
-    wait_until(lambda: open_files_limit(reply["pid"]) == "77")  # once prlimit has run
+    assert open_files_limit(reply["pid"]) == "77", "taken before the program ran"
     refused = client("START --limit nofiles=1 sleep 1")
     assert refused["error"] == "bad-argument" and "did you mean 'nofile'" in refused["message"]

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from rpm.server.managed.program import own_session
-from rpm.server.managed.session import CwdRefused, spawn_in_session
+from rpm.server.managed.session import ChildRefused, spawn_in_session
 from rpm.server.procs.reaper import zombie_children
 from tests.support import at_least, connect, pid_alive, sleep, start, wait_for
 
@@ -416,18 +416,56 @@ def test_a_program_that_cannot_be_executed_fails_the_spawn_either_way(
         spawn_in_session(
             reactor, _Ended(), str(script), [str(script)], {}, cwd, {0: empty.fileno()}
         )
-    assert caught.value.errno == refused and not isinstance(caught.value, CwdRefused)
+    assert caught.value.errno == refused and getattr(caught.value, "step", "exec") == "exec"
     assert set(zombie_children(os.getpid())) == before, "the forked child was reaped"
 
 
 def test_a_forked_child_that_cannot_enter_its_directory_fails_the_spawn(tmp_path):
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("")
-    with pytest.raises(CwdRefused) as caught, open(os.devnull, "rb") as empty:
+    with pytest.raises(ChildRefused) as caught, open(os.devnull, "rb") as empty:
         spawn_in_session(
             reactor, _Ended(), "/bin/true", ["true"], {}, str(not_a_directory), {0: empty.fileno()}
         )
-    assert (caught.value.errno, caught.value.filename) == (errno.ENOTDIR, str(not_a_directory))
+    assert (caught.value.step, caught.value.errno) == ("cwd", errno.ENOTDIR)
+    assert caught.value.filename == str(not_a_directory)
+
+
+def test_a_limit_the_child_cannot_take_fails_the_spawn():
+    with open("/proc/sys/fs/nr_open") as nr_open:
+        too_many = int(nr_open.read()) + 1  # more than the kernel lets anyone have
+    with pytest.raises(ChildRefused) as caught, open(os.devnull, "rb") as empty:
+        spawn_in_session(
+            reactor,
+            _Ended(),
+            "/bin/true",
+            ["true"],
+            {},
+            None,
+            {0: empty.fileno()},
+            limits=[("nofile", too_many)],
+        )
+    assert caught.value.step == f"limit nofile={too_many}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_spawned_run_has_the_limits_given(tmp_path):
+    output = tmp_path / "limits"
+    ended = _Ended()
+    with open(output, "wb") as sink, open(os.devnull, "rb") as empty:
+        spawn_in_session(
+            reactor,
+            ended,
+            "/bin/cat",
+            ["cat", "/proc/self/limits"],
+            dict(os.environ),
+            None,
+            {0: empty.fileno(), 1: sink.fileno(), 2: sink.fileno()},
+            limits=[("nofile", 77), ("core", 0)],
+        )
+    assert await ended.ended.addTimeout(30, reactor) == 0
+    rows = {line[:26].strip(): line[26:].split()[:2] for line in output.read_text().splitlines()}
+    assert rows["Max open files"] == ["77", "77"] and rows["Max core file size"] == ["0", "0"]
 
 
 @pytest_twisted.ensureDeferred

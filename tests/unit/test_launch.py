@@ -30,10 +30,12 @@ class Spawns:
     def __init__(self, error=None):
         self.calls, self.error = [], error
 
-    def __call__(self, protocol, program, args, env, path=None, childFDs=None):
+    def __call__(self, protocol, program, args, env, path=None, childFDs=None, limits=()):
         umask = os.umask(0o022)
         os.umask(umask)
-        self.calls.append(SimpleNamespace(program=program, args=args, env=env, umask=umask))
+        self.calls.append(
+            SimpleNamespace(program=program, args=args, env=env, umask=umask, limits=limits)
+        )
         if self.error:
             raise self.error
         return SimpleNamespace(pid=123)
@@ -94,25 +96,16 @@ def test_allowed_programs_are_matched_on_the_resolved_path(tmp_path):
     )
 
 
-def test_limits_are_set_by_prlimit_before_the_program(tmp_path, monkeypatch):
-    launcher = Launcher(None, environ={"PATH": "/bin"})
+def test_limits_go_to_the_spawn_and_leave_the_command_line_alone():
+    spawns = Spawns()
+    launcher = Launcher(None, spawn_session=spawns, environ={"PATH": "/bin"})
     limited = record("sleep", "30", settings={"limits": [("nofile", 64), ("nproc", 9)]})
-    monkeypatch.setattr(launcher, "_prlimit", "/usr/bin/prlimit")
-    assert launcher.argv_for(limited, "/bin/sleep") == (
-        "/usr/bin/prlimit",
-        ["/usr/bin/prlimit", "--nofile=64", "--nproc=9", "--", "sleep", "30"],
-    )
-    assert launcher.argv_for(record("sleep", "30"), "/bin/sleep") == ("sleep", ["sleep", "30"])
-    monkeypatch.setattr(launcher, "_prlimit", None)
-    with pytest.raises(SpawnFailed) as caught:
-        launcher.argv_for(limited, "/bin/sleep")
-    assert caught.value.message == "limits need util-linux prlimit, which is not on the PATH"
-
-
-def test_the_launcher_finds_prlimit_on_the_servers_path():
-    from shutil import which
-
-    assert Launcher(None)._prlimit == which("prlimit")
+    launcher.spawn(limited, "/bin/sleep", None, {1: 1, 2: 2})
+    launcher.spawn(record("sleep", "30"), "/bin/sleep", None, {1: 1, 2: 2})
+    assert [(call.args, call.limits) for call in spawns.calls] == [
+        (["sleep", "30"], [("nofile", 64), ("nproc", 9)]),
+        (["sleep", "30"], ()),
+    ]
 
 
 def test_a_path_in_the_programs_environment_does_not_change_which_program_runs():

@@ -38,7 +38,9 @@ class FakeProcessReactor(Clock):
         self.readers = set()
         self.next_pid = FAKE_PID  # above Linux's PID_MAX_LIMIT: no real process has it
 
-    def spawnProcess(self, protocol, executable, args, env=None, path=None, childFDs=None):
+    def spawnProcess(
+        self, protocol, executable, args, env=None, path=None, childFDs=None, limits=()
+    ):
         if LOG_WRITER in args and args[-1] == "--serve":  # the shared log writer: its channel
             assert env == {}
             self.shared_writer_spawns.append(SimpleNamespace(executable=executable, args=args))

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.session import CwdRefused, spawn_in_session
+from rpm.server.managed.session import spawn_in_session
 from rpm.server.managed.written import Handed
 from rpm.server.procs.identity import RUN_VARIABLE
 
@@ -55,8 +55,11 @@ def resolve_program(name: str, cwd: str | None, search_path: str) -> str:
 def spawn_refusal(err: OSError, program: str) -> str:
     """Why the system would not start program, in words that name the real cause: a script
     whose `#!` interpreter is missing is refused as if the script itself were."""
-    if isinstance(err, CwdRefused):
+    step = getattr(err, "step", "exec")  # a forked child's (session.ChildRefused)
+    if step == "cwd":
         return f"its directory {err.filename!r} cannot be entered: {err.strerror}"
+    if step != "exec":
+        return f"its {step} cannot be set: {err.strerror}"
     if err.errno == errno.ENOENT and os.path.isfile(program):
         interpreter = _interpreter_of(program)
         if interpreter:
@@ -107,7 +110,6 @@ class Launcher:
         self._allowed = allowed  # --allow-programs patterns; None: anything
         self._umask = umask  # the children's, where it differs from the server's own
         self._spawn_session = spawn_session or functools.partial(spawn_in_session, reactor)
-        self._prlimit = shutil.which("prlimit")
         # a copy: every read of os.environ decodes each variable again
         self._environ = dict(os.environ) if environ is None else environ
         self._devnull: int | None = None
@@ -123,18 +125,11 @@ class Launcher:
         return self._environ.get("PATH", os.defpath)
 
     def argv_for(self, record: ManagedRecord, executable: str) -> tuple[str, list[str]]:
-        """The program to exec and its argv (behind util-linux prlimit, given limits)."""
+        """The program to exec and its argv."""
         target = record.argv[0]
         if "/" not in target and "PATH" in record.env:
             target = executable  # resolved on the server's PATH, not the child's
-        command = [target, *record.argv[1:]]
-        limits = record.settings.get("limits")
-        if limits:  # util-linux prlimit sets them, then execs the program in place
-            if self._prlimit is None:
-                raise SpawnFailed("limits need util-linux prlimit, which is not on the PATH")
-            options = [f"--{name}={value}" for name, value in limits]
-            command = [self._prlimit, *options, "--", *command]
-        return command[0], command
+        return target, [target, *record.argv[1:]]
 
     def prepare(self, record: ManagedRecord) -> str:
         """Check the run can start (its directory, its program); returns the executable."""
@@ -264,6 +259,7 @@ class Launcher:
                 env=environment,
                 path=record.cwd,
                 childFDs={0: self._null(), **output_fds},
+                limits=record.settings.get("limits") or (),
             )
         except OSError as err:
             why = spawn_refusal(err, executable)

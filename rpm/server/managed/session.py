@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import resource
 import signal
 
 from twisted.internet import process
@@ -25,16 +26,31 @@ from twisted.internet import process
 # Every signal the child could inherit as ignored (SIGPIPE from Python, SIGHUP under nohup)
 # starts at its default: all of them, which costs less than asking which are ignored.
 DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+RESOURCES = {  # the limits a program may be given, by util-linux prlimit's names
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "core": resource.RLIMIT_CORE,
+    "fsize": resource.RLIMIT_FSIZE,
+    "stack": resource.RLIMIT_STACK,
+    "memlock": resource.RLIMIT_MEMLOCK,
+    "as": resource.RLIMIT_AS,
+    "cpu": resource.RLIMIT_CPU,
+}
 
 
 class SessionProcess(process.Process):
-    """A Process whose child leads its own session and process group before it execs."""
+    """A Process whose child leads its own session and process group before it execs, with
+    the resource limits given (`limits`: (name, value) pairs, soft and hard)."""
+
+    def __init__(self, *args, limits=(), **kwargs):
+        self._limits = tuple(limits)
+        super().__init__(*args, **kwargs)
 
     def _trySpawnInsteadOfFork(self, path, uid, gid, executable, args, environment, kwargs):
         """posix_spawnp with the new session asked for, as Twisted's Process does without it;
         False (so the child is forked) where posix_spawn cannot do it all: a directory to
-        change to, another user."""
-        if uid is not None or gid is not None:
+        change to, limits to set, another user."""
+        if uid is not None or gid is not None or self._limits:
             return False
         if path is not None and os.path.abspath(path) != os.path.abspath("."):
             return False
@@ -57,9 +73,9 @@ class SessionProcess(process.Process):
 
     def _fork(self, path, uid, gid, executable, args, environment, **kwargs):
         """Where the child must be forked: fail as posix_spawn does when it cannot enter its
-        directory or exec its program (Twisted's child would only exit 1, after the START
-        was answered OK). The child writes what failed to a close-on-exec pipe, which reads
-        end-of-file once the exec succeeded."""
+        directory, take its limits or exec its program (Twisted's child would only exit 1,
+        after the START was answered OK). The child writes what failed to a close-on-exec
+        pipe, which reads end-of-file once the exec succeeded."""
         if self._trySpawnInsteadOfFork(path, uid, gid, executable, args, environment, kwargs):
             return
         report, self._exec_report = os.pipe2(os.O_CLOEXEC)
@@ -73,9 +89,8 @@ class SessionProcess(process.Process):
             os.close(report)
         if failed:
             os.waitpid(self.pid, 0)  # it exits right after saying so: nobody else reaps it
-            step, code = failed.decode("ascii").split()
-            error = CwdRefused if step == "cwd" else OSError
-            raise error(int(code), os.strerror(int(code)), path)
+            step, code, text = failed.decode("utf-8", "replace").split("\0", 2)
+            raise ChildRefused(step, int(code), text, path)
 
     def _setupChild(self, fdmap):
         """In the forked child: a new session first, then the descriptors, as Twisted does,
@@ -85,22 +100,31 @@ class SessionProcess(process.Process):
         os.set_inheritable(self._exec_report, False)
 
     def _execChild(self, path, uid, gid, executable, args, environment):
-        """In the forked child: its directory, then its program; tells the parent which
-        of them failed, and why."""
+        """In the forked child: its directory, its limits, then its program; tells the
+        parent which of them failed, and why."""
         step = "cwd"
         try:
             if path:
                 os.chdir(path)
+            for name, value in self._limits:
+                step = f"limit {name}={value}"
+                resource.setrlimit(RESOURCES[name], (value, value))
             step = "exec"
             super()._execChild(None, uid, gid, executable, args, environment)
-        except Exception as err:  # an embedded NUL is a ValueError: EINVAL
+        except Exception as err:  # setrlimit and an embedded NUL raise ValueError: EINVAL
             code = getattr(err, "errno", None) or errno.EINVAL
-            os.write(self._exec_report, f"{step} {code}".encode("ascii"))
+            text = getattr(err, "strerror", None) or str(err)
+            os.write(self._exec_report, f"{step}\0{code}\0{text}".encode("utf-8", "replace"))
             raise
 
 
-class CwdRefused(OSError):
-    """A forked child could not enter its working directory (--cwd)."""
+class ChildRefused(OSError):
+    """A forked child failed before it ran its program: `step` says at what (cwd, a limit
+    such as `limit nofile=64`, exec)."""
+
+    def __init__(self, step: str, code: int, text: str, path: str | None):
+        super().__init__(code, text, path)
+        self.step = step
 
 
 def _read_to_end(fd: int) -> bytes:
@@ -119,6 +143,9 @@ def close_inherited_on_exec() -> None:
                 os.set_inheritable(fd, False)
 
 
-def spawn_in_session(reactor, protocol, executable, args, env, path=None, childFDs=None):
-    """reactor.spawnProcess's call, with the child leading a session of its own."""
-    return SessionProcess(reactor, executable, args, env, path, protocol, None, None, childFDs)
+def spawn_in_session(reactor, protocol, executable, args, env, path=None, childFDs=None, limits=()):
+    """reactor.spawnProcess's call, with the child leading a session of its own and taking
+    the resource limits given."""
+    return SessionProcess(
+        reactor, executable, args, env, path, protocol, None, None, childFDs, limits=limits
+    )
