@@ -332,13 +332,19 @@ def _mask_env(rest: str) -> str:
 
 
 def describe_start(command: Start) -> str:
-    """A START request rebuilt as one line, with environment values hidden."""
+    """A START request rebuilt as one line, every option in it, environment values hidden."""
     words = ["START"]
+    if command.name:
+        words += ["--name", command.name]
     if command.cwd:
         words += ["--cwd", shlex.quote(command.cwd)]
     words += [f"--env {name}=***" for name, _ in command.env]
     if command.restart != "no":
         words += ["--restart", command.restart]
+    settings = dict(command.settings)
+    if "max_memory" in settings:
+        words += ["--max-memory", str(settings["max_memory"])]
+    words += [f"--limit {name}={value}" for name, value in settings.get("limits", ())]
     if command.argv[0].startswith("-"):
         words.append("--")
     return " ".join(words) + " " + shlex.join(command.argv)

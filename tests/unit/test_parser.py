@@ -438,5 +438,8 @@ def test_a_start_is_audited_rebuilt_with_every_option_and_no_secret():
         "START --cwd '/a b' --env K=*** --restart always -- -x y"
     )
     assert p.redact("START --env K=v true") == "START --env K=*** true"
+    assert p.redact("START --limit core=0 --max-memory 1K --name web --limit nofile=9 ls") == (
+        "START --name web --max-memory 1024 --limit core=0 --limit nofile=9 ls"
+    )
     rejected = p.redact("START -bad" + " x" * 300)
     assert rejected.startswith("START -bad x") and len(rejected) == 200
