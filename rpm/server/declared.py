@@ -1,7 +1,8 @@
 """The programs file in force (`--programs FILE`): its programs are started, or adopted,
 when the server starts, and RELOAD (or SIGHUP) applies what changed in it: programs added
-are started, removed ones stopped, changed ones restarted with their new definition, the
-others left alone. Programs started by hand (START --name) are never the file's."""
+are started, removed ones stopped, changed ones restarted with their new definition, those
+that could not start tried again, the others left alone. Programs started by hand
+(START --name) are never the file's."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class DeclaredPrograms:
         self.path = path
         self._supervisor, self._controller = supervisor, controller
         self._current: dict[str, Definition] = {}
+        self._not_started: set[str] = set()  # tried again at the next RELOAD, changed or not
         self._applying = False
 
     async def start(self) -> list[str]:
@@ -68,13 +70,14 @@ class DeclaredPrograms:
                     changes.append(f"- {name} stopped")
             for name, definition in wanted.items():
                 previous = self._current.get(name)
-                if previous == definition:
+                if previous == definition and name not in self._not_started:
                     continue
                 if previous is not None and await self._take_down(name):
                     changes.append(await self._bring_up(definition, "~", "restarted"))
                 else:
                     changes.append(await self._bring_up(definition, "+", "started", fresh))
             self._current = wanted
+            self._not_started &= wanted.keys()
         finally:
             self._applying = False
         return changes
@@ -96,6 +99,16 @@ class DeclaredPrograms:
         return True
 
     async def _bring_up(self, definition: Definition, mark: str, done: str, fresh=False) -> str:
+        """Start (or adopt) a program of the file; one that cannot start is tried again at
+        the next RELOAD, changed or not (its interpreter installed, its name freed...)."""
+        change = await self._start_or_adopt(definition, mark, done, fresh)
+        if change.startswith("!"):
+            self._not_started.add(definition.name)
+        else:
+            self._not_started.discard(definition.name)
+        return change
+
+    async def _start_or_adopt(self, definition: Definition, mark: str, done: str, fresh) -> str:
         name = definition.name
         running = self._ours(name)
         if fresh and running is not None:

@@ -191,3 +191,15 @@ def test_start_takes_max_memory_and_limits_too(server_runner):
     assert open_files_limit(reply["pid"]) == "77", "taken before the program ran"
     refused = client("START --limit nofiles=1 sleep 1")
     assert refused["error"] == "bad-argument" and "did you mean 'nofile'" in refused["message"]
+
+
+def test_a_program_that_could_not_start_starts_at_the_next_reload(server_runner, tmp_path):
+    tool = tmp_path / "tool.sh"
+    tool.write_text("#!/no/such/shell\nexec sleep 307\n")
+    tool.chmod(0o755)
+    text = PROGRAMS + f'\n[programs.tool]\ncommand = "{tool}"\n'
+    _, client, _ = serve(server_runner, tmp_path, text)
+    assert "tool" not in programs(client)
+    tool.write_text("#!/bin/sh\nexec sleep 307\n")  # its interpreter fixed; the file is not
+    started = client("RELOAD")
+    assert started["changes"] == [f"+ tool started {programs(client)['tool']}"], started

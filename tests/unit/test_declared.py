@@ -18,9 +18,10 @@ class FakeSupervisor:
     def __init__(self):
         self.names = Names()
         self.next_pid = 100
+        self.missing = {"missing"}  # programs not installed
 
     def start(self, command):
-        if command.argv[0] == "missing":
+        if command.argv[0] in self.missing:
             return defer.fail(NotFound("program 'missing' is not on the server's PATH"))
         self.next_pid += 1
         record = ManagedRecord(self.next_pid, command.argv, None, {}, command.restart, 0.0)
@@ -99,7 +100,21 @@ def test_added_removed_changed_and_unchanged():
     )
     assert controller.stopped == [(101, 7.0), (102, 5.0)], "each stopped with its own grace"
     assert supervisor.names.get("manual").record is by_hand, "never the file's"
-    assert apply(programs, second) == [], "nothing changed, nothing done"
+    assert sorted(apply(programs, second)) == [
+        "! broken not started: program 'missing' is not on the server's PATH",
+        "! manual not started: the name is taken by pid 50",
+    ], "nothing else changed: only what could not start is tried again"
+
+
+def test_a_program_that_could_not_start_is_tried_again_at_the_next_reload():
+    programs, supervisor, _ = declared()
+    document = file_with(tool={"command": "missing"}, web={"command": "web"})
+    refused = "! tool not started: program 'missing' is not on the server's PATH"
+    assert apply(programs, document, fresh=True) == [refused, "+ web started 101"]
+    assert apply(programs, document) == [refused], "the file unchanged, tried again"
+    supervisor.missing.clear()  # the program is installed now
+    assert apply(programs, document) == ["+ tool started 102"]
+    assert apply(programs, document) == [], "running now: left alone"
 
 
 def test_at_start_a_program_still_running_is_adopted():
