@@ -26,12 +26,17 @@ DESCRIPTORS_KEPT = 16  # for the files a request needs: logs, the registry, /pro
 NO_THREAD = "can't start new thread"  # CPython's RuntimeError at the process limit
 
 
+READY_THREADS = 3  # a LIST's scan, a STOP's search for its processes, an INFO or LOGS
+
+
 def keep_threads_ready(reactor) -> None:
-    """Start every worker of the reactor's thread pool now, and keep them: once the server's
-    user runs as many processes as it may (`ulimit -u`: a program forking without end), no
-    thread can start, and the process table, INFO and LOGS are read in these."""
+    """Start a few workers of the reactor's thread pool now, and keep them: once the
+    server's user runs as many processes as it may (`ulimit -u`: a program forking without
+    end), no thread can start, and the process table is read, the processes a STOP must
+    reach found, INFO and LOGS read in these. Only a few: every thread of the server moves
+    with it into a program's cgroup at each START (0.016 ms a thread, both ways)."""
     pool = reactor.getThreadPool()
-    pool.adjustPoolsize(minthreads=pool.max)
+    pool.adjustPoolsize(minthreads=min(READY_THREADS, pool.max))
 
 
 def descriptors_left() -> int | None:

@@ -340,6 +340,8 @@ def test_a_user_out_of_processes_is_told_so_and_the_table_still_lists(nobody_run
         "may (ulimit -u), or the system as many as it can"
     )
     assert listed.startswith("OK ") and int(listed.split()[1]) > len(fillers), listed
+    stopped = talk(server.port, f"AUTH {server.token}", f"STOP {first.split()[1]}", "EXIT")[2]
+    assert stopped == f"OK {first.split()[1]} stopped by SIGTERM", "STOP still reaches it"
     for filler in fillers[:5]:
         filler.kill()
         filler.wait(timeout=10)
