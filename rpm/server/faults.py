@@ -24,8 +24,6 @@ _STORAGE = {
 
 DESCRIPTORS_KEPT = 16  # for the files a request needs: logs, the registry, /proc
 NO_THREAD = "can't start new thread"  # CPython's RuntimeError at the process limit
-
-
 READY_THREADS = 3  # a LIST's scan, a STOP's search for its processes, an INFO or LOGS
 
 

@@ -157,7 +157,8 @@ def keep_daemon_files_in_state_dir(twistd, config: ServerConfig) -> None:
     started from, unless told where: `/` for a service, which an ordinary user cannot write
     (twistd then dies with a traceback), and the log would keep every rotated file. rpm
     puts them in its state directory: STATE_DIR/twistd.pid, and the rotated --server-log
-    STATE_DIR/server.log. twistd (its options, `twistd`) reads both after makeService."""
+    STATE_DIR/server.log. `twistd` is twistd's own options (this subcommand's parent),
+    which it reads again after makeService."""
     if twistd is None or twistd.get("nodaemon", True):  # in the foreground, or under twist
         return
     if twistd.get("pidfile") == os.path.abspath("twistd.pid"):  # the default

@@ -80,15 +80,16 @@ class SessionProcess(process.Process):
             return
         report, self._exec_report = os.pipe2(os.O_CLOEXEC)
         try:
-            super()._fork(path, uid, gid, executable, args, environment, **kwargs)
-        finally:
-            os.close(self._exec_report)
-        try:
+            try:
+                super()._fork(path, uid, gid, executable, args, environment, **kwargs)
+            finally:
+                os.close(self._exec_report)
             failed = _read_to_end(report)
         finally:
             os.close(report)
         if failed:
             os.waitpid(self.pid, 0)  # it exits right after saying so: nobody else reaps it
+            # one write, shorter than PIPE_BUF: it arrives whole or not at all
             step, code, text = failed.decode("utf-8", "replace").split("\0", 2)
             raise ChildRefused(step, int(code), text, path)
 
