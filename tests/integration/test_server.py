@@ -370,26 +370,32 @@ async def test_a_spawned_run_leads_its_own_session_in_the_directory_asked_for(cw
     assert output.read_text() == (cwd or os.getcwd())
 
 
-@pytest_twisted.ensureDeferred
-@pytest.mark.parametrize("cwd", [None, "/"], ids=["posix_spawn", "fork"])
-async def test_a_spawned_run_ignores_no_signal_the_server_ignores(cwd, tmp_path):
-    """Python ignores SIGPIPE, and a server under nohup ignores SIGHUP: its programs start
-    with every signal at its default."""
-    output = tmp_path / "status"
-    ended = _Ended()
+async def read_in_child(tmp_path, path: str, cwd=None, limits=()) -> str:
+    """What `cat path` prints in a child spawned as managed programs are (it must succeed)."""
+    output, ended = tmp_path / "read", _Ended()
     with open(output, "wb") as sink, open(os.devnull, "rb") as empty:
         spawn_in_session(
             reactor,
             ended,
             "/bin/cat",
-            ["cat", "/proc/self/status"],
+            ["cat", path],
             dict(os.environ),
             cwd,
             {0: empty.fileno(), 1: sink.fileno(), 2: sink.fileno()},
+            limits=limits,
         )
-    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN, "what the child could inherit"
     assert await ended.ended.addTimeout(30, reactor) == 0
-    [ignored] = [line for line in output.read_text().splitlines() if line.startswith("SigIgn:")]
+    return output.read_text()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("cwd", [None, "/"], ids=["posix_spawn", "fork"])
+async def test_a_spawned_run_ignores_no_signal_the_server_ignores(cwd, tmp_path):
+    """Python ignores SIGPIPE, and a server under nohup ignores SIGHUP: its programs start
+    with every signal at its default."""
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN, "what the child could inherit"
+    status = await read_in_child(tmp_path, "/proc/self/status", cwd)
+    [ignored] = [line for line in status.splitlines() if line.startswith("SigIgn:")]
     glibc_own = 1 << 31 | 1 << 32  # 32 and 33, which glibc's posix_spawn leaves ignored
     assert int(ignored.split()[1], 16) & ~glibc_own == 0
 
@@ -450,21 +456,10 @@ def test_a_limit_the_child_cannot_take_fails_the_spawn():
 
 @pytest_twisted.ensureDeferred
 async def test_a_spawned_run_has_the_limits_given(tmp_path):
-    output = tmp_path / "limits"
-    ended = _Ended()
-    with open(output, "wb") as sink, open(os.devnull, "rb") as empty:
-        spawn_in_session(
-            reactor,
-            ended,
-            "/bin/cat",
-            ["cat", "/proc/self/limits"],
-            dict(os.environ),
-            None,
-            {0: empty.fileno(), 1: sink.fileno(), 2: sink.fileno()},
-            limits=[("nofile", 77), ("core", 0)],
-        )
-    assert await ended.ended.addTimeout(30, reactor) == 0
-    rows = {line[:26].strip(): line[26:].split()[:2] for line in output.read_text().splitlines()}
+    limits = await read_in_child(
+        tmp_path, "/proc/self/limits", limits=[("nofile", 77), ("core", 0)]
+    )
+    rows = {line[:26].strip(): line[26:].split()[:2] for line in limits.splitlines()}
     assert rows["Max open files"] == ["77", "77"] and rows["Max core file size"] == ["0", "0"]
 
 
