@@ -1,11 +1,17 @@
 """The shared sampler, driven by a Clock: fresh enough data, one scan at a time, idle when
 nobody asks."""
 
+import json
+import time
+
+import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from rpm.clock import monotonic_timers
 from rpm.rows import Row
 from rpm.server.procs.sampler import Sampler
+from rpm.wire import JSON
 
 
 class FakeScans:
@@ -154,6 +160,16 @@ def test_a_scan_whose_thread_cannot_start_fails_its_waiters_and_the_next_one_run
     later = results(sampler.fresh())
     scans.finish()
     assert later and later[0].seq == 1
+
+
+def test_the_table_says_when_it_was_read_by_the_time_of_day_not_the_timers_clock():
+    clock, scans = Clock(), FakeScans()
+    monotonic_timers(clock)  # as in the server: its timers run on a monotonic clock
+    sampler = make(clock, scans)
+    got = results(sampler.fresh())
+    scans.finish()
+    assert got[0].taken_at == pytest.approx(time.monotonic(), abs=5)
+    assert json.loads(got[0].table_event(JSON))["sampled"] == pytest.approx(time.time(), abs=5)
 
 
 def test_stop_cancels_the_schedule():

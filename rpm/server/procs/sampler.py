@@ -16,6 +16,7 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
+from rpm.clock import wall_time
 from rpm.rows import Row
 from rpm.server.procs.snapshot import Renderers, Snapshot
 
@@ -123,10 +124,10 @@ class Sampler:
         if self._stopped:
             return
         self._scanning = True
-        taken_at = self._reactor.seconds()
+        taken_at, sampled = self._reactor.seconds(), wall_time(self._reactor)
         # maybeDeferred: where no thread can start, the scan fails like any other
         done = maybeDeferred(self._run, self._scan_and_measure, self._managed_keys())
-        done.addCallbacks(self._scanned, self._failed, callbackArgs=(taken_at,))
+        done.addCallbacks(self._scanned, self._failed, callbackArgs=(taken_at, sampled))
 
     def _scan_and_measure(self, managed_keys: frozenset) -> tuple[list[Row], dict | None]:
         """One pass, in a worker thread: the process table and the machine's vitals."""
@@ -135,7 +136,9 @@ class Sampler:
             return rows, None
         return rows, self._vitals(len(rows), len(managed_keys))
 
-    def _scanned(self, result: tuple[list[Row], dict | None], taken_at: float) -> None:
+    def _scanned(
+        self, result: tuple[list[Row], dict | None], taken_at: float, sampled: float
+    ) -> None:
         rows, host = result
         self._scanning = False
         self._seq += 1
@@ -147,7 +150,7 @@ class Sampler:
         restarting = self._restarting_rows()
         if restarting:  # a live process that reused such a pid comes after it, so by_pid has it
             rows = sorted(restarting + rows, key=lambda row: row.pid)
-        snapshot = self.latest = Snapshot(self._seq, taken_at, rows, self._renderers, host)
+        snapshot = self.latest = Snapshot(self._seq, taken_at, rows, self._renderers, host, sampled)
         ready = [waiter for floor, waiter in self._waiters if floor <= taken_at]
         self._waiters = [(floor, w) for floor, w in self._waiters if floor > taken_at]
         for waiter in ready:

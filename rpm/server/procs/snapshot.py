@@ -60,7 +60,10 @@ class Snapshot:
         rows: list[Row],
         renderers: Renderers,
         host: dict | None = None,
+        sampled: float | None = None,
     ):
+        """taken_at is the reactor's time of the scan (monotonic in the server); sampled,
+        the time of day clients are told (taken_at where the two are the same clock)."""
         self.seq = seq
         self.host = host  # the machine's vitals from the same pass (vitals.py), if read
         self.taken_at = taken_at
@@ -70,7 +73,7 @@ class Snapshot:
         self._rendered: dict[str, list[bytes]] = {}
         self._cache: dict[tuple, bytes] = {}
         self._children: dict[int, list[int]] | None = None
-        self.sampled_field = b'"sampled":%.3f,' % taken_at
+        self.sampled_field = b'"sampled":%.3f,' % (taken_at if sampled is None else sampled)
 
     def rendered_rows(self, mode: str) -> list[bytes]:
         """Each row's bytes in this mode (JSON object, or a stuffed text line)."""
