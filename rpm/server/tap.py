@@ -139,7 +139,13 @@ class Options(usage.Options):
 
 def preflight(config: ServerConfig) -> None:
     """Fail now, not after daemonizing, on what would stop the server from starting."""
-    prepare_state_dir(config.state_dir)
+    try:
+        prepare_state_dir(config.state_dir)
+    except OSError as err:  # a service user's home that does not exist, say
+        raise ConfigError(
+            f"cannot make the state directory {config.state_dir} ({err.strerror or err}): "
+            "give --state-dir DIR, or set XDG_STATE_HOME, for a directory this user may write"
+        ) from err
     probe = StateLock(config.state_dir)  # held for real by the service, once daemonized
     probe.acquire()
     probe.release()

@@ -138,6 +138,7 @@ def test_the_server_log_rotates_keeping_a_bounded_number_of_files(run_server, tm
         (["--interface", "0.0.0.0"], "refusing plain TCP"),
         (["--idle-timeout", "-5"], "--idle-timeout"),
         (["--state-dir", "/var/lib/rpm"], "package manager"),
+        (["--state-dir", "/sys/rpm"], "cannot make the state directory /sys/rpm (Operation not"),
     ],
 )
 def test_bad_options_end_with_one_line_and_a_failure_status(tmp_path, args, message):
