@@ -66,7 +66,9 @@ def test_a_program_is_looked_up_on_the_path_given_and_errors_say_where(tmp_path)
 def test_a_missing_directory_is_named():
     with pytest.raises(BadArgument) as caught:
         check_cwd("/nowhere/at/all")
-    assert caught.value.message == "--cwd '/nowhere/at/all' is not an existing directory"
+    assert caught.value.message == (
+        "the working directory '/nowhere/at/all' does not exist or is not a directory"
+    )
 
 
 def test_prepare_looks_in_the_programs_directory_and_on_the_launchers_path(tmp_path):

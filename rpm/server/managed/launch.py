@@ -79,7 +79,7 @@ def _interpreter_of(script: str) -> str | None:
 
 def check_cwd(cwd: str | None) -> None:
     if cwd is not None and not os.path.isdir(cwd):
-        raise BadArgument(f"--cwd {cwd!r} is not an existing directory")
+        raise BadArgument(f"the working directory {cwd!r} does not exist or is not a directory")
 
 
 class _SharedWriter(ProcessProtocol):
