@@ -160,12 +160,14 @@ def preflight(config: ServerConfig) -> None:
 
 def keep_daemon_files_in_state_dir(twistd, config: ServerConfig) -> None:
     """A daemonizing `twistd rpm` writes its pid file and its log in the directory it was
-    started from, unless told where: `/` for a service, which an ordinary user cannot write
-    (twistd then dies with a traceback), and the log would keep every rotated file. rpm
-    puts them in its state directory: STATE_DIR/twistd.pid, and the rotated --server-log
-    STATE_DIR/server.log. `twistd` is twistd's own options (this subcommand's parent),
-    which it reads again after makeService."""
+    started from, unless told where. Where this user cannot write there (`/` for a service
+    run by an ordinary user: twistd would die with a traceback), rpm puts them in its state
+    directory instead: STATE_DIR/twistd.pid, and the rotated --server-log
+    STATE_DIR/server.log, and says so. `twistd` is twistd's own options (this subcommand's
+    parent), which it reads again after makeService."""
     if twistd is None or twistd.get("nodaemon", True):  # in the foreground, or under twist
+        return
+    if os.access(os.getcwd(), os.W_OK):
         return
     if twistd.get("pidfile") == os.path.abspath("twistd.pid"):  # the default
         twistd["pidfile"] = os.path.join(config.state_dir, "twistd.pid")
@@ -173,7 +175,7 @@ def keep_daemon_files_in_state_dir(twistd, config: ServerConfig) -> None:
         config.server_log = os.path.join(config.state_dir, "server.log")
     where = config.server_log or twistd.get("logfile") or "syslog"
     pid = f", its pid in {twistd['pidfile']}" if twistd.get("pidfile") else ""
-    print(f"rpm: running in the background; its log is {where}{pid}", flush=True)
+    print(f"rpm: {os.getcwd()} is not writable: its log is {where}{pid}", flush=True)
 
 
 def makeService(options: Options):

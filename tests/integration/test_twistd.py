@@ -300,7 +300,7 @@ def test_a_daemon_started_by_an_ordinary_user_from_the_root_directory_keeps_its_
     pid_file, log = state / "twistd.pid", state / "server.log"
     assert (started.returncode, started.stdout) == (
         0,
-        f"rpm: running in the background; its log is {log}, its pid in {pid_file}\n",
+        f"rpm: / is not writable: its log is {log}, its pid in {pid_file}\n",
     ), started.stderr
     daemon = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip()))
     try:
@@ -309,6 +309,28 @@ def test_a_daemon_started_by_an_ordinary_user_from_the_root_directory_keeps_its_
         assert talk(port, "PING", "EXIT")[1] == "OK pong"
         assert "starting up" in log.read_text(), "twistd's own log is the rotated one"
         assert not Path("/twistd.log").exists() and not Path("/twistd.pid").exists()
+    finally:
+        os.kill(daemon, signal.SIGTERM)
+    wait_until(lambda: not pid_file.exists(), timeout=20)
+
+
+def test_a_daemon_started_from_a_writable_directory_keeps_twistds_own_files(tmp_path):
+    state = tmp_path / "state"
+    command = [str(BIN / "twistd"), "rpm", "--port", "0", "--state-dir", str(state)]
+    started = subprocess.run(
+        [*command, "--port-file", str(tmp_path / "port")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (started.returncode, started.stdout) == (0, ""), started.stderr
+    pid_file = tmp_path / "twistd.pid"
+    daemon = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    try:
+        wait_until((tmp_path / "twistd.log").exists)
+        assert not (state / "twistd.pid").exists() and not (state / "server.log").exists()
     finally:
         os.kill(daemon, signal.SIGTERM)
     wait_until(lambda: not pid_file.exists(), timeout=20)
