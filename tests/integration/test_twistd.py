@@ -329,7 +329,8 @@ def test_a_daemon_started_from_a_writable_directory_keeps_twistds_own_files(tmp_
     pid_file = tmp_path / "twistd.pid"
     daemon = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip()))
     try:
-        wait_until((tmp_path / "twistd.log").exists)
+        wait_until(lambda: (tmp_path / "port").exists() and (tmp_path / "port").read_text())
+        assert (tmp_path / "twistd.log").exists(), "twistd's own log, where it always was"
         assert not (state / "twistd.pid").exists() and not (state / "server.log").exists()
     finally:
         os.kill(daemon, signal.SIGTERM)
