@@ -46,13 +46,16 @@ class SessionProcess(process.Process):
         self._limits = tuple(limits)
         super().__init__(*args, **kwargs)
 
+    def _must_fork(self, path, uid, gid) -> bool:
+        """Whether posix_spawn cannot do it all: a directory to change to, limits to set,
+        another user."""
+        moves = path is not None and os.path.abspath(path) != os.path.abspath(".")
+        return uid is not None or gid is not None or bool(self._limits) or moves
+
     def _trySpawnInsteadOfFork(self, path, uid, gid, executable, args, environment, kwargs):
         """posix_spawnp with the new session asked for, as Twisted's Process does without it;
-        False (so the child is forked) where posix_spawn cannot do it all: a directory to
-        change to, limits to set, another user."""
-        if uid is not None or gid is not None or self._limits:
-            return False
-        if path is not None and os.path.abspath(path) != os.path.abspath("."):
+        False (so the child is forked) where it must be (_must_fork)."""
+        if self._must_fork(path, uid, gid):
             return False
         descriptors = []
         for fd in {0, 1, 2, *kwargs["fdmap"].values()}:
@@ -76,7 +79,8 @@ class SessionProcess(process.Process):
         directory, take its limits or exec its program (Twisted's child would only exit 1,
         after the START was answered OK). The child writes what failed to a close-on-exec
         pipe, which reads end-of-file once the exec succeeded."""
-        if self._trySpawnInsteadOfFork(path, uid, gid, executable, args, environment, kwargs):
+        if not self._must_fork(path, uid, gid):  # Twisted's _fork posix_spawns it
+            super()._fork(path, uid, gid, executable, args, environment, **kwargs)
             return
         report, self._exec_report = os.pipe2(os.O_CLOEXEC)
         try:
