@@ -11,6 +11,7 @@ import resource
 import sqlite3
 
 from rpm.errors import LimitReached, RPMError, StorageFailed
+from rpm.server.managed.launch import OUT_OF_PROCESSES
 from rpm.server.managed.store import is_damage
 
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
@@ -62,8 +63,8 @@ def fault_error(err: BaseException) -> RPMError | None:
         return StorageFailed(f"{_STORAGE[err.errno]}: {err.filename or 'the state directory'}")
     if isinstance(err, RuntimeError) and NO_THREAD in str(err):
         return LimitReached(
-            "the server cannot start a thread: its user runs as many processes as it may "
-            "(ulimit -u), or the system as many as it can; try again once some end"
+            f"the server cannot start a thread: its user {OUT_OF_PROCESSES}; "
+            "try again once some end"
         )
     if isinstance(err, sqlite3.OperationalError):
         return _registry_error(str(err))

@@ -28,10 +28,11 @@ from rpm.server.procs.identity import RUN_VARIABLE
 
 log = Logger()
 WRITERS_RETRY = 60.0
+# Where a fork or a thread fails with EAGAIN: what the server's user (of rpm's processes) hit.
+OUT_OF_PROCESSES = "runs as many processes as it may (ulimit -u), or the system as many as it can"
 # What the system's refusal of a spawn means, where its own words (strerror) do not say.
 SPAWN_REFUSALS = {
-    errno.EAGAIN: "the server's user runs as many processes as it may (ulimit -u), "
-    "or the system as many as it can",
+    errno.EAGAIN: f"the server's user {OUT_OF_PROCESSES}",
     errno.ENOMEM: "the machine is out of memory",
 }
 LOG_WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logwriter.py")
