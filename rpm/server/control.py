@@ -15,12 +15,13 @@ import signal
 from collections.abc import Callable
 from typing import NamedTuple
 
-from twisted.internet import task, threads
+from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.python.failure import Failure
 
 from rpm.errors import NoSuchProcess, NotManaged, NotPermitted
 from rpm.rows import Row
+from rpm.server import faults
 from rpm.server.managed.program import Managed
 from rpm.server.managed.supervisor import Supervisor
 from rpm.server.procs.identity import (
@@ -150,7 +151,7 @@ class Controller:
         supervisor: Supervisor,
         policy: SignalPolicy,
         sampler: Sampler,
-        in_thread: Callable[..., Deferred] = threads.deferToThread,
+        in_thread: Callable[..., Deferred] = faults.in_thread,
     ):
         self._reactor = reactor
         self._in_thread = in_thread

@@ -6,9 +6,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
+from rpm.server import faults
 from rpm.server.auditing import Auditor
 from rpm.server.auth import AuthThrottle
 from rpm.server.config import ServerConfig
@@ -40,7 +40,7 @@ class Core:
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     containment: str = CONTAINMENT_GROUPS  # how STOP finds all of a program's processes
     watching: set = field(default_factory=set)
-    in_thread: Callable[..., Deferred] = threads.deferToThread  # blocking reads go here
+    in_thread: Callable[..., Deferred] = faults.in_thread  # blocking reads go here
     auditor: Auditor = field(init=False)
     declared: object | None = None  # the programs file in force (declared.py), if any
     requests: Counter = field(default_factory=Counter)  # (verb, ok or error code) -> count

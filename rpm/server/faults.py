@@ -6,9 +6,14 @@ with a named code (`limit`, `storage`) and a message saying what happened, never
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import resource
 import sqlite3
+from collections.abc import Callable
+
+from twisted.internet import threads
+from twisted.internet.defer import Deferred, maybeDeferred
 
 from rpm.errors import LimitReached, RPMError, StorageFailed
 from rpm.server.managed.launch import OUT_OF_PROCESSES
@@ -26,6 +31,16 @@ _STORAGE = {
 DESCRIPTORS_KEPT = 16  # for the files a request needs: logs, the registry, /proc
 NO_THREAD = "can't start new thread"  # CPython's RuntimeError at the process limit
 READY_THREADS = 3  # a LIST's scan, a STOP's search for its processes, an INFO or LOGS
+
+
+def as_deferred(run: Callable[..., Deferred]) -> Callable[..., Deferred]:
+    """run (deferToThread), failing through its Deferred where no thread can start: Twisted
+    raises that at the caller, and a caller in a timer loop (the table's refresh, the output
+    journal's, the memory checks) would stop for good."""
+    return functools.partial(maybeDeferred, run)
+
+
+in_thread = as_deferred(threads.deferToThread)  # what the server's parts run blocking work by
 
 
 def keep_threads_ready(reactor) -> None:

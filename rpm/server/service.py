@@ -19,7 +19,7 @@ from rpm.server.control import Controller
 from rpm.server.core import CONTAINMENT_GROUPS, Core
 from rpm.server.declared import DeclaredPrograms
 from rpm.server.factory import RPMFactory
-from rpm.server.faults import keep_threads_ready
+from rpm.server.faults import in_thread, keep_threads_ready
 from rpm.server.managed.adoption import take_over
 from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.cgroups import ProgramCgroups
@@ -100,7 +100,7 @@ class RPMService(service.Service):
         store = AsyncStore(reactor, Store(os.path.join(config.state_dir, "rpm.db")))
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
-        outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes)
+        outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes, run=in_thread)
         supervisor = self._supervisor(store, outputs)
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(
@@ -110,6 +110,7 @@ class RPMService(service.Service):
             restarting_rows=supervisor.restarting_rows,
             program_names=supervisor.names.of_runs,
             vitals=VitalsReader().read,
+            run=in_thread,
         )
         policy = SignalPolicy(config.signal_scope, supervisor.is_managed)
         controller = Controller(reactor, supervisor, policy, sampler)
@@ -117,7 +118,9 @@ class RPMService(service.Service):
             reactor, config, token, store, logfiles, outputs, sampler, supervisor, controller
         )
         supervisor.observe(core.broadcast)
-        self._pruner = Pruner(reactor, store, logfiles, config.keep_ended, config.audit_keep_days)
+        self._pruner = Pruner(
+            reactor, store, logfiles, config.keep_ended, config.audit_keep_days, in_thread
+        )
         supervisor.observe(self._pruner.observe)
         take_over(
             reactor,
@@ -134,6 +137,7 @@ class RPMService(service.Service):
             reactor,
             supervisor,
             lambda pid, why: defer.Deferred.fromCoroutine(controller.restart(pid, None, why)),
+            run=in_thread,
         )
         self._memory.start()
         return core

@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 
 from rpm.clock import monotonic_timers
 from rpm.rows import Row
+from rpm.server.faults import as_deferred
 from rpm.server.procs.sampler import Sampler
 from rpm.wire import JSON
 
@@ -154,7 +155,7 @@ def test_a_scan_whose_thread_cannot_start_fails_its_waiters_and_the_next_one_run
             raise refusals.pop()
         return scans.run(function, managed)
 
-    sampler = Sampler(clock, lambda managed: [], frozenset, run=run, period=0.5)
+    sampler = Sampler(clock, lambda managed: [], frozenset, run=as_deferred(run), period=0.5)
     got = results(sampler.fresh())
     assert got and got[0].check(RuntimeError), "answered, not left waiting"
     later = results(sampler.fresh())

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 
 from twisted.internet import threads
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from rpm.clock import wall_time
@@ -125,8 +125,7 @@ class Sampler:
             return
         self._scanning = True
         taken_at, sampled = self._reactor.seconds(), wall_time(self._reactor)
-        # maybeDeferred: where no thread can start, the scan fails like any other
-        done = maybeDeferred(self._run, self._scan_and_measure, self._managed_keys())
+        done = self._run(self._scan_and_measure, self._managed_keys())
         done.addCallbacks(self._scanned, self._failed, callbackArgs=(taken_at, sampled))
 
     def _scan_and_measure(self, managed_keys: frozenset) -> tuple[list[Row], dict | None]:
