@@ -152,7 +152,11 @@ class RPMService(service.Service):
             instance=instance,
         )
         cgroups = ProgramCgroups.create(instance) if config.contain else None
-        return Supervisor(self.reactor, store, launcher, outputs, config.max_managed, cgroups)
+        if cgroups is not None:
+            launcher.spawn_guard = cgroups.lock
+        return Supervisor(
+            self.reactor, store, launcher, outputs, config.max_managed, cgroups, spawn_in_store=True
+        )
 
     def startService(self) -> None:
         super().startService()
@@ -219,7 +223,9 @@ class RPMService(service.Service):
         means = ["cgroups"] if core.supervisor.cgroups is not None else []
         if self.config.contain and become_subreaper():
             means.append("subreaper")
-            self._reaper = OrphanReaper(self.reactor, core.supervisor.spawned_pids)
+            self._reaper = OrphanReaper(
+                self.reactor, core.supervisor.spawned_pids, core.supervisor.unadopted
+            )
             self._reaper.start()
         core.containment = ", ".join([*means, CONTAINMENT_GROUPS])
         log.info("STOP finds a program's processes by: {how}", how=core.containment)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 
 import pytest
 
@@ -59,6 +60,36 @@ def test_a_server_that_cannot_step_out_never_kills_or_freezes_itself(tree):
     cgroups.kill(1)
     assert where_the_server_is(tree / "rpm-test")
     assert (program / "cgroup.kill").read_text() == "1", "out of it: killed whole again"
+
+
+def test_no_kill_freeze_or_other_spawn_meets_the_server_inside_a_programs_cgroup(tree):
+    """A START spawned in the registry's thread steps into its program's cgroup: a STOP or
+    PAUSE of the reactor thread's waits until the server is out, and so does a log writer's
+    spawn (Launcher.spawn_guard), which would be born in there with it."""
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    cgroups.prepare(1)
+    inside, leave, done = threading.Event(), threading.Event(), []
+
+    def spawning_in_another_thread():
+        with cgroups.born_inside(1):
+            inside.set()
+            leave.wait(10)
+
+    spawner = threading.Thread(target=spawning_in_another_thread)
+    spawner.start()
+    try:
+        assert inside.wait(10)
+        killer = threading.Thread(target=lambda: done.append(cgroups.kill(1)))
+        killer.start()
+        killer.join(0.2)
+        assert killer.is_alive() and done == [], "no cgroup.kill with the server inside"
+        assert not cgroups.lock.acquire(blocking=False), "nor a spawn of another thread's"
+    finally:
+        leave.set()
+        spawner.join(10)
+    killer.join(10)
+    assert done == [None] and (tree / "rpm-test" / "program-1" / "cgroup.kill").read_text() == "1"
+    assert where_the_server_is(tree), "the kill came once the server was out"
 
 
 def test_where_the_server_cannot_enter_the_program_is_born_beside_it(tree):

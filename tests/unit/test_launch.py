@@ -3,6 +3,7 @@ stand-in for the spawn; no process runs)."""
 
 import errno
 import os
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -223,6 +224,23 @@ def test_a_writer_is_started_directly_when_the_shared_writer_is_gone(tmp_path):
     assert len(reactor.shared_writers) == 2
     close_run(fds, handed)
     reactor.shared_writers[1].close()
+
+
+def test_a_log_writer_is_spawned_under_the_spawn_guard(tmp_path):
+    """Never while the server is inside a program's cgroup for a spawn in the registry's
+    thread (the guard is ProgramCgroups.lock): the writer would be born in there with it."""
+    reactor, launcher, logfiles = writer_rig(tmp_path)
+    guard = threading.Lock()
+    launcher.spawn_guard = guard
+    held = []
+    spawn = reactor.spawnProcess
+    reactor.spawnProcess = lambda *args, **kwargs: (
+        held.append(guard.locked()) or spawn(*args, **kwargs)
+    )
+    fds, handed = launcher.outputs(logfiles, record("true"), 4096)
+    close_run(fds, handed)
+    reactor.shared_writers[0].close()
+    assert held == [True] and not guard.locked()
 
 
 def test_where_no_writer_can_start_programs_write_their_files_for_a_minute(tmp_path):

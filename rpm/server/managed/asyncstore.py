@@ -1,5 +1,6 @@
 """The registry seen from the reactor: every Store call runs in one dedicated thread, and
-writes asked for in the same reactor turn share one transaction."""
+writes asked for in the same reactor turn share one transaction. A START can run there
+whole: its intent committed, its program spawned, its pid committed, in one trip."""
 
 from __future__ import annotations
 
@@ -12,7 +13,28 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from rpm.server.managed.records import AuditRecord, ManagedRecord
+from rpm.server.managed.session import umask_of_this_thread
 from rpm.server.managed.store import Store, is_damage
+
+
+@dataclasses.dataclass
+class Spawned:
+    """What start() did once the intent was committed: the run's pid, its start time (the
+    kernel's) and when it was spawned; or why it could not be spawned (`refused`), or why
+    its pid could not be committed (`unrecorded`: then it must die)."""
+
+    pid: int | None = None
+    started: float | None = None
+    spawned_at: float | None = None
+    refused: Exception | None = None
+    unrecorded: Exception | None = None
+
+
+def _spawned(spawn: Callable[[], tuple[int, float, float]]) -> Spawned:
+    try:
+        return Spawned(*spawn())
+    except Exception as err:  # SpawnFailed, or whatever else kept the START from running
+        return Spawned(refused=err)
 
 
 class AsyncStore:
@@ -27,11 +49,18 @@ class AsyncStore:
         self.sync = store
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="rpm-store")
-        self._batch: list[tuple[Callable, tuple, Deferred]] = []
+        self._batch: list[tuple[Callable | None, tuple, Deferred]] = []  # None: a start
         self._flush_call = None
+        self.umask = False  # whether the store's thread has a umask of its own (see start)
 
     def start(self) -> None:
+        """Start the store's thread, which first makes its umask its own: a START spawned
+        there sets the children's without changing the reactor thread's."""
         self._pool.start()
+        self._pool.callInThread(self._own_umask)
+
+    def _own_umask(self) -> None:
+        self.umask = umask_of_this_thread()
 
     def stop(self) -> None:
         self._flush()
@@ -60,26 +89,65 @@ class AsyncStore:
         return done
 
     def _flush(self) -> None:
-        """Send the writes waiting in this turn to the store's thread as one transaction."""
+        """Send the writes waiting in this turn to the store's thread as one transaction,
+        with the STARTs among them (see start)."""
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
         batch, self._batch = self._batch, []
         if not batch:
             return
-        operations = [(method, args) for method, args, _ in batch]
-        written = deferToThreadPool(self._reactor, self._pool, self.sync.write, operations)
+        writes = [(method, args, done) for method, args, done in batch if method is not None]
+        starts = [(args, done) for method, args, done in batch if method is None]
+        operations = [(method, args) for method, args, _ in writes]
+        written = deferToThreadPool(
+            self._reactor, self._pool, self._write_and_spawn, operations, [a for a, _ in starts]
+        )
         written.addErrback(self._note_damage)
 
-        def settle(results: list) -> None:
-            for (_, _, done), result in zip(batch, results, strict=True):
+        def settle(results: tuple[list, list]) -> None:
+            for (_, _, done), result in zip(writes, results[0], strict=True):
                 done.callback(result)
+            for (_, done), outcome in zip(starts, results[1], strict=True):
+                done.callback(outcome)
 
         def fail(failure: Failure) -> None:
-            for _, _, done in batch:
+            for _, _, done in writes:
+                done.errback(failure)
+            for _, done in starts:
                 done.errback(failure)
 
         written.addCallbacks(settle, fail)
+
+    def _write_and_spawn(self, operations: list, starts: list) -> tuple[list, list]:
+        """In the store's thread: the writes and the STARTs' intents in one transaction (if
+        it fails, nothing is spawned), each START's spawn, then their pids in another; the
+        writes' results and, for each START, what it spawned or why it could not."""
+        intents = [(self.sync.add_program, (record,)) for record, _ in starts]
+        results = self.sync.write(operations + intents)[: len(operations)]
+        outcomes = [_spawned(spawn) for _, spawn in starts]
+        ran = [
+            (record, run)
+            for (record, _), run in zip(starts, outcomes, strict=True)
+            if not run.refused
+        ]
+        for record, run in ran:
+            record.pid, record.started, record.spawned_at = run.pid, run.started, run.spawned_at
+        try:
+            if ran:
+                self.sync.write([(self.sync.add_run, (record,)) for record, _ in ran])
+        except Exception as err:  # the registry's fault (SQLite, the disk): the runs must die
+            self.sync.damaged = self.sync.damaged or is_damage(err)
+            for _, run in ran:
+                run.unrecorded = err
+        return results, outcomes
+
+    def start_program(self, record: ManagedRecord, spawn: Callable[[], tuple[int, float, float]]):
+        """A START whole, in the store's thread: commit its record (the intent), call spawn()
+        for (pid, start time, spawn time), commit the run. Fails if the intent could not be
+        committed (nothing ran), else fires with Spawned; STARTs asked for in the same reactor
+        turn share their two transactions."""
+        return self._write(None, dataclasses.replace(record), spawn)
 
     # Each write takes a copy of the record: the caller goes on changing its own.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator
 
 from twisted.logger import Logger
@@ -77,6 +78,10 @@ class ProgramCgroups:
         self.base = base
         self.home = os.path.dirname(base)  # the server's own cgroup
         self._stuck_in: int | None = None  # the program cgroup the server could not leave
+        # held while the server is in a program's cgroup, and to signal or freeze one: a
+        # START spawned in the registry's thread must not meet a cgroup.kill of the cgroup
+        # it is in, nor a spawn of the reactor thread's (born there with it)
+        self.lock = threading.RLock()
 
     @classmethod
     def create(cls, instance: str) -> ProgramCgroups | None:
@@ -117,12 +122,13 @@ class ProgramCgroups:
         """Around a spawn: the server in the program's cgroup, so the child is born there.
         Where the server cannot enter, the child is born in the server's cgroup, and the
         process group and marker still find it."""
-        entered = self._move_server(self.path(managed_id))
-        try:
-            yield
-        finally:
-            if entered:
-                self._leave(managed_id)
+        with self.lock:
+            entered = self._move_server(self.path(managed_id))
+            try:
+                yield
+            finally:
+                if entered:
+                    self._leave(managed_id)
 
     def _leave(self, managed_id: int) -> bool:
         """Back to the server's cgroup (or, failing that, to rpm-<instance>, which no STOP
@@ -166,11 +172,12 @@ class ProgramCgroups:
 
     def kill(self, managed_id: int) -> None:
         """SIGKILL every process in the cgroup: atomically, unless the server is in it too."""
-        if self._inside(managed_id):
-            self.signal_each(managed_id, signal.SIGKILL)
-            return
-        with contextlib.suppress(OSError):
-            self._write(managed_id, "cgroup.kill", "1")
+        with self.lock:
+            if self._inside(managed_id):
+                self.signal_each(managed_id, signal.SIGKILL)
+                return
+            with contextlib.suppress(OSError):
+                self._write(managed_id, "cgroup.kill", "1")
 
     def signal_each(self, managed_id: int, signum: int) -> None:
         """Send signum to every process in the cgroup, one by one, each by pid and start time
@@ -182,10 +189,11 @@ class ProgramCgroups:
                     send_to_process(pid, started, signum)
 
     def freeze(self, managed_id: int, frozen: bool) -> None:
-        if frozen and self._inside(managed_id):
-            return
-        with contextlib.suppress(OSError):
-            self._write(managed_id, "cgroup.freeze", "1" if frozen else "0")
+        with self.lock:
+            if frozen and self._inside(managed_id):
+                return
+            with contextlib.suppress(OSError):
+                self._write(managed_id, "cgroup.freeze", "1" if frozen else "0")
 
     def usage(self, managed_id: int) -> dict:
         """The program's total CPU seconds, and its memory where the memory controller is

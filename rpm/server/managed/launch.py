@@ -9,6 +9,7 @@ outlives the server as the program does: the server holds no pipe to either.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import functools
@@ -16,13 +17,14 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Callable, Iterator
 
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.session import spawn_in_session
+from rpm.server.managed.session import spawn_in_session, spawn_now
 from rpm.server.managed.written import Handed
 from rpm.server.procs.identity import RUN_VARIABLE
 
@@ -116,6 +118,9 @@ class Launcher:
         self._devnull: int | None = None
         self._channel: socket.socket | None = None  # ours of the shared log writer's channel
         self._writers_retry_at = 0.0  # after a failure to start a log writer, when to retry
+        # held around a log writer's spawn: the server is in no program's cgroup then (see
+        # ProgramCgroups.lock), so the writer is not born in one
+        self.spawn_guard = contextlib.nullcontext()
 
     def marker(self, record: ManagedRecord) -> str:
         """The RPM_RUN value every process of this program inherits."""
@@ -227,19 +232,55 @@ class Launcher:
 
     def _spawn_writer(self, arguments: list[str], pipes: dict[int, int], protocol) -> None:
         quiet = self._null()
-        self._reactor.spawnProcess(
-            protocol,
-            sys.executable,
-            [sys.executable, "-I", "-S", LOG_WRITER, *arguments],
-            env={},
-            childFDs={0: quiet, 1: quiet, 2: quiet, **pipes},
-        )
+        with self.spawn_guard:
+            self._reactor.spawnProcess(
+                protocol,
+                sys.executable,
+                [sys.executable, "-I", "-S", LOG_WRITER, *arguments],
+                env={},
+                childFDs={0: quiet, 1: quiet, 2: quiet, **pipes},
+            )
 
     def _null(self) -> int:
         """/dev/null, opened once: every child's stdin, and the log writer's own output."""
         if self._devnull is None:
             self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         return self._devnull
+
+    def spawns_anywhere(self, record: ManagedRecord, umask_of_its_own: bool) -> bool:
+        """Whether the run can be spawned from another thread (spawner), one whose umask is
+        its own or not: where posix_spawn does all it needs, so not with a directory of its
+        own or limits, nor with a test's stand-in for the spawn."""
+        if self._umask is not None and not umask_of_its_own:
+            return False  # the umask is the process's, and the reactor thread's too
+        if getattr(self._spawn_session, "func", None) is not spawn_in_session:
+            return False
+        moves = record.cwd is not None and os.path.abspath(record.cwd) != os.getcwd()
+        return not moves and not record.settings.get("limits")
+
+    def spawner(
+        self, record: ManagedRecord, executable: str, output_fds: dict[int, int]
+    ) -> Callable[[], int]:
+        """The spawn of a run that spawns_anywhere, for another thread to call: returns its
+        pid, or raises SpawnFailed. Everything it reads is taken now, on this thread."""
+        program, args = self.argv_for(record, executable)
+        environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
+        fdmap = {0: self._null(), **output_fds}
+
+        def spawn() -> int:
+            try:
+                with self._childrens_umask():
+                    return spawn_now(program, args, environment, fdmap)
+            except OSError as err:
+                why = spawn_refusal(err, executable)
+                raise SpawnFailed(f"cannot start {record.argv[0]!r}: {why}") from err
+
+        return spawn
+
+    def take_over(self, record: ManagedRecord, pid: int, protocol):
+        """The process transport of a run a spawner started (Twisted reaps it from now)."""
+        program, args = self.argv_for(record, record.argv[0])
+        return self._spawn_session(protocol, program, args, env=None, childFDs={}, spawned=pid)
 
     def spawn(
         self,
@@ -251,20 +292,27 @@ class Launcher:
         """Spawn the program; returns the process transport. The caller closes output_fds."""
         program, args = self.argv_for(record, executable)
         environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
-        server_umask = os.umask(self._umask) if self._umask is not None else None
         try:  # the child is spawned before this returns: it has the umask set here
-            return self._spawn_session(
-                protocol,
-                program,
-                args,
-                env=environment,
-                path=record.cwd,
-                childFDs={0: self._null(), **output_fds},
-                limits=record.settings.get("limits") or (),
-            )
+            with self._childrens_umask():
+                return self._spawn_session(
+                    protocol,
+                    program,
+                    args,
+                    env=environment,
+                    path=record.cwd,
+                    childFDs={0: self._null(), **output_fds},
+                    limits=record.settings.get("limits") or (),
+                )
         except OSError as err:
             why = spawn_refusal(err, executable)
             raise SpawnFailed(f"cannot start {record.argv[0]!r}: {why}") from err
+
+    @contextlib.contextmanager
+    def _childrens_umask(self) -> Iterator[None]:
+        """The children's umask around a spawn, where it differs from the server's."""
+        server_umask = os.umask(self._umask) if self._umask is not None else None
+        try:
+            yield
         finally:
             if server_umask is not None:
                 os.umask(server_umask)

@@ -15,6 +15,8 @@ looks at every open descriptor, which grows with every running program.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import os
@@ -40,10 +42,11 @@ RESOURCES = {  # the limits a program may be given, by util-linux prlimit's name
 
 class SessionProcess(process.Process):
     """A Process whose child leads its own session and process group before it execs, with
-    the resource limits given (`limits`: (name, value) pairs, soft and hard)."""
+    the resource limits given (`limits`: (name, value) pairs, soft and hard); or, given the
+    pid of a child spawn_now started already (`spawned`), the Process that reaps it."""
 
-    def __init__(self, *args, limits=(), **kwargs):
-        self._limits = tuple(limits)
+    def __init__(self, *args, limits=(), spawned: int | None = None, **kwargs):
+        self._limits, self._spawned = tuple(limits), spawned
         super().__init__(*args, **kwargs)
 
     def _must_fork(self, path, uid, gid) -> bool:
@@ -54,23 +57,14 @@ class SessionProcess(process.Process):
 
     def _trySpawnInsteadOfFork(self, path, uid, gid, executable, args, environment, kwargs):
         """posix_spawnp with the new session asked for, as Twisted's Process does without it;
-        False (so the child is forked) where it must be (_must_fork)."""
+        False (so the child is forked) where it must be (_must_fork). A run spawned already
+        (`spawned`, see spawn_now) is only taken over."""
+        if self._spawned is not None:
+            self.pid, self.status = self._spawned, -1
+            return True
         if self._must_fork(path, uid, gid):
             return False
-        descriptors = []
-        for fd in {0, 1, 2, *kwargs["fdmap"].values()}:
-            with contextlib.suppress(OSError):  # stdin, say, closed
-                descriptors.append((fd, fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC)))
-        self.pid = os.posix_spawnp(
-            executable,
-            args,
-            os.environ if environment is None else environment,
-            file_actions=process._getFileActions(
-                descriptors, kwargs["fdmap"], doClose=process._PS_CLOSE, doDup2=process._PS_DUP2
-            ),
-            setsigdef=DEFAULT_SIGNALS,
-            setsid=True,
-        )
+        self.pid = spawn_now(executable, args, environment, kwargs["fdmap"])
         self.status = -1
         return True
 
@@ -132,6 +126,40 @@ class ChildRefused(OSError):
         self.step = step
 
 
+def spawn_now(executable: str, args: list[str], environment, fdmap: dict[int, int]) -> int:
+    """posix_spawnp the program as the leader of a new session, its descriptors mapped as
+    fdmap says (child's: parent's), its signals at their defaults; returns its pid. Any
+    thread may call it: it runs no Python code in the child."""
+    descriptors = []
+    for fd in {0, 1, 2, *fdmap.values()}:
+        with contextlib.suppress(OSError):  # stdin, say, closed
+            descriptors.append((fd, fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC)))
+    return os.posix_spawnp(
+        executable,
+        args,
+        os.environ if environment is None else environment,
+        file_actions=process._getFileActions(
+            descriptors, fdmap, doClose=process._PS_CLOSE, doDup2=process._PS_DUP2
+        ),
+        setsigdef=DEFAULT_SIGNALS,
+        setsid=True,
+    )
+
+
+CLONE_FS = 0x200
+
+
+def umask_of_this_thread() -> bool:
+    """Give the calling thread a umask (and working directory) of its own, unshared from
+    the rest of the process (unshare(CLONE_FS)), so that it can set the one a spawn gives
+    its child without changing the others'; whether it could."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.unshare(CLONE_FS) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _read_to_end(fd: int) -> bytes:
     data = b""
     while chunk := os.read(fd, 64):
@@ -148,9 +176,22 @@ def close_inherited_on_exec() -> None:
                 os.set_inheritable(fd, False)
 
 
-def spawn_in_session(reactor, protocol, executable, args, env, path=None, childFDs=None, limits=()):
+def spawn_in_session(
+    reactor, protocol, executable, args, env, path=None, childFDs=None, limits=(), spawned=None
+):
     """reactor.spawnProcess's call, with the child leading a session of its own and taking
-    the resource limits given."""
+    the resource limits given; or, for a child spawn_now started (`spawned`, its pid), the
+    Process that reaps it and tells `protocol` of it."""
     return SessionProcess(
-        reactor, executable, args, env, path, protocol, None, None, childFDs, limits=limits
+        reactor,
+        executable,
+        args,
+        env,
+        path,
+        protocol,
+        None,
+        None,
+        childFDs,
+        limits=limits,
+        spawned=spawned,
     )

@@ -18,7 +18,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from rpm.clock import wall_time
-from rpm.commands import Start
 from rpm.errors import LimitReached, RPMError
 from rpm.rows import Row
 from rpm.server.managed.asyncstore import AsyncStore
@@ -32,20 +31,21 @@ from rpm.server.managed.program import (
     Names,
     child_start_time,
     kill_run,
-    own_session,
     restarting_row,
 )
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.restoring import Restoring
+from rpm.server.managed.starting import Starting
 from rpm.server.managed.written import WriterDone
 from rpm.server.procs.identity import same_start
+from rpm.server.procs.reaper import Unadopted
 
 log = Logger()
 BACKOFF_CAP, STABLE_UPTIME = 60.0, 60.0
 KEEP_ENDED = 1000
 
 
-class Supervisor(Restoring):
+class Supervisor(Restoring, Starting):
     """Owns every managed program; tells observers when one starts or exits."""
 
     def __init__(
@@ -56,8 +56,10 @@ class Supervisor(Restoring):
         outputs: OutputTracker,
         max_managed: int = 1000,
         cgroups: ProgramCgroups | None = None,
+        spawn_in_store: bool = False,
     ):
         self._reactor = reactor
+        self._spawn_in_store = spawn_in_store  # STARTs whole in the registry's thread
         self.cgroups = cgroups  # each program in a cgroup of its own, where allowed
         self._store = store
         self._launcher = launcher
@@ -73,6 +75,7 @@ class Supervisor(Restoring):
         self._observers: list[Callable[[str, ManagedRecord], None]] = []
         self._exit_listeners: dict[int, list[Callable[[], None]]] = {}
         self._next_id = self._next_run_id = 1
+        self.unadopted = Unadopted()  # spawned in the registry's thread, not Twisted's yet
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -143,27 +146,6 @@ class Supervisor(Restoring):
 
     # -- start -----------------------------------------------------------------------------
 
-    def start(self, command: Start) -> Deferred:
-        """Start a program, durably or not at all: its record is committed before anything
-        runs, its pid after the spawn (a run whose pid cannot be committed is killed at
-        once). Fires with the record once the registry has the pid."""
-        self._check_capacity()
-        now = wall_time(self._reactor)
-        record = ManagedRecord(
-            self._next_id, command.argv, command.cwd, dict(command.env), command.restart, now
-        )
-        record.name, record.settings = command.name, dict(command.settings)
-        executable = self._launcher.prepare(record)  # a START that cannot run writes nothing
-        managed = Managed(record)
-        self.names.claim(managed)
-        self._next_id += 1
-        self._by_id[record.id] = managed
-        self._starting.add(managed)
-        intent = self._store.add_program(record)
-        intent.addBoth(self._intent_settled, managed)
-        intent.addCallback(lambda _: self._first_run(managed, executable))
-        return intent
-
     def _check_capacity(self) -> None:
         busy = len(self._live) + len(self._restarting) + len(self._starting)
         if busy >= self.max_managed:
@@ -172,38 +154,6 @@ class Supervisor(Restoring):
                 f"{len(self._restarting)} waiting to restart: the server's --max-managed is "
                 f"{self.max_managed}; stop some first"
             )
-
-    def _intent_settled(self, result, managed: Managed):
-        """The START's record is written (or could not be: then nothing runs)."""
-        self._starting.discard(managed)
-        if isinstance(result, Failure):
-            self._by_id.pop(managed.record.id, None)
-            self.names.release(managed)
-        return result
-
-    def _first_run(self, managed: Managed, executable: str) -> Deferred:
-        try:
-            self._spawn(managed, executable)
-        except RPMError:
-            self.never_ran(managed)
-            raise
-        return self._record_run(managed)
-
-    def _record_run(self, managed: Managed) -> Deferred:
-        """A new run's pid to the registry (if it cannot be, the run is killed); fires with
-        the record once committed and the run leads its own session."""
-        committed = self._store.add_run(managed.record)
-        self._announce_run(managed)
-        committed.addErrback(self._uncommitted, managed)
-        committed.addCallback(lambda _: own_session(self._reactor, managed.record.pid))
-        return committed.addCallback(lambda _: managed.record)
-
-    def _uncommitted(self, failure: Failure, managed: Managed) -> Failure:
-        """The registry did not take a START's pid: kill the run before the client hears of
-        the failure, so nothing runs that a restarted server would not know."""
-        managed.stop_requested = True
-        kill_run(managed, self.cgroups, failure)
-        return failure
 
     def rerun(self, managed: Managed) -> Deferred:
         """RESTART, once the program stopped: a new run of the same program (its command,
@@ -257,10 +207,14 @@ class Supervisor(Restoring):
         self._new_run(managed, transport.pid, child_start_time(transport.pid))
         self._live.add(managed)
 
-    def _new_run(self, managed: Managed, pid: int, started: float) -> None:
+    def _new_run(
+        self, managed: Managed, pid: int, started: float, run_id=None, spawned_at=None
+    ) -> None:
         record = managed.record
-        record.run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
-        record.pid, record.started, record.spawned_at = pid, started, wall_time(self._reactor)
+        if run_id is None:
+            run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
+        record.run_id, record.pid, record.started = run_id, pid, started
+        record.spawned_at = wall_time(self._reactor) if spawned_at is None else spawned_at
         record.ended_at = record.exit_code = record.exit_signal = None
         record.exit_known = False
         self._by_pid[pid] = managed

@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import threading
 from collections.abc import Callable
 
 from twisted.internet.task import LoopingCall
@@ -38,11 +39,21 @@ def _is_zombie(pid: int) -> bool:
     return stat is not None and stat[1][0] == b"Z"
 
 
+class Unadopted:
+    """Children spawned in another thread than the reactor's, which Twisted does not reap
+    yet: the spawning thread holds `lock` from the spawn until their pid is in `pids`."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pids: set[int] = set()
+
+
 class OrphanReaper:
     """Every second, reap exited children that Twisted does not know (adopted orphans)."""
 
-    def __init__(self, reactor, spawned: Callable[[], set[int]]):
+    def __init__(self, reactor, spawned: Callable[[], set[int]], unadopted: Unadopted):
         self._spawned = spawned  # pids Twisted spawned, which it reaps itself
+        self._unadopted = unadopted  # and those it is about to be told of
         self._loop = LoopingCall(self.reap)
         self._loop.clock = reactor
 
@@ -54,13 +65,19 @@ class OrphanReaper:
             self._loop.stop()
 
     def reap(self) -> list[int]:
-        """Reap what can be reaped now; returns their pids."""
-        reaped = []
-        ours = self._spawned()
-        for pid in zombie_children(os.getpid()):
-            if pid in ours:
-                continue
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    reaped.append(pid)
-        return reaped
+        """Reap what can be reaped now; returns their pids. Not while a child is being
+        spawned in another thread (its pid not known yet): the next round will."""
+        if not self._unadopted.lock.acquire(blocking=False):
+            return []
+        try:
+            ours = self._spawned() | self._unadopted.pids
+            reaped = []
+            for pid in zombie_children(os.getpid()):
+                if pid in ours:
+                    continue
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        reaped.append(pid)
+            return reaped
+        finally:
+            self._unadopted.lock.release()
