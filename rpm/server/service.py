@@ -154,6 +154,7 @@ class RPMService(service.Service):
         cgroups = ProgramCgroups.create(instance) if config.contain else None
         if cgroups is not None:
             launcher.spawn_guard = cgroups.lock
+            store.after_spawns = cgroups.end_visit
         return Supervisor(
             self.reactor, store, launcher, outputs, config.max_managed, cgroups, spawn_in_store=True
         )

@@ -9,12 +9,15 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from rpm.server.managed.records import AuditRecord, ManagedRecord
 from rpm.server.managed.session import umask_of_this_thread
 from rpm.server.managed.store import Store, is_damage
+
+log = Logger()
 
 
 @dataclasses.dataclass
@@ -37,6 +40,16 @@ def _spawned(spawn: Callable[[], tuple[int, float, float]]) -> Spawned:
         return Spawned(refused=err)
 
 
+def _tell(runs: list[tuple[Callable[[Spawned], None], Spawned]]) -> None:
+    """On the reactor thread: tell each START of its run (one failing does not keep the
+    others from theirs)."""
+    for told, run in runs:
+        try:
+            told(run)
+        except Exception:
+            log.failure("taking over pid {pid} failed", pid=run.pid)
+
+
 class AsyncStore:
     """Runs Store methods in one dedicated thread, so the reactor never waits on the disk.
 
@@ -52,6 +65,9 @@ class AsyncStore:
         self._batch: list[tuple[Callable | None, tuple, Deferred]] = []  # None: a start
         self._flush_call = None
         self.umask = False  # whether the store's thread has a umask of its own (see start)
+        # called in the store's thread after a batch's STARTs, their results on the way to
+        # the reactor: the server leaves the last program's cgroup (ProgramCgroups.end_visit)
+        self.after_spawns: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Start the store's thread, which first makes its umask its own: a START spawned
@@ -90,64 +106,77 @@ class AsyncStore:
 
     def _flush(self) -> None:
         """Send the writes waiting in this turn to the store's thread as one transaction,
-        with the STARTs among them (see start)."""
+        with the STARTs among them (see start_program)."""
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
         batch, self._batch = self._batch, []
-        if not batch:
-            return
-        writes = [(method, args, done) for method, args, done in batch if method is not None]
-        starts = [(args, done) for method, args, done in batch if method is None]
-        operations = [(method, args) for method, args, _ in writes]
-        written = deferToThreadPool(
-            self._reactor, self._pool, self._write_and_spawn, operations, [a for a, _ in starts]
-        )
-        written.addErrback(self._note_damage)
+        if batch:
+            self._pool.callInThread(self._run_batch, batch)
 
-        def settle(results: tuple[list, list]) -> None:
-            for (_, _, done), result in zip(writes, results[0], strict=True):
-                done.callback(result)
-            for (_, done), outcome in zip(starts, results[1], strict=True):
-                done.callback(outcome)
+    def _run_batch(self, batch: list) -> None:
+        """In the store's thread: the batch's writes and STARTs; their results go to the
+        reactor thread before the server leaves the last program's cgroup (after_spawns)."""
+        operations = [(method, args) for method, args, _ in batch if method is not None]
+        starts = [args for method, args, _ in batch if method is None]
+        try:
+            results = self._write_and_spawn(operations, starts)
+        except BaseException:
+            self._reactor.callFromThread(self._fail, batch, Failure())
+        else:
+            self._reactor.callFromThread(self._settle, batch, results)
+        finally:
+            if starts:
+                self.after_spawns()
 
-        def fail(failure: Failure) -> None:
-            for _, _, done in writes:
-                done.errback(failure)
-            for _, done in starts:
-                done.errback(failure)
+    @staticmethod
+    def _settle(batch: list, results: tuple[list, list]) -> None:
+        writes, starts = iter(results[0]), iter(results[1])
+        for method, _, done in batch:
+            done.callback(next(writes) if method is not None else next(starts))
 
-        written.addCallbacks(settle, fail)
+    def _fail(self, batch: list, failure: Failure) -> None:
+        self._note_damage(failure)
+        for _, _, done in batch:
+            done.errback(failure)
 
     def _write_and_spawn(self, operations: list, starts: list) -> tuple[list, list]:
         """In the store's thread: the writes and the STARTs' intents in one transaction (if
         it fails, nothing is spawned), each START's spawn, then their pids in another; the
         writes' results and, for each START, what it spawned or why it could not."""
-        intents = [(self.sync.add_program, (record,)) for record, _ in starts]
+        intents = [(self.sync.add_program, (record,)) for record, _, _ in starts]
         results = self.sync.write(operations + intents)[: len(operations)]
-        outcomes = [_spawned(spawn) for _, spawn in starts]
+        outcomes = [_spawned(spawn) for _, spawn, _ in starts]
         ran = [
-            (record, run)
-            for (record, _), run in zip(starts, outcomes, strict=True)
+            (record, run, told)
+            for (record, _, told), run in zip(starts, outcomes, strict=True)
             if not run.refused
         ]
-        for record, run in ran:
+        if ran:  # the reactor thread takes them over while their pids are committed here
+            self._reactor.callFromThread(_tell, [(told, run) for _, run, told in ran])
+        for record, run, _ in ran:
             record.pid, record.started, record.spawned_at = run.pid, run.started, run.spawned_at
         try:
             if ran:
-                self.sync.write([(self.sync.add_run, (record,)) for record, _ in ran])
+                self.sync.write([(self.sync.add_run, (record,)) for record, _, _ in ran])
         except Exception as err:  # the registry's fault (SQLite, the disk): the runs must die
             self.sync.damaged = self.sync.damaged or is_damage(err)
-            for _, run in ran:
+            for _, run, _ in ran:
                 run.unrecorded = err
         return results, outcomes
 
-    def start_program(self, record: ManagedRecord, spawn: Callable[[], tuple[int, float, float]]):
+    def start_program(
+        self,
+        record: ManagedRecord,
+        spawn: Callable[[], tuple[int, float, float]],
+        told: Callable[[Spawned], None],
+    ):
         """A START whole, in the store's thread: commit its record (the intent), call spawn()
-        for (pid, start time, spawn time), commit the run. Fails if the intent could not be
-        committed (nothing ran), else fires with Spawned; STARTs asked for in the same reactor
-        turn share their two transactions."""
-        return self._write(None, dataclasses.replace(record), spawn)
+        for (pid, start time, spawn time), tell the reactor thread of the run (told(Spawned)),
+        commit the run. Fails if the intent could not be committed (nothing ran), else fires
+        with the Spawned told of, or one that says why it did not run; STARTs asked for in
+        the same reactor turn share their two transactions."""
+        return self._write(None, dataclasses.replace(record), spawn, told)
 
     # Each write takes a copy of the record: the caller goes on changing its own.
 

@@ -82,6 +82,8 @@ class ProgramCgroups:
         # START spawned in the registry's thread must not meet a cgroup.kill of the cgroup
         # it is in, nor a spawn of the reactor thread's (born there with it)
         self.lock = threading.RLock()
+        self._visiting = False  # the registry's thread holds the lock for its spawns
+        self._visited: int | None = None  # the program cgroup it is in for them
 
     @classmethod
     def create(cls, instance: str) -> ProgramCgroups | None:
@@ -129,6 +131,30 @@ class ProgramCgroups:
             finally:
                 if entered:
                     self._leave(managed_id)
+
+    def visit(self, managed_id: int) -> None:
+        """For spawns one after another in the registry's thread: the server into this
+        program's cgroup (made if need be), straight from the last one's, with the lock
+        held until end_visit; where it cannot enter, back in its own, as for born_inside."""
+        if not self._visiting:
+            self.lock.acquire()
+            self._visiting = True
+        if self.prepare(managed_id) and self._move_server(self.path(managed_id)):
+            self._visited = managed_id
+        elif self._visited is not None:
+            self._leave(self._visited)
+            self._visited = None
+
+    def end_visit(self) -> None:
+        """The spawns are done: the server back in its own cgroup, the lock released."""
+        if not self._visiting:
+            return
+        try:
+            if self._visited is not None:
+                self._leave(self._visited)
+        finally:
+            self._visited, self._visiting = None, False
+            self.lock.release()
 
     def _leave(self, managed_id: int) -> bool:
         """Back to the server's cgroup (or, failing that, to rpm-<instance>, which no STOP

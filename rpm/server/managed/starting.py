@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 
@@ -112,27 +113,32 @@ class Starting:
         run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
         spawn = self._launcher.spawner(record, executable, fds)
         done = self._store.start_program(
-            dataclasses.replace(record, run_id=run_id), self._born_in_cgroup(record.id, spawn)
+            dataclasses.replace(record, run_id=run_id),
+            self._born_in_cgroup(record.id, spawn),
+            functools.partial(self._take_over, managed, run_id),
         )
         done.addBoth(_closing, fds)
         done.addErrback(self._intent_failed, managed)  # nothing ran
         done.addBoth(self._intent_settled, managed)
-        return done.addCallback(self._spawned_in_store, managed, run_id)
+        return done.addCallback(self._spawned_in_store, managed)
 
     def _born_in_cgroup(self, managed_id: int, spawn: Callable[[], int]) -> Callable:
         """spawn, wrapped for the registry's thread: the child born in the program's cgroup
-        (where it has one), kept from the orphan reaper; returns (pid, start time, now)."""
+        (where it has one: the server stays there until the batch's replies are on their
+        way, AsyncStore.after_spawns), kept from the orphan reaper; returns (pid, start time,
+        now)."""
         cgroups, unadopted, reactor = self.cgroups, self.unadopted, self._reactor
 
         def spawn_run() -> tuple[int, float, float]:
-            inside = cgroups is not None and cgroups.prepare(managed_id)
-            born = cgroups.born_inside(managed_id) if inside else contextlib.nullcontext()
+            if cgroups is not None:
+                cgroups.visit(managed_id)
             try:
-                with born, unadopted.lock:
+                with unadopted.lock:
                     pid = spawn()
                     unadopted.pids.add(pid)
             except BaseException:
-                if inside:
+                if cgroups is not None:
+                    cgroups.end_visit()
                     cgroups.remove(managed_id)
                 raise
             return pid, child_start_time(pid), wall_time(reactor)
@@ -150,12 +156,10 @@ class Starting:
             managed.writer.finish()
             managed.writer = None
 
-    def _spawned_in_store(self, run: Spawned, managed: Managed, run_id: int):
-        """Hand Twisted the child to reap; then as a START spawned here (see _record_run)."""
-        if run.refused is not None:
-            self._no_run(managed)
-            self.never_ran(managed)
-            return Failure(run.refused)
+    def _take_over(self, managed: Managed, run_id: int, run: Spawned) -> None:
+        """The registry's thread spawned the run, and commits its pid meanwhile: hand Twisted
+        the child to reap, and tell the observers."""
+        self._starting.discard(managed)
         managed.spawning = True
         try:
             self._launcher.take_over(
@@ -165,10 +169,18 @@ class Starting:
             managed.spawning = False
             self.unadopted.pids.discard(run.pid)
         self._announce_run(managed)
+
+    def _spawned_in_store(self, run: Spawned, managed: Managed):
+        """The START's answer, once its pid is committed (or could not be: then the run is
+        killed first, as for _record_run). The run leads its own session already:
+        posix_spawn returns once the child has exec'd, after its setsid."""
+        if run.refused is not None:
+            self._no_run(managed)
+            self.never_ran(managed)
+            return Failure(run.refused)
         if run.unrecorded is not None:
             return self._uncommitted(Failure(run.unrecorded), managed)
-        ready = own_session(self._reactor, run.pid)
-        return ready.addCallback(lambda _: managed.record)
+        return managed.record
 
     def _taken_over(self, managed: Managed, transport, run: Spawned, run_id: int) -> None:
         """Twisted has the child spawned in the registry's thread (before it could report
