@@ -17,6 +17,7 @@ from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.server.procs.ownedfd import OwnedReader
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STAT_MAX = 4096  # /proc/<pid>/stat: a 64-character comm and 52 numbers fit many times over
 PF_KTHREAD = 0x00200000
 HAVE_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
 
@@ -49,11 +50,16 @@ def boot_time() -> float:
 
 def read_stat(pid: int) -> tuple[str, list[bytes]] | None:
     """(comm, the fields after it) from /proc/<pid>/stat, or None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
+    try:  # one read(2): each is a moment another thread may take the GIL
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        data = os.read(fd, STAT_MAX)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     left, right = data.find(b"("), data.rfind(b")")
     return data[left + 1 : right].decode("utf-8", "replace"), data[right + 2 :].split()
 
