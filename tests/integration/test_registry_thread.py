@@ -145,3 +145,19 @@ async def test_the_registry_thread_sets_the_childrens_umask_without_changing_the
     await registry.start_program(program(1), spawn, lambda run: None).addTimeout(10, reactor)
     assert registry.umask, "unshare(CLONE_FS) gave the thread a umask of its own"
     assert seen != [ours] and current_umask() == ours
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_server_leaves_the_programs_cgroups_before_the_pids_are_committed(registry):
+    """after_spawns (the server out of the last program's cgroup, its lock released) comes
+    before the commit of the pids: a registry slow to write never holds that lock."""
+    order = []
+    registry.after_spawns = lambda: order.append("left")
+    write = registry.sync.write
+    registry.sync.write = lambda operations: order.append("commit") or write(operations)
+    starts = [
+        registry.start_program(program(n), lambda n=n: (n, 1.0, 1.0), lambda run: None)
+        for n in (1, 2)
+    ]
+    await defer.gatherResults(starts).addTimeout(10, reactor)
+    assert order == ["commit", "left", "commit"]

@@ -65,8 +65,9 @@ class AsyncStore:
         self._batch: list[tuple[Callable | None, tuple, Deferred]] = []  # None: a start
         self._flush_call = None
         self.umask = False  # whether the store's thread has a umask of its own (see start)
-        # called in the store's thread after a batch's STARTs, their results on the way to
-        # the reactor: the server leaves the last program's cgroup (ProgramCgroups.end_visit)
+        # called in the store's thread once a batch's STARTs are spawned, before their pids
+        # are committed: the server leaves the last program's cgroup (and its lock) there
+        # (ProgramCgroups.end_visit), so no wait on the disk ever holds it
         self.after_spawns: Callable[[], None] = lambda: None
 
     def start(self) -> None:
@@ -115,8 +116,8 @@ class AsyncStore:
             self._pool.callInThread(self._run_batch, batch)
 
     def _run_batch(self, batch: list) -> None:
-        """In the store's thread: the batch's writes and STARTs; their results go to the
-        reactor thread before the server leaves the last program's cgroup (after_spawns)."""
+        """In the store's thread: the batch's writes and STARTs, their results sent to the
+        reactor thread."""
         operations = [(method, args) for method, args, _ in batch if method is not None]
         starts = [args for method, args, _ in batch if method is None]
         try:
@@ -125,9 +126,6 @@ class AsyncStore:
             self._reactor.callFromThread(self._fail, batch, Failure())
         else:
             self._reactor.callFromThread(self._settle, batch, results)
-        finally:
-            if starts:
-                self.after_spawns()
 
     @staticmethod
     def _settle(batch: list, results: tuple[list, list]) -> None:
@@ -146,7 +144,11 @@ class AsyncStore:
         writes' results and, for each START, what it spawned or why it could not."""
         intents = [(self.sync.add_program, (record,)) for record, _, _ in starts]
         results = self.sync.write(operations + intents)[: len(operations)]
-        outcomes = [_spawned(spawn) for _, spawn, _ in starts]
+        try:
+            outcomes = [_spawned(spawn) for _, spawn, _ in starts]
+        finally:
+            if starts:
+                self.after_spawns()
         ran = [
             (record, run, told)
             for (record, _, told), run in zip(starts, outcomes, strict=True)

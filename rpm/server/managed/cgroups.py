@@ -11,6 +11,10 @@ spends on the spawn, and any page it first touches then, count to the program's 
 fraction of a millisecond, a few pages at most. Should it ever fail to get out, it never
 signals or freezes the cgroup it is in: it would hit itself.
 
+A START's spawn happens in the registry's thread (visit, end_visit), a restart's or a log
+writer's on the reactor thread (born_inside, Launcher.spawn_guard): `lock` keeps them apart,
+and keeps every cgroup.kill and freeze away while the server is in a program's cgroup.
+
 Without such a cgroup the server falls back on process groups, RPM_RUN markers and being
 a subreaper (see control.py). Every method here is a few small reads or writes in cgroupfs.
 """

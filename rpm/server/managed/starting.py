@@ -124,9 +124,9 @@ class Starting:
 
     def _born_in_cgroup(self, managed_id: int, spawn: Callable[[], int]) -> Callable:
         """spawn, wrapped for the registry's thread: the child born in the program's cgroup
-        (where it has one: the server stays there until the batch's replies are on their
-        way, AsyncStore.after_spawns), kept from the orphan reaper; returns (pid, start time,
-        now)."""
+        (where it has one: the server goes straight on to the next START's, and leaves once
+        the batch is spawned, AsyncStore.after_spawns), kept from the orphan reaper; returns
+        (pid, start time, now)."""
         cgroups, unadopted, reactor = self.cgroups, self.unadopted, self._reactor
 
         def spawn_run() -> tuple[int, float, float]:

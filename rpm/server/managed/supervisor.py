@@ -208,8 +208,15 @@ class Supervisor(Restoring, Starting):
         self._live.add(managed)
 
     def _new_run(
-        self, managed: Managed, pid: int, started: float, run_id=None, spawned_at=None
+        self,
+        managed: Managed,
+        pid: int,
+        started: float,
+        run_id: int | None = None,
+        spawned_at: float | None = None,
     ) -> None:
+        """The run is this pid's; numbered and timed now, unless the registry's thread did
+        both (starting.py)."""
         record = managed.record
         if run_id is None:
             run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
