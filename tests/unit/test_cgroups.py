@@ -240,6 +240,12 @@ def test_a_cgroup_that_cannot_be_made_or_written_is_no_error(tree):
     assert not cgroups.exists(9)
 
 
+def test_a_programs_cgroup_is_made_even_where_rpm_instance_was_removed(tree):
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    (tree / "rpm-test").rmdir()  # an operator's tidying, between two STARTs
+    assert cgroups.prepare(3) and cgroups.exists(3)
+
+
 def test_the_v2_hierarchy_is_found_whatever_its_source_is_called(tmp_path):
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text("35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 none rw\n")

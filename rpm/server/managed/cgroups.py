@@ -116,9 +116,18 @@ class ProgramCgroups:
         """Make the program's cgroup, or thaw the one it has (a new run is not born paused);
         whether it is there to be born in."""
         try:
-            os.makedirs(self.path(managed_id))
+            os.mkdir(self.path(managed_id))  # makedirs would look for each parent first
         except FileExistsError:
             self.freeze(managed_id, False)
+        except FileNotFoundError:  # rpm-<instance> removed under the server: made again
+            return self._made_again(managed_id)
+        except OSError:
+            return False
+        return True
+
+    def _made_again(self, managed_id: int) -> bool:
+        try:
+            os.makedirs(self.path(managed_id))
         except OSError:
             return False
         return True
