@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from rpm.commands import Start
 from rpm.errors import SpawnFailed
+from rpm.server.managed import program
 from rpm.server.managed.asyncstore import Spawned
 from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.launch import Launcher
@@ -257,3 +258,28 @@ def test_where_no_log_writer_can_start_the_program_writes_its_files_itself(rig, 
     managed = rig.supervisor._by_id[record.id]
     assert managed.writer is None and managed.finishing is None, "no writer to wait for"
     assert (tmp_path / "logs" / "1.out").read_text() == "hello\n"
+
+
+def spawn_true() -> int:
+    return os.posix_spawn("/bin/true", ["true"], os.environ)
+
+
+def test_a_childs_start_time_from_the_boot_clock_is_the_one_proc_gives():
+    """Read around the spawn, the boot clock's tick is the child's start time, exactly as
+    /proc/<pid>/stat (and so psutil) gives it, without reading /proc."""
+    for _ in range(50):
+        pid, started = program.timed_spawn(spawn_true)
+        try:
+            assert started == start_time(pid)
+        finally:
+            os.waitpid(pid, 0)
+
+
+def test_where_the_spawn_spans_two_ticks_the_start_time_is_read_from_proc(monkeypatch):
+    for clock in (iter([10, 11]), iter([None, None])):
+        monkeypatch.setattr(program, "boot_ticks", lambda clock=clock: next(clock))
+        pid, started = program.timed_spawn(spawn_true)
+        try:
+            assert started == start_time(pid)
+        finally:
+            os.waitpid(pid, 0)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet import task
@@ -18,7 +19,7 @@ from rpm.errors import BadArgument
 from rpm.rows import RESTARTING, Row
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.written import WriterDone
-from rpm.server.procs.identity import start_time
+from rpm.server.procs.identity import boot_ticks, start_time, start_time_at
 
 log = Logger()
 BACKOFF_FIRST = 1.0
@@ -76,6 +77,19 @@ def child_start_time(pid: int) -> float:
     """The start time of our child (not reaped yet, so it is there to read)."""
     started = start_time(pid)
     return time.time() if started is None else started
+
+
+def timed_spawn(spawn: Callable[[], int]) -> tuple[int, float]:
+    """spawn() and the child's start time: the clock tick it started in, where the boot
+    clock read just before and just after the spawn shows the same tick (all but about one
+    spawn in fifty: a spawn takes a fraction of a tick), else read from /proc. Reading
+    /proc/<pid>/stat of a child that is still starting costs 0.02 to 0.17 ms."""
+    before = boot_ticks()
+    pid = spawn()
+    after = boot_ticks()
+    if before is not None and before == after:
+        return pid, start_time_at(before)
+    return pid, child_start_time(pid)
 
 
 def restarting_row(managed: Managed, restart_at: float | None) -> Row:

@@ -28,7 +28,7 @@ from rpm.clock import wall_time
 from rpm.commands import Start
 from rpm.errors import RPMError
 from rpm.server.managed.asyncstore import Spawned
-from rpm.server.managed.program import Child, Managed, child_start_time, kill_run, own_session
+from rpm.server.managed.program import Child, Managed, kill_run, own_session, timed_spawn
 from rpm.server.managed.records import ManagedRecord
 from rpm.server.managed.written import WriterDone
 
@@ -134,14 +134,14 @@ class Starting:
                 cgroups.visit(managed_id)
             try:
                 with unadopted.lock:
-                    pid = spawn()
+                    pid, started = timed_spawn(spawn)
                     unadopted.pids.add(pid)
             except BaseException:
                 if cgroups is not None:
                     cgroups.end_visit()
                     cgroups.remove(managed_id)
                 raise
-            return pid, child_start_time(pid), wall_time(reactor)
+            return pid, started, wall_time(reactor)
 
         return spawn_run
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import psutil
@@ -72,7 +73,22 @@ def stopped_or_gone(pid: int) -> bool:
 
 def start_time_of(fields: list[bytes]) -> float:
     """The start time in the fields read_stat gives, as psutil's create_time() computes it."""
-    return boot_time() + int(fields[19]) / CLOCK_TICKS
+    return start_time_at(int(fields[19]))
+
+
+def start_time_at(ticks: int) -> float:
+    """The start time of a process started `ticks` clock ticks after boot, as psutil's
+    create_time() computes it."""
+    return boot_time() + ticks / CLOCK_TICKS
+
+
+def boot_ticks() -> int | None:
+    """Clock ticks since boot now, as /proc/<pid>/stat counts a process's start (the
+    kernel's boot-time clock); None where that clock cannot be read."""
+    try:
+        return time.clock_gettime_ns(time.CLOCK_BOOTTIME) * CLOCK_TICKS // 1_000_000_000
+    except (AttributeError, OSError):  # not Linux
+        return None
 
 
 def start_time(pid: int) -> float | None:
