@@ -104,7 +104,7 @@ class Starting:
 
     def _start_in_store(self, managed: Managed, executable: str) -> Deferred:
         """START's spawn and both its commits in the registry's thread; fires with the record
-        once the registry has the pid (see Supervisor.start)."""
+        once the registry has the pid (see start)."""
         record = managed.record
         fds, handed = self._launcher.outputs(
             self._outputs.logfiles, record, self._outputs.max_bytes // 2
