@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -153,9 +152,8 @@ def umask_of_this_thread() -> bool:
     """Give the calling thread a umask (and working directory) of its own, unshared from
     the rest of the process (unshare(CLONE_FS)), so that it can set the one a spawn gives
     its child without changing the others'; whether it could."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.unshare(CLONE_FS) == 0
+    try:  # the process's own symbols, libc's among them (find_library would run ldconfig)
+        return ctypes.CDLL(None, use_errno=True).unshare(CLONE_FS) == 0
     except (OSError, AttributeError):
         return False
 
