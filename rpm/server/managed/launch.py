@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.session import spawn_in_session, spawn_now
+from rpm.server.managed.session import must_fork, spawn_in_session, spawn_now
 from rpm.server.managed.written import Handed
 from rpm.server.procs.identity import RUN_VARIABLE
 
@@ -255,8 +255,7 @@ class Launcher:
             return False  # the umask is the process's, and the reactor thread's too
         if getattr(self._spawn_session, "func", None) is not spawn_in_session:
             return False
-        moves = record.cwd is not None and os.path.abspath(record.cwd) != os.getcwd()
-        return not moves and not record.settings.get("limits")
+        return not must_fork(record.cwd, record.settings.get("limits"))
 
     def spawner(
         self, record: ManagedRecord, executable: str, output_fds: dict[int, int]
@@ -264,16 +263,11 @@ class Launcher:
         """The spawn of a run that spawns_anywhere, for another thread to call: returns its
         pid, or raises SpawnFailed. Everything it reads is taken now, on this thread."""
         program, args = self.argv_for(record, executable)
-        environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
-        fdmap = {0: self._null(), **output_fds}
+        environment, fdmap = self._environment(record), {0: self._null(), **output_fds}
 
         def spawn() -> int:
-            try:
-                with self._childrens_umask():
-                    return spawn_now(program, args, environment, fdmap)
-            except OSError as err:
-                why = spawn_refusal(err, executable)
-                raise SpawnFailed(f"cannot start {record.argv[0]!r}: {why}") from err
+            with self._spawning(record, executable):
+                return spawn_now(program, args, environment, fdmap)
 
         return spawn
 
@@ -291,28 +285,31 @@ class Launcher:
     ):
         """Spawn the program; returns the process transport. The caller closes output_fds."""
         program, args = self.argv_for(record, executable)
-        environment = {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
-        try:  # the child is spawned before this returns: it has the umask set here
-            with self._childrens_umask():
-                return self._spawn_session(
-                    protocol,
-                    program,
-                    args,
-                    env=environment,
-                    path=record.cwd,
-                    childFDs={0: self._null(), **output_fds},
-                    limits=record.settings.get("limits") or (),
-                )
-        except OSError as err:
-            why = spawn_refusal(err, executable)
-            raise SpawnFailed(f"cannot start {record.argv[0]!r}: {why}") from err
+        with self._spawning(record, executable):  # spawned before this returns, umask and all
+            return self._spawn_session(
+                protocol,
+                program,
+                args,
+                env=self._environment(record),
+                path=record.cwd,
+                childFDs={0: self._null(), **output_fds},
+                limits=record.settings.get("limits") or (),
+            )
+
+    def _environment(self, record: ManagedRecord) -> dict[str, str]:
+        """The run's environment: the server's, the run's own, and its RPM_RUN marker."""
+        return {**self._environ, **record.env, RUN_VARIABLE: self.marker(record)}
 
     @contextlib.contextmanager
-    def _childrens_umask(self) -> Iterator[None]:
-        """The children's umask around a spawn, where it differs from the server's."""
+    def _spawning(self, record: ManagedRecord, executable: str) -> Iterator[None]:
+        """Around a spawn: the children's umask, where it differs from the server's, and the
+        system's refusal as SpawnFailed saying why."""
         server_umask = os.umask(self._umask) if self._umask is not None else None
         try:
             yield
+        except OSError as err:
+            why = spawn_refusal(err, executable)
+            raise SpawnFailed(f"cannot start {record.argv[0]!r}: {why}") from err
         finally:
             if server_umask is not None:
                 os.umask(server_umask)

@@ -48,20 +48,14 @@ class SessionProcess(process.Process):
         self._limits, self._spawned = tuple(limits), spawned
         super().__init__(*args, **kwargs)
 
-    def _must_fork(self, path, uid, gid) -> bool:
-        """Whether posix_spawn cannot do it all: a directory to change to, limits to set,
-        another user."""
-        moves = path is not None and os.path.abspath(path) != os.path.abspath(".")
-        return uid is not None or gid is not None or bool(self._limits) or moves
-
     def _trySpawnInsteadOfFork(self, path, uid, gid, executable, args, environment, kwargs):
         """posix_spawnp with the new session asked for, as Twisted's Process does without it;
-        False (so the child is forked) where it must be (_must_fork). A run spawned already
+        False (so the child is forked) where it must be (must_fork). A run spawned already
         (`spawned`, see spawn_now) is only taken over."""
         if self._spawned is not None:
             self.pid, self.status = self._spawned, -1
             return True
-        if self._must_fork(path, uid, gid):
+        if must_fork(path, self._limits, uid, gid):
             return False
         self.pid = spawn_now(executable, args, environment, kwargs["fdmap"])
         self.status = -1
@@ -72,7 +66,7 @@ class SessionProcess(process.Process):
         directory, take its limits or exec its program (Twisted's child would only exit 1,
         after the START was answered OK). The child writes what failed to a close-on-exec
         pipe, which reads end-of-file once the exec succeeded."""
-        if not self._must_fork(path, uid, gid):  # Twisted's _fork posix_spawns it
+        if not must_fork(path, self._limits, uid, gid):  # Twisted's _fork posix_spawns it
             super()._fork(path, uid, gid, executable, args, environment, **kwargs)
             return
         report, self._exec_report = os.pipe2(os.O_CLOEXEC)
@@ -114,6 +108,13 @@ class SessionProcess(process.Process):
             text = getattr(err, "strerror", None) or str(err)
             os.write(self._exec_report, f"{step}\0{code}\0{text}".encode("utf-8", "replace"))
             raise
+
+
+def must_fork(path: str | None, limits, uid: int | None = None, gid: int | None = None) -> bool:
+    """Whether posix_spawn cannot do it all, so the child must be forked: a directory to
+    change to, limits to set, another user."""
+    moves = path is not None and os.path.abspath(path) != os.path.abspath(".")
+    return uid is not None or gid is not None or bool(limits) or moves
 
 
 class ChildRefused(OSError):
