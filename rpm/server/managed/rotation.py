@@ -19,11 +19,12 @@ import errno
 import os
 from typing import NamedTuple
 
+from rpm.server.procs.libc import LIBC
+
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 LINE_SEARCH = 65536
 CONSISTENT_TRIES = 5  # reads of a cut and its file, while a log writer rotates
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+LIBC.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
 
 
 class Cut(NamedTuple):
@@ -45,7 +46,7 @@ class Cut(NamedTuple):
 
 def punch_hole(fd: int, offset: int, length: int) -> bool:
     """Free [offset, offset+length) keeping the size; False where the filesystem cannot."""
-    if _libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+    if LIBC.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):

@@ -15,7 +15,6 @@ looks at every open descriptor, which grows with every running program.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -23,6 +22,8 @@ import resource
 import signal
 
 from twisted.internet import process
+
+from rpm.server.procs.libc import LIBC
 
 # Every signal the child could inherit as ignored (SIGPIPE from Python, SIGHUP under nohup)
 # starts at its default: all of them, which costs less than asking which are ignored.
@@ -153,9 +154,9 @@ def umask_of_this_thread() -> bool:
     """Give the calling thread a umask (and working directory) of its own, unshared from
     the rest of the process (unshare(CLONE_FS)), so that it can set the one a spawn gives
     its child without changing the others'; whether it could."""
-    try:  # the process's own symbols, libc's among them (find_library would run ldconfig)
-        return ctypes.CDLL(None, use_errno=True).unshare(CLONE_FS) == 0
-    except (OSError, AttributeError):
+    try:
+        return LIBC.unshare(CLONE_FS) == 0
+    except AttributeError:  # no unshare: not Linux
         return False
 
 

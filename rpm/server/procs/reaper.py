@@ -6,8 +6,6 @@ Twisted reaps only the children it spawned; the rest are reaped here, by pid."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import threading
 from collections.abc import Callable
@@ -15,6 +13,7 @@ from collections.abc import Callable
 from twisted.internet.task import LoopingCall
 
 from rpm.server.procs.identity import children_of, read_stat
+from rpm.server.procs.libc import LIBC
 
 PR_SET_CHILD_SUBREAPER = 36
 REAP_EVERY = 1.0
@@ -23,9 +22,8 @@ REAP_EVERY = 1.0
 def become_subreaper() -> bool:
     """Make this process a child subreaper; False where the system does not allow it."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
+        return LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except AttributeError:  # no prctl: not Linux
         return False
 
 
