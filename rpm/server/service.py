@@ -36,7 +36,7 @@ from rpm.server.metrics import metrics_site
 from rpm.server.procs.identity import procfs_available
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.procfs import ProcfsScanner
-from rpm.server.procs.reaper import OrphanReaper, become_subreaper
+from rpm.server.procs.reaper import ExitReaper, OrphanReaper, become_subreaper
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.scan import Scanner
 from rpm.server.procs.vitals import VitalsReader
@@ -73,6 +73,7 @@ class RPMService(service.Service):
         self.core: Core | None = None
         self.ports: list = []
         self._reaper: OrphanReaper | None = None
+        self._exits: ExitReaper | None = None
         self._lock: StateLock | None = None
         self._pruner: Pruner | None = None
         self._guard: RegistryGuard | None = None
@@ -220,14 +221,18 @@ class RPMService(service.Service):
 
     def _contain(self, core: Core) -> None:
         """Become a child subreaper where Linux allows it, so orphans of managed programs
-        come back to the server (and are reaped by it); say which containment holds."""
+        come back to the server (and are reaped by it); say which containment holds. From
+        now on, a SIGCHLD reaps only the children that exited (ExitReaper)."""
         means = ["cgroups"] if core.supervisor.cgroups is not None else []
-        if self.config.contain and become_subreaper():
+        subreaper = self.config.contain and become_subreaper()
+        if subreaper:
             means.append("subreaper")
             self._reaper = OrphanReaper(
                 self.reactor, core.supervisor.spawned_pids, core.supervisor.unadopted
             )
             self._reaper.start()
+        self._exits = ExitReaper(core.supervisor.unadopted, orphans=subreaper)
+        self._exits.install()
         core.containment = ", ".join([*means, CONTAINMENT_GROUPS])
         log.info("STOP finds a program's processes by: {how}", how=core.containment)
 
@@ -272,6 +277,8 @@ class RPMService(service.Service):
             core.supervisor.cgroups.tidy()
         if self._reaper is not None:
             self._reaper.stop()
+        if self._exits is not None:
+            self._exits.uninstall()
         core.sampler.stop()
         core.outputs.stop()
         core.flush_audit()

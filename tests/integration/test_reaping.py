@@ -1,0 +1,77 @@
+"""Reaping at SIGCHLD (reaper.ExitReaper): only the children that exited, where Twisted
+waits on every child it runs; never a child another thread has spawned and Twisted not
+taken over yet. Each scenario runs in a process of its own (reaping_child.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from twisted.internet import process as twisted_process
+
+from rpm.server.procs import reaper
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scenario(name: str) -> dict:
+    """Run one scenario of reaping_child.py; its process group is killed whatever happens."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.reaping_child", name],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        output, _ = child.communicate(timeout=60)
+    finally:
+        assert child.pid > 1
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    assert child.returncode == 0, output
+    return json.loads(output)
+
+
+def test_an_exit_among_a_hundred_children_costs_a_waitpid_not_a_hundred():
+    counts = scenario("many")
+    assert counts["ours"] <= 2 * 5, "one waitpid for each of the five exits (two at most)"
+    assert counts["twisted"] >= 100, "Twisted's own round waits on all 105 children"
+
+
+def test_an_orphan_is_reaped_at_once_where_the_server_is_its_subreaper():
+    assert scenario("orphan") == {"stranger_reaped": True, "fallbacks": False}
+
+
+def test_a_child_that_is_not_twisteds_is_left_alone_where_orphans_are_not_ours():
+    """It hides any exit behind it from waitid: Twisted's own round reaps those instead."""
+    assert scenario("orphan-not-ours") == {"stranger_reaped": False, "fallbacks": True}
+
+
+def test_a_child_spawned_in_another_thread_is_left_for_twisted_to_take_over():
+    assert scenario("unadopted") == {"stranger_reaped": False, "fallbacks": True}
+
+
+@pytest.fixture
+def twisted_round():
+    yield
+    twisted_process.reapAllProcesses = reaper.TWISTED_ROUND
+    reaper.ExitReaper._running.clear()
+
+
+def test_twisteds_round_is_back_once_the_last_server_of_the_process_stops(twisted_round):
+    first = reaper.ExitReaper(reaper.Unadopted(), orphans=True)
+    second = reaper.ExitReaper(reaper.Unadopted(), orphans=True)
+    first.install()
+    second.install()
+    first.uninstall()
+    assert twisted_process.reapAllProcesses == second.reap
+    second.uninstall()
+    assert twisted_process.reapAllProcesses is reaper.TWISTED_ROUND
