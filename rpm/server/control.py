@@ -249,11 +249,18 @@ class Controller:
         """(the table used, a function listing candidate pids, called in a worker thread).
         Below the server: its children, and what they orphan to it as subreaper. For a
         program adopted from an earlier server, whose orphans went elsewhere, also every
-        process started since the program was, from a fresh table (a scan, so only then)."""
+        process started since the program was, from a fresh table (a scan, so only then).
+        Never another program's run or what runs below it, which carry their own RPM_RUN:
+        with a thousand programs, a STOP would read a thousand environments."""
         table = await self._sampler.fresh() if adopted else self._sampler.latest
+        others = self._supervisor.other_runs(managed)
         rows = table.rows if table is not None else []
-        young = [row.pid for row in rows if row.started >= managed.record.started - 0.01]
-        return table, lambda: [*young, *descendants(os.getpid())]
+        theirs = set(others)
+        if table is not None and rows:
+            theirs.update(row.pid for pid in others for row in table.descendants_of(pid))
+        since = managed.record.started - 0.01
+        young = [row.pid for row in rows if row.started >= since and row.pid not in theirs]
+        return table, lambda: [*young, *descendants(os.getpid(), skip=others)]
 
     async def _sweep(self, pid: int, managed_id: int, marker: str, candidates) -> int:
         """Processes of the run still there once it stopped (forked while it was stopping)

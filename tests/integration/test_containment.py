@@ -192,12 +192,18 @@ def test_restart_storms_stay_within_max_managed(run_server):
         time.sleep(0.1)
 
 
-def escaped_daemon(program: int, seconds: str) -> psutil.Process | None:
-    """The `sleep <seconds>` that the program's double fork left outside its group."""
+def sleeping(seconds: str) -> psutil.Process | None:
+    """The `sleep <seconds>` running (tests pick lengths no other process has)."""
     for proc in psutil.process_iter(["cmdline"]):
-        if proc.info["cmdline"] == ["sleep", seconds] and os.getpgid(proc.pid) != program:
+        if proc.info["cmdline"] == ["sleep", seconds]:
             return proc
     return None
+
+
+def escaped_daemon(program: int, seconds: str) -> psutil.Process | None:
+    """The `sleep <seconds>` that the program's double fork left outside its group."""
+    daemon = sleeping(seconds)
+    return daemon if daemon is not None and os.getpgid(daemon.pid) != program else None
 
 
 @pytest.fixture
@@ -227,6 +233,30 @@ def test_stop_reaches_a_daemon_that_left_the_group_and_says_how_many(run_server,
     wait_until(lambda: not psutil.pid_exists(daemon.pid), timeout=10)  # reaped by the server
     info = info_fields(server.port, server.process.pid, f"AUTH {server.token}")
     assert "subreaper" in info["process"]["containment"]
+
+
+def test_a_stop_reaches_nothing_below_another_programs_run_whatever_it_carries(
+    run_server, daemon_seconds
+):
+    """STOP looks for a program's processes everywhere but below the other programs' runs,
+    which it neither reads nor signals: not even a process there that carries its marker."""
+    server = run_server()
+    auth = f"AUTH {server.token}"
+    start = f"START {DAEMONIZING.format(daemon_seconds)}"
+    pid = int(talk(server.port, auth, start, "EXIT")[2].split()[1])
+    daemon = wait_until(lambda: escaped_daemon(pid, daemon_seconds))
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        marker = next(v for v in environ.read().split(b"\0") if v.startswith(b"RPM_RUN="))
+    posing = str(int(daemon_seconds) + 1)
+    other = f"START sh -c '{marker.decode()} sleep {posing} & exec sleep 300'"
+    other_pid = int(talk(server.port, auth, other, "EXIT")[2].split()[1])
+    impostor = wait_until(lambda: sleeping(posing))
+    reply = json.loads(talk(server.port, auth, "MODE json", f"STOP {pid}", "EXIT")[3])
+    assert reply == {"ok": True, "pid": pid, "processes": 2, "signal": "SIGTERM"}
+    assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
+    assert impostor.status() != psutil.STATUS_ZOMBIE, "below the other program: untouched"
+    talk(server.port, auth, f"STOP {other_pid}", "EXIT")
+    wait_until(lambda: not impostor.is_running() or impostor.status() == psutil.STATUS_ZOMBIE)
 
 
 def test_a_restarted_server_still_finds_a_daemon_by_its_marker(server_runner, daemon_seconds):

@@ -163,6 +163,16 @@ def test_descendants_are_the_whole_tree_below(program):
     assert identity.descendants(2**22 + 1) == []
 
 
+def test_descendants_leave_out_what_they_are_told_to_skip_and_all_below_it(program):
+    leader, _, _ = program
+    parent = next(
+        child for child in identity.children_of(leader.pid) if identity.children_of(child)
+    )
+    below = identity.descendants(leader.pid, skip={parent})
+    assert parent not in below and not set(identity.children_of(parent)) & set(below)
+    assert set(below) < set(identity.descendants(leader.pid))
+
+
 def zombie(pid: int) -> bool:
     stat = identity.read_stat(pid)
     return stat is not None and stat[1][0] == b"Z"

@@ -94,6 +94,10 @@ class Supervisor(Restoring, Starting):
         """Pids of the runs this server spawned (Twisted reaps those itself)."""
         return {m.record.pid for m in self._live if m.transport is not None}
 
+    def other_runs(self, managed: Managed) -> set[int]:
+        """The pids of every other program's running run."""
+        return {m.record.pid for m in self._live if m is not managed}
+
     def managed_keys(self) -> frozenset[tuple[int, float]]:
         return frozenset((m.record.pid, m.record.started) for m in self._live)
 

@@ -10,7 +10,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import psutil
 
@@ -223,13 +223,15 @@ def _variables(pid: int) -> set[bytes]:
         return set()
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below pid in the tree, as /proc says now (Linux; empty elsewhere)."""
-    found, queue = [], [pid]
+def descendants(pid: int, skip: Collection[int] = ()) -> list[int]:
+    """Every process below pid in the tree, as /proc says now (Linux; empty elsewhere),
+    leaving out those in skip and all below them."""
+    found, seen, queue = [], {pid, *skip}, [pid]
     while queue:
         parent = queue.pop()
         for child in children_of(parent):
-            if child not in found:
+            if child not in seen:
+                seen.add(child)
                 found.append(child)
                 queue.append(child)
     return found
