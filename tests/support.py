@@ -14,7 +14,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.protocols.basic import LineReceiver
 
-from rpm.server.procs.identity import read_stat
+from rpm.server.procs.identity import children_of, read_stat
 
 TIMEOUT = 10.0
 BODY_EVENTS = re.compile(r"^\* (table|delta) ")
@@ -160,3 +160,8 @@ def kill_tree(pid: int) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def zombie_children(parent: int) -> list[int]:
+    """Children of parent that have exited and wait to be reaped."""
+    return [pid for pid in children_of(parent) if (stat := read_stat(pid)) and stat[1][0] == b"Z"]

@@ -36,7 +36,7 @@ from rpm.server.metrics import metrics_site
 from rpm.server.procs.identity import procfs_available
 from rpm.server.procs.policy import SignalPolicy
 from rpm.server.procs.procfs import ProcfsScanner
-from rpm.server.procs.reaper import ExitReaper, OrphanReaper, become_subreaper
+from rpm.server.procs.reaper import ExitReaper, become_subreaper
 from rpm.server.procs.sampler import Sampler
 from rpm.server.procs.scan import Scanner
 from rpm.server.procs.vitals import VitalsReader
@@ -72,7 +72,6 @@ class RPMService(service.Service):
         self.reactor = reactor
         self.core: Core | None = None
         self.ports: list = []
-        self._reaper: OrphanReaper | None = None
         self._exits: ExitReaper | None = None
         self._lock: StateLock | None = None
         self._pruner: Pruner | None = None
@@ -227,11 +226,7 @@ class RPMService(service.Service):
         subreaper = self.config.contain and become_subreaper()
         if subreaper:
             means.append("subreaper")
-            self._reaper = OrphanReaper(
-                self.reactor, core.supervisor.spawned_pids, core.supervisor.unadopted
-            )
-            self._reaper.start()
-        self._exits = ExitReaper(core.supervisor.unadopted, orphans=subreaper)
+        self._exits = ExitReaper(self.reactor, core.supervisor.unadopted, orphans=subreaper)
         self._exits.install()
         core.containment = ", ".join([*means, CONTAINMENT_GROUPS])
         log.info("STOP finds a program's processes by: {how}", how=core.containment)
@@ -275,8 +270,6 @@ class RPMService(service.Service):
         self._memory.stop()
         if core.supervisor.cgroups is not None:
             core.supervisor.cgroups.tidy()
-        if self._reaper is not None:
-            self._reaper.stop()
         if self._exits is not None:
             self._exits.uninstall()
         core.sampler.stop()

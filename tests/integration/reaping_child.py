@@ -69,7 +69,8 @@ async def many() -> dict:
     """Five exits among a hundred running children, reaped by ExitReaper, then Twisted."""
     sleepers = [spawn("/bin/sleep", "60") for _ in range(100)]
     try:
-        ours = await reaped_ends(5, reaper.ExitReaper(reaper.Unadopted(), orphans=False))
+        exit_reaper = reaper.ExitReaper(reactor, reaper.Unadopted(), orphans=False)
+        ours = await reaped_ends(5, exit_reaper)
         twisted = await reaped_ends(5, None)
     finally:
         for sleeper in sleepers:
@@ -78,25 +79,32 @@ async def many() -> dict:
     return {"ours": ours, "twisted": twisted}
 
 
-async def orphan(orphans: bool, unadopted: bool = False) -> dict:
-    """A child that is not Twisted's exits (an orphan come back, or one spawned in another
-    thread and put in Unadopted), then a child of Twisted's: is the first reaped, and did
-    Twisted's own round run for the second?"""
-    waiting = reaper.Unadopted()
+async def exited_stranger(waiting: reaper.Unadopted, orphans: bool, fallbacks: list):
+    """A child that is not Twisted's, exited; and an ExitReaper installed after its end."""
     stranger = os.posix_spawn("/bin/true", ["true"], os.environ)
-    if unadopted:
-        waiting.pids.add(stranger)
-    fallbacks = []
     exit_reaper = reaper.ExitReaper(
-        waiting, orphans, fallback=lambda: fallbacks.append(1) or reaper.TWISTED_ROUND()
+        reactor, waiting, orphans, fallback=lambda: fallbacks.append(1) or reaper.TWISTED_ROUND()
     )
-    while not is_zombie(stranger):
-        await deferLater(0.01)
+    await until(lambda: is_zombie(stranger))
+    await after(0.1)  # its SIGCHLD is handled (by Twisted's round) before this one is in
     exit_reaper.install()
+    return stranger, exit_reaper
+
+
+def ended_by_term() -> Ends:
+    """A child of Twisted's, sent SIGTERM: it ends after the stranger."""
+    victim = spawn("/bin/sleep", "60")
+    victim.transport.signalProcess("TERM")
+    return victim
+
+
+async def orphan(orphans: bool) -> dict:
+    """A child that is not Twisted's exits, then a child of Twisted's: is the first reaped
+    (as an orphan come back), and did Twisted's own round run for the second?"""
+    fallbacks: list = []
+    stranger, exit_reaper = await exited_stranger(reaper.Unadopted(), orphans, fallbacks)
     try:
-        victim = spawn("/bin/sleep", "60")
-        victim.transport.signalProcess("TERM")
-        await victim.ended.addTimeout(TIMEOUT, reactor)
+        await ended_by_term().ended.addTimeout(TIMEOUT, reactor)
         result = {"stranger_reaped": read_stat(stranger) is None, "fallbacks": bool(fallbacks)}
     finally:
         exit_reaper.uninstall()
@@ -105,17 +113,66 @@ async def orphan(orphans: bool, unadopted: bool = False) -> dict:
     return result
 
 
-def deferLater(seconds: float) -> defer.Deferred:
+async def unadopted() -> dict:
+    """A child spawned in another thread exits, not taken over by Twisted yet, then a
+    child of Twisted's: the round stops at the first, and runs again once it is adopted."""
+    fallbacks: list = []
+    waiting = reaper.Unadopted()
+    stranger, exit_reaper = await exited_stranger(waiting, True, fallbacks)
+    waiting.pids.add(stranger)
+    try:
+        victim = ended_by_term()
+        await until(lambda: waiting.owed and is_zombie(victim.transport.pid))
+        result = {"stranger_left": is_zombie(stranger), "second_waits": not victim.ended.called}
+        os.waitpid(stranger, 0)  # as Twisted does when it takes a child over
+        waiting.adopted(stranger)
+        await victim.ended.addTimeout(TIMEOUT, reactor)
+        result["fallbacks"] = bool(fallbacks)
+    finally:
+        exit_reaper.uninstall()
+    return result
+
+
+async def until(condition) -> None:
+    """Wait for condition() to hold (TIMEOUT at most)."""
+    deadline = reactor.seconds() + TIMEOUT
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise TimeoutError("waited in vain")
+        await after(0.01)
+
+
+def after(seconds: float) -> defer.Deferred:
     ticked = defer.Deferred()
     reactor.callLater(seconds, ticked.callback, None)
     return ticked
+
+
+async def cut_short() -> dict:
+    """A round cut short by a spawn under way in another thread leaves an orphan, and
+    Twisted's own round runs; the next second's round reaps it."""
+    fallbacks: list = []
+    waiting = reaper.Unadopted()
+    stranger, exit_reaper = await exited_stranger(waiting, True, fallbacks)
+    try:
+        with waiting.lock:  # a spawn under way
+            victim = ended_by_term()
+            await victim.ended.addTimeout(TIMEOUT, reactor)
+        result = {"stranger_left": is_zombie(stranger), "fallbacks": bool(fallbacks)}
+        began = reactor.seconds()
+        await until(lambda: read_stat(stranger) is None)
+        result["reaped_within_2s"] = reactor.seconds() - began < 2 * reaper.REAP_EVERY
+    finally:
+        exit_reaper.uninstall()
+    return result
 
 
 SCENARIOS = {
     "many": many,
     "orphan": lambda: orphan(orphans=True),
     "orphan-not-ours": lambda: orphan(orphans=False),
-    "unadopted": lambda: orphan(orphans=True, unadopted=True),
+    "unadopted": unadopted,
+    "cut-short": cut_short,
 }
 
 

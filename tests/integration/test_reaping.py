@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from twisted.internet import process as twisted_process
+from twisted.internet.task import Clock
 
 from rpm.server.procs import reaper
 
@@ -56,7 +57,14 @@ def test_a_child_that_is_not_twisteds_is_left_alone_where_orphans_are_not_ours()
 
 
 def test_a_child_spawned_in_another_thread_is_left_for_twisted_to_take_over():
-    assert scenario("unadopted") == {"stranger_reaped": False, "fallbacks": True}
+    """The exits behind it are reaped once Twisted has it, without Twisted's own round."""
+    outcome = scenario("unadopted")
+    assert outcome == {"stranger_left": True, "second_waits": True, "fallbacks": False}
+
+
+def test_an_orphan_left_by_a_round_cut_short_is_reaped_within_the_next_second():
+    outcome = scenario("cut-short")
+    assert outcome == {"stranger_left": True, "fallbacks": True, "reaped_within_2s": True}
 
 
 @pytest.fixture
@@ -67,11 +75,13 @@ def twisted_round():
 
 
 def test_twisteds_round_is_back_once_the_last_server_of_the_process_stops(twisted_round):
-    first = reaper.ExitReaper(reaper.Unadopted(), orphans=True)
-    second = reaper.ExitReaper(reaper.Unadopted(), orphans=True)
+    clock = Clock()
+    first = reaper.ExitReaper(clock, reaper.Unadopted(), orphans=True)
+    second = reaper.ExitReaper(clock, reaper.Unadopted(), orphans=False)
     first.install()
     second.install()
+    assert len(clock.getDelayedCalls()) == 1, "a round every second, for orphans only"
     first.uninstall()
-    assert twisted_process.reapAllProcesses == second.reap
+    assert twisted_process.reapAllProcesses == second.reap and not clock.getDelayedCalls()
     second.uninstall()
     assert twisted_process.reapAllProcesses is reaper.TWISTED_ROUND

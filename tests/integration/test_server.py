@@ -18,8 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 
 from rpm.server.managed.program import own_session
 from rpm.server.managed.session import ChildRefused, spawn_in_session
-from rpm.server.procs.reaper import zombie_children
-from tests.support import at_least, connect, pid_alive, sleep, start, wait_for
+from tests.support import at_least, connect, pid_alive, sleep, start, wait_for, zombie_children
 
 ROW_KEYS = {"pid", "ppid", "user", "name", "cmdline", "status", "cpu", "rss", "started", "managed"}
 

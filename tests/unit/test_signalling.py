@@ -6,12 +6,10 @@ import subprocess
 
 import psutil
 import pytest
-from twisted.internet.task import Clock
 
 from rpm.errors import NoSuchProcess, NotPermitted
 from rpm.server.procs import signalling
 from rpm.server.procs.identity import zombie_exit_status
-from rpm.server.procs.reaper import OrphanReaper, Unadopted
 from tests.support import pid_alive, wait_until
 
 
@@ -61,31 +59,6 @@ def test_a_signal_for_another_start_time_never_lands(spawned, monkeypatch, pidfd
     assert pid_alive(child.pid)
     signalling.send_to_process(child.pid, started, signal.SIGTERM)
     assert child.wait(timeout=10) == -signal.SIGTERM
-
-
-def test_the_reaper_reaps_exited_children_it_was_not_told_about(spawned):
-    known, orphan = subprocess.Popen(["true"]), subprocess.Popen(["true"])
-    spawned += [known.pid, orphan.pid]
-    wait_until(lambda: not pid_alive(known.pid) and not pid_alive(orphan.pid), timeout=10)
-    reaper = OrphanReaper(Clock(), lambda: {known.pid}, Unadopted())
-    assert reaper.reap() == [orphan.pid]
-    assert known.wait(timeout=10) == 0, "a child someone else reaps is left to them"
-
-
-def test_the_reaper_leaves_children_spawned_in_another_thread_until_twisted_has_them(spawned):
-    """A child spawned in the registry's thread is reaped by Twisted once told of it: the
-    reaper passes over its pid meanwhile, and over every child while one is being spawned
-    (its pid not known yet)."""
-    unadopted = Unadopted()
-    told, orphan = subprocess.Popen(["true"]), subprocess.Popen(["true"])
-    spawned += [told.pid, orphan.pid]
-    wait_until(lambda: not pid_alive(told.pid) and not pid_alive(orphan.pid), timeout=10)
-    reaper = OrphanReaper(Clock(), set, unadopted)
-    with unadopted.lock:  # a spawn going on in another thread
-        assert reaper.reap() == []
-    unadopted.pids.add(told.pid)
-    assert reaper.reap() == [orphan.pid]
-    assert told.wait(timeout=10) == 0
 
 
 @pytest.mark.skipif(not signalling.HAVE_PIDFD, reason="this kernel has no pidfds")

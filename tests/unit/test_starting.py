@@ -124,7 +124,7 @@ def test_the_run_is_taken_over_by_twisted_and_its_end_recorded(rig):
     with pytest.raises(ChildProcessError):
         os.waitpid(record.pid, os.WNOHANG)  # Twisted reaped it, told of it
     assert record.exit_known and record.exit_code == 0
-    assert rig.supervisor.unadopted.pids == set(), "the orphan reaper may pass over it again"
+    assert rig.supervisor.unadopted.pids == set(), "the reaper may reap it now"
     rig.reactor.finish_writers()  # its output written: the run is finished
     assert [call[0] for call in rig.store.calls] == ["start_program", "end_run"]
     assert [event for event, _ in rig.events] == ["started", "exited"]

@@ -10,7 +10,7 @@ every restart, are spawned by the reactor thread between the two commits.
 
 Two things keep a spawn in another thread safe: the server steps into the program's cgroup
 for it under ProgramCgroups.lock, which every cgroup.kill, freeze and other spawn takes too,
-and the child's pid is kept from the orphan reaper (reaper.Unadopted) until Twisted has it.
+and the child's pid is kept from the reaper (reaper.Unadopted) until Twisted has it.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class Starting:
     def _born_in_cgroup(self, managed_id: int, spawn: Callable[[], int]) -> Callable:
         """spawn, wrapped for the registry's thread: the child born in the program's cgroup
         (where it has one: the server goes straight on to the next START's, and leaves once
-        the batch is spawned, AsyncStore.after_spawns), kept from the orphan reaper; returns
+        the batch is spawned, AsyncStore.after_spawns), kept from the reaper; returns
         (pid, start time, now)."""
         cgroups, unadopted, reactor = self.cgroups, self.unadopted, self._reactor
 
@@ -167,7 +167,7 @@ class Starting:
             )
         finally:
             managed.spawning = False
-            self.unadopted.pids.discard(run.pid)
+            self.unadopted.adopted(run.pid)
         self._announce_run(managed)
 
     def _spawned_in_store(self, run: Spawned, managed: Managed):

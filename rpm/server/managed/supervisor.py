@@ -90,10 +90,6 @@ class Supervisor(Restoring, Starting):
         """Every program the server holds in memory, with its latest run."""
         return [managed.record for managed in self._by_id.values()]
 
-    def spawned_pids(self) -> set[int]:
-        """Pids of the runs this server spawned (Twisted reaps those itself)."""
-        return {m.record.pid for m in self._live if m.transport is not None}
-
     def other_runs(self, managed: Managed) -> set[int]:
         """The pids of every other program's running run."""
         return {m.record.pid for m in self._live if m is not managed}
