@@ -20,6 +20,7 @@ from bench.hostprocs import HostProcesses
 from bench.measure import percentile
 from bench.server import BenchServer
 
+RUNNING = 1000  # programs left running while STARTs are timed
 ROW = "{:<44} {:>16} {:>20} {:>9} {:>11} {:>4}"
 
 
@@ -124,6 +125,18 @@ def control_figures(report: Report, server: BenchServer, quick: bool) -> None:
         "<= 2x",
         starts <= 2 * spawn,
     )
+    running = measure.start_running(server, RUNNING)
+    among = percentile(measure.start_latencies(server, samples), 0.5)
+    report.add(
+        f"  the same, {RUNNING:,} programs running",
+        ms(among),
+        f"{ms(starts)} none running",
+        among / starts,
+        "<= 1.5x",
+        among <= 1.5 * starts,
+    )
+    wall, cpu = measure.stop_running(server, running)
+    report.add(f"STOP of {RUNNING:,} programs, pipelined", f"{wall:.2f} s", f"{cpu:.2f} s CPU")
     burst = min(measure.start_burst(server, 50) for _ in range(3 if quick else 10))
     bare = min(measure.spawn_burst(50) for _ in range(3 if quick else 10))
     report.add(

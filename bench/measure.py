@@ -274,15 +274,36 @@ def log_writer_cost(server: BenchServer) -> tuple[float, int]:
     return spent / (LOG_TEST_BYTES / 1e6), memory
 
 
-def scrape_latencies(port: int, server: BenchServer, programs: int, count: int) -> list[float]:
-    """/metrics scrapes with `programs` managed programs running (started pipelined)."""
+def start_running(server: BenchServer, programs: int) -> list[int]:
+    """Start `programs` managed programs that keep running (pipelined, 50 at a time)."""
     conn = Conn(server, "json")
+    pids = []
     for start in range(0, programs, 50):
         batch = min(50, programs - start)
         conn.sock.sendall(b"START sleep 600\n" * batch)
-        for _ in range(batch):
-            conn.read_until(JSON_END)
+        pids += [json.loads(conn.read_until(JSON_END))["pid"] for _ in range(batch)]
     conn.close()
+    return pids
+
+
+def stop_running(server: BenchServer, pids: list[int]) -> tuple[float, float]:
+    """STOP them all (pipelined, 50 at a time): the seconds it took, and the server's CPU
+    seconds meanwhile."""
+    conn = Conn(server, "json")
+    began, cpu = time.perf_counter(), server.cpu_seconds()
+    for start in range(0, len(pids), 50):
+        batch = pids[start : start + 50]
+        conn.sock.sendall(b"".join(f"STOP {pid}\n".encode() for pid in batch))
+        for _ in batch:
+            conn.read_until(JSON_END)
+    elapsed, spent = time.perf_counter() - began, server.cpu_seconds() - cpu
+    conn.close()
+    return elapsed, spent
+
+
+def scrape_latencies(port: int, server: BenchServer, programs: int, count: int) -> list[float]:
+    """/metrics scrapes with `programs` managed programs running (started pipelined)."""
+    start_running(server, programs)
     url = f"http://127.0.0.1:{port}/metrics"
 
     def scrape() -> None:
