@@ -254,12 +254,12 @@ class Controller:
         with a thousand programs, a STOP would read a thousand environments."""
         table = await self._sampler.fresh() if adopted else self._sampler.latest
         others = self._supervisor.other_runs(managed)
-        rows = table.rows if table is not None else []
-        theirs = set(others)
-        if table is not None and rows:
-            theirs.update(row.pid for pid in others for row in table.descendants_of(pid))
         since = managed.record.started - 0.01
-        young = [row.pid for row in rows if row.started >= since and row.pid not in theirs]
+        young = [
+            row.pid
+            for row in (table.rows if table is not None else [])
+            if row.started >= since and not table.within(row, others)
+        ]
         return table, lambda: [*young, *descendants(os.getpid(), skip=others)]
 
     async def _sweep(self, pid: int, managed_id: int, marker: str, candidates) -> int:

@@ -81,3 +81,13 @@ def test_descendants_follow_the_parent_tree():
     shot = snapshot([row(10), row(11, ppid=10), row(12, ppid=11), row(13, ppid=1)])
     assert [r.pid for r in shot.descendants_of(10)] == [11, 12]
     assert shot.children_of(1) == [10, 13]
+
+
+def test_a_row_is_within_the_trees_of_the_pids_it_is_below_or_is():
+    shot = snapshot(
+        [row(10), row(11, ppid=10), row(12, ppid=11), row(13, ppid=1), row(14, ppid=14)]
+    )
+    by_pid = shot.by_pid
+    assert shot.within(by_pid[12], {10}) and shot.within(by_pid[10], {10})
+    assert not shot.within(by_pid[13], {10, 11}) and not shot.within(by_pid[10], {11})
+    assert not shot.within(by_pid[14], {10}), "a loop in the parent links ends the walk"

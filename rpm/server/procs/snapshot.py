@@ -7,7 +7,7 @@ not change since the previous snapshot reuse their rendering from it.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from rpm import hostinfo
@@ -147,6 +147,16 @@ class Snapshot:
                 children[row.ppid].append(row.pid)
             self._children = children
         return self._children.get(pid, [])
+
+    def within(self, row: Row, roots: Collection[int]) -> bool:
+        """Whether row is one of roots, or below one in the parent tree."""
+        seen = set()
+        while row is not None and row.pid not in seen:
+            if row.pid in roots:
+                return True
+            seen.add(row.pid)
+            row = self.by_pid.get(row.ppid)
+        return False
 
     def descendants_of(self, pid: int) -> list[Row]:
         """Every row below pid in the parent tree, nearest first."""
