@@ -25,6 +25,7 @@ from rpm.server.managed.asyncstore import AsyncStore
 from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.guard import RegistryGuard
 from rpm.server.managed.launch import Launcher
+from rpm.server.managed.logchanges import LogChanges
 from rpm.server.managed.logfiles import LogFiles
 from rpm.server.managed.memoryguard import MemoryGuard
 from rpm.server.managed.outputs import OutputTracker
@@ -100,7 +101,13 @@ class RPMService(service.Service):
         store = AsyncStore(reactor, Store(os.path.join(config.state_dir, "rpm.db")))
         store.start()
         logfiles = LogFiles(os.path.join(config.state_dir, "logs"))
-        outputs = OutputTracker(reactor, logfiles, max_bytes=config.log_max_bytes, run=in_thread)
+        outputs = OutputTracker(
+            reactor,
+            logfiles,
+            max_bytes=config.log_max_bytes,
+            run=in_thread,
+            changes=LogChanges(reactor, logfiles.directory),
+        )
         supervisor = self._supervisor(store, outputs)
         scanner = ProcfsScanner() if procfs_available() else Scanner()
         sampler = Sampler(

@@ -1,7 +1,8 @@
 """Watch managed processes' output files: journal their growth, cap their size, and stream
 new lines to FOLLOW.
 
-A few times a second the server stats each watched stream. When one grew, the new size and
+A few times a second the server stats each watched stream whose files changed (or all of
+them, where it is not told which: see logchanges.py). When one grew, the new size and
 the time go to the program's order journal (so LOGS can interleave stdout and stderr), and
 followers get the new complete lines as `output` events. A program's log writer
 (logwriter.py) keeps its streams within the cap; a stream written without one (by a program
@@ -20,6 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from rpm.clock import wall_time
+from rpm.server.managed.logchanges import LogChanges
 from rpm.server.managed.logfiles import MAX_LINE_CHARS, STREAMS, LogFiles
 from rpm.server.managed.rotation import Cut
 from rpm.wire import Event
@@ -28,6 +30,7 @@ log = Logger()
 READ_CHUNK = 1 << 20  # one read
 READ_PER_TICK = 8 << 20  # per follower and stream, each tick, while the client keeps up
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+SWEEP_EVERY = 5.0  # seconds between ticks that observe every program, told of changes or not
 
 
 def output_event(pid: int, stream: str, text: str) -> Event:
@@ -117,8 +120,11 @@ class OutputTracker:
         interval: float = 0.25,
         max_bytes: int = DEFAULT_MAX_BYTES,
         run: Callable = threads.deferToThread,
+        changes: LogChanges | None = None,
     ):
         self._reactor = reactor
+        self._changes = changes
+        self._next_sweep = 0.0
         self.logfiles = logfiles
         self._interval = interval
         self.max_bytes = max_bytes
@@ -133,6 +139,8 @@ class OutputTracker:
     def stop(self) -> None:
         if self._loop.running:
             self._loop.stop()
+        if self._changes is not None:
+            self._changes.close()
 
     def _entry(self, managed_id: int) -> _TrackedOutput:
         entry = self._watched.get(managed_id)
@@ -237,5 +245,14 @@ class OutputTracker:
             entry.noted[stream] = 0
 
     def _tick(self) -> None:
-        for managed_id in list(self._watched):
+        """Observe the programs whose files changed and those followed (a follower behind
+        reads on), or, every SWEEP_EVERY seconds and where changes are not told, all."""
+        changed = self._changes.take() if self._changes is not None else set()
+        now = self._reactor.seconds()
+        if self._changes is None or not self._changes.working or now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_EVERY
+            due = list(self._watched)
+        else:
+            due = [key for key, entry in self._watched.items() if key in changed or entry.followers]
+        for managed_id in due:
             self.observe(managed_id)
