@@ -135,6 +135,8 @@ def control_figures(report: Report, server: BenchServer, quick: bool) -> None:
         "<= 1.5x",
         among <= 1.5 * starts,
     )
+    idle = measure.idle_cpu(server, 3 if quick else 10, settle=11)
+    report.add(f"server CPU, idle, {RUNNING:,} programs running", f"{idle:.3f} core")
     wall, cpu = measure.stop_running(server, running)
     report.add(f"STOP of {RUNNING:,} programs, pipelined", f"{wall:.2f} s", f"{cpu:.2f} s CPU")
     burst = min(measure.start_burst(server, 50) for _ in range(3 if quick else 10))

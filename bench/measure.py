@@ -286,6 +286,15 @@ def start_running(server: BenchServer, programs: int) -> list[int]:
     return pids
 
 
+def idle_cpu(server: BenchServer, seconds: float, settle: float) -> float:
+    """The server's CPU (cores) while no client asks anything, once `settle` seconds have
+    passed (the sampler goes on for 10 s after the last LIST)."""
+    time.sleep(settle)
+    before = server.cpu_seconds()
+    time.sleep(seconds)
+    return (server.cpu_seconds() - before) / seconds
+
+
 def stop_running(server: BenchServer, pids: list[int]) -> tuple[float, float]:
     """STOP them all (pipelined, 50 at a time): the seconds it took, and the server's CPU
     seconds meanwhile."""
