@@ -75,16 +75,8 @@ class ExitReaper:
 
     _running: list[Unadopted] = []  # the Unadopted of each server running in this process
 
-    def __init__(
-        self,
-        reactor,
-        unadopted: Unadopted,
-        orphans: bool,
-        handlers: dict | None = None,
-        fallback=None,
-    ):
+    def __init__(self, reactor, unadopted: Unadopted, orphans: bool, fallback=None):
         self._unadopted, self._orphans = unadopted, orphans
-        self._handlers = twisted_process.reapProcessHandlers if handlers is None else handlers
         self._fallback = fallback or TWISTED_ROUND
         self._every_second = LoopingCall(self.reap)
         self._every_second.clock = reactor
@@ -109,7 +101,7 @@ class ExitReaper:
         """Reap every child that exited; each Twisted's once (a failure is Twisted's to log)."""
         handed: set[int] = set()
         while (pid := exited_child()) is not None:
-            handler = self._handlers.get(pid)
+            handler = twisted_process.reapProcessHandlers.get(pid)
             if handler is not None and pid not in handed:
                 handed.add(pid)
                 handler.reapProcess()
