@@ -37,6 +37,21 @@ def is_zombie(pid: int) -> bool:
     return stat is not None and stat[1][0] == b"Z"
 
 
+async def until(condition) -> None:
+    """Wait for condition() to hold (TIMEOUT at most)."""
+    deadline = reactor.seconds() + TIMEOUT
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise TimeoutError("waited in vain")
+        await after(0.01)
+
+
+def after(seconds: float) -> defer.Deferred:
+    ticked = defer.Deferred()
+    reactor.callLater(seconds, ticked.callback, None)
+    return ticked
+
+
 class CountedWaitpid:
     """os.waitpid, counted (Twisted's Process calls it through the os module)."""
 
@@ -133,21 +148,6 @@ async def unadopted() -> dict:
     return result
 
 
-async def until(condition) -> None:
-    """Wait for condition() to hold (TIMEOUT at most)."""
-    deadline = reactor.seconds() + TIMEOUT
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise TimeoutError("waited in vain")
-        await after(0.01)
-
-
-def after(seconds: float) -> defer.Deferred:
-    ticked = defer.Deferred()
-    reactor.callLater(seconds, ticked.callback, None)
-    return ticked
-
-
 async def cut_short() -> dict:
     """A round cut short by a spawn under way in another thread leaves an orphan, and
     Twisted's own round runs; the next second's round reaps it."""
@@ -183,6 +183,8 @@ def main() -> None:
     async def run():
         try:
             outcome.update(await SCENARIOS[sys.argv[1]]())
+        except Exception as err:  # the test shows it, in place of what was expected
+            outcome["error"] = repr(err)
         finally:
             reactor.stop()
 
