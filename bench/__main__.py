@@ -20,7 +20,7 @@ from bench.hostprocs import HostProcesses
 from bench.measure import percentile
 from bench.server import BenchServer
 
-RUNNING = 1000  # programs left running while STARTs are timed
+RUNNING = 1000  # programs running for the figures of what many programs cost
 ROW = "{:<44} {:>16} {:>20} {:>9} {:>11} {:>4}"
 
 
@@ -108,8 +108,29 @@ def list_figures(report: Report, server: BenchServer, quick: bool) -> None:
     )
 
 
+def many_programs_figures(
+    report: Report, server: BenchServer, starts: float, samples: int, quick: bool
+) -> None:
+    """With RUNNING programs running: a START against `starts` (none running), the idle
+    server's CPU, then the STOP of them all."""
+    running = measure.start_running(server, RUNNING)
+    among = percentile(measure.start_latencies(server, samples), 0.5)
+    report.add(
+        f"  the same, {RUNNING:,} programs running",
+        ms(among),
+        f"{ms(starts)} none running",
+        among / starts,
+        "<= 1.5x",
+        among <= 1.5 * starts,
+    )
+    idle = measure.idle_cpu(server, 3 if quick else 10, settle=11)
+    report.add(f"server CPU, idle, {RUNNING:,} programs running", f"{idle:.3f} core")
+    wall, cpu = measure.stop_running(server, running)
+    report.add(f"STOP of {RUNNING:,} programs, pipelined", f"{wall:.2f} s", f"{cpu:.2f} s CPU")
+
+
 def control_figures(report: Report, server: BenchServer, quick: bool) -> None:
-    """PING under load, START against a bare spawn, STOP."""
+    """PING under load, START against a bare spawn (and among many programs), STOP."""
     pings = percentile(measure.ping_under_load(server, 3 if quick else 8), 0.99)
     report.add(
         "PING p99, 4 LIST loops + a 0.2 s watcher", ms(pings), target="<= 50 ms", ok=pings <= 0.05
@@ -125,20 +146,7 @@ def control_figures(report: Report, server: BenchServer, quick: bool) -> None:
         "<= 2x",
         starts <= 2 * spawn,
     )
-    running = measure.start_running(server, RUNNING)
-    among = percentile(measure.start_latencies(server, samples), 0.5)
-    report.add(
-        f"  the same, {RUNNING:,} programs running",
-        ms(among),
-        f"{ms(starts)} none running",
-        among / starts,
-        "<= 1.5x",
-        among <= 1.5 * starts,
-    )
-    idle = measure.idle_cpu(server, 3 if quick else 10, settle=11)
-    report.add(f"server CPU, idle, {RUNNING:,} programs running", f"{idle:.3f} core")
-    wall, cpu = measure.stop_running(server, running)
-    report.add(f"STOP of {RUNNING:,} programs, pipelined", f"{wall:.2f} s", f"{cpu:.2f} s CPU")
+    many_programs_figures(report, server, starts, samples, quick)
     burst = min(measure.start_burst(server, 50) for _ in range(3 if quick else 10))
     bare = min(measure.spawn_burst(50) for _ in range(3 if quick else 10))
     report.add(
