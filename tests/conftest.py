@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 import pytest_twisted
@@ -79,13 +80,20 @@ def server(make_server) -> RunningServer:
 
 @pytest.fixture
 def spawned():
-    """Pids of processes a test starts itself: SIGKILLed at the end whatever happens."""
+    """Pids of processes a test starts itself: SIGKILLed at the end whatever happens, and
+    reaped if they are the test's children (a zombie left would be reaped by whatever waits
+    on any child next: mutmut's runner, which then fails on a pid it did not start)."""
     pids: list[int] = []
     yield pids
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             assert pid > 1
             os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        deadline = time.monotonic() + 10
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+                time.sleep(0.01)
 
 
 @pytest.fixture

@@ -258,3 +258,9 @@ def test_a_group_of_zombies_only_is_not_alive_and_a_gone_one_neither(spawned, mo
     assert probes == [(leader.pid, 0)], "asking is signal 0: nothing is sent"
     leader.wait(timeout=10)
     assert not signalling.group_alive(leader.pid)
+
+
+def test_descendants_list_each_process_once_though_read_under_two_parents(monkeypatch):
+    tree = {1: [2, 3], 2: [3]}  # 3 was re-parented to 1 while the walk went on
+    monkeypatch.setattr(identity, "children_of", lambda pid: tree.get(pid, []))
+    assert sorted(identity.descendants(1)) == [2, 3]
