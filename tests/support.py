@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 
 from twisted.internet import defer, reactor
@@ -162,6 +163,35 @@ def kill_tree(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def is_zombie(pid: int) -> bool:
+    """Whether pid has exited and waits to be reaped."""
+    stat = read_stat(pid)
+    return stat is not None and stat[1][0] == b"Z"
+
+
 def zombie_children(parent: int) -> list[int]:
     """Children of parent that have exited and wait to be reaped."""
-    return [pid for pid in children_of(parent) if (stat := read_stat(pid)) and stat[1][0] == b"Z"]
+    return [pid for pid in children_of(parent) if is_zombie(pid)]
+
+
+@contextlib.contextmanager
+def held_in_a_thread(inside=contextlib.nullcontext):
+    """Another thread of this process, within inside() for the whole block (it waits there
+    until the block ends); yields its native id."""
+    entered, finish = threading.Event(), threading.Event()
+    ids = []
+
+    def run():
+        with inside():
+            ids.append(threading.get_native_id())
+            entered.set()
+            finish.wait(10)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        yield ids[0]
+    finally:
+        finish.set()
+        thread.join(10)

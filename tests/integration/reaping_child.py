@@ -13,6 +13,7 @@ from twisted.internet import defer, protocol, reactor
 
 from rpm.server.procs import reaper
 from rpm.server.procs.identity import read_stat
+from tests.support import is_zombie
 
 TIMEOUT = 20
 
@@ -30,11 +31,6 @@ def spawn(*argv: str) -> Ends:
     ends = Ends()
     reactor.spawnProcess(ends, argv[0], list(argv), env=None, childFDs={})
     return ends
-
-
-def is_zombie(pid: int) -> bool:
-    stat = read_stat(pid)
-    return stat is not None and stat[1][0] == b"Z"
 
 
 async def until(condition) -> None:

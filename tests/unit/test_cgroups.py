@@ -13,7 +13,7 @@ import pytest
 from rpm.server.managed import cgroups as cgroups_module
 from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.procs.identity import read_stat
-from tests.support import wait_until
+from tests.support import held_in_a_thread, wait_until
 
 
 @pytest.fixture
@@ -68,25 +68,13 @@ def test_no_kill_freeze_or_other_spawn_meets_the_server_inside_a_programs_cgroup
     spawn (Launcher.spawn_guard), which would be born in there with it."""
     cgroups = ProgramCgroups(str(tree / "rpm-test"))
     cgroups.prepare(1)
-    inside, leave, done = threading.Event(), threading.Event(), []
-
-    def spawning_in_another_thread():
-        with cgroups.born_inside(1):
-            inside.set()
-            leave.wait(10)
-
-    spawner = threading.Thread(target=spawning_in_another_thread)
-    spawner.start()
-    try:
-        assert inside.wait(10)
+    done = []
+    with held_in_a_thread(lambda: cgroups.born_inside(1)):  # a spawn in another thread
         killer = threading.Thread(target=lambda: done.append(cgroups.kill(1)))
         killer.start()
         killer.join(0.2)
         assert killer.is_alive() and done == [], "no cgroup.kill with the server inside"
         assert not cgroups.lock.acquire(blocking=False), "nor a spawn of another thread's"
-    finally:
-        leave.set()
-        spawner.join(10)
     killer.join(10)
     assert done == [None] and (tree / "rpm-test" / "program-1" / "cgroup.kill").read_text() == "1"
     assert where_the_server_is(tree), "the kill came once the server was out"

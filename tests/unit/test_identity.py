@@ -11,7 +11,7 @@ import pytest
 
 from rpm.errors import NoSuchProcess
 from rpm.server.procs import identity
-from tests.support import pid_alive, wait_until
+from tests.support import is_zombie, pid_alive, wait_until
 
 
 def test_start_times_agree_within_half_a_clock_tick_only():
@@ -135,7 +135,7 @@ def program(spawned, tmp_path):
     wait_until(lambda: os.getsid(daemon) == daemon, timeout=10, interval=0.02)
     wait_until(lambda: len(identity.descendants(leader.pid)) == 5, timeout=10, interval=0.02)
     kids = identity.descendants(leader.pid)  # sh, sleep 60, sleep 61, sleep 62, its zombie
-    wait_until(lambda: any(zombie(pid) for pid in kids), timeout=10, interval=0.02)
+    wait_until(lambda: any(is_zombie(pid) for pid in kids), timeout=10, interval=0.02)
     spawned.extend(kids)
     yield leader, marker, daemon
     for pid in [*kids, daemon]:
@@ -171,11 +171,6 @@ def test_descendants_leave_out_what_they_are_told_to_skip_and_all_below_it(progr
     below = identity.descendants(leader.pid, skip={parent})
     assert parent not in below and not set(identity.children_of(parent)) & set(below)
     assert set(below) < set(identity.descendants(leader.pid))
-
-
-def zombie(pid: int) -> bool:
-    stat = identity.read_stat(pid)
-    return stat is not None and stat[1][0] == b"Z"
 
 
 def test_stopped_zombie_and_gone_processes_count_as_stopped_or_gone(sleeper):
@@ -245,7 +240,7 @@ def test_a_group_of_zombies_only_is_not_alive_and_a_gone_one_neither(spawned, mo
 
     leader = subprocess.Popen(["true"], start_new_session=True)  # a zombie, ours, unreaped
     spawned.append(leader.pid)
-    wait_until(lambda: zombie(leader.pid), timeout=10, interval=0.02)
+    wait_until(lambda: is_zombie(leader.pid), timeout=10, interval=0.02)
     probes = []
     real_killpg = os.killpg
 

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from rpm.server.procs.identity import ancestors, is_kernel_thread
 from rpm.server.procs.policy import PID_MAX, SignalPolicy
 from rpm.server.statedir import StateDirBusy, StateLock, check_state_dir, prepare_state_dir
 from rpm.server.tap import Options
+from tests.support import held_in_a_thread
 
 # -- policy ----------------------------------------------------------------------------------
 
@@ -49,30 +49,9 @@ def test_kernel_threads_are_protected_where_there_are_any():
         SignalPolicy("owned", lambda pid, started: False, own_pid=99).check(kthreadd)
 
 
-@contextlib.contextmanager
-def a_thread():
-    """The native id of a thread of this process, alive for the block."""
-    started, finish = threading.Event(), threading.Event()
-    ids = []
-
-    def run():
-        ids.append(threading.get_native_id())
-        started.set()
-        finish.wait(10)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        assert started.wait(10)
-        yield ids[0]
-    finally:
-        finish.set()
-        thread.join(10)
-
-
 def test_a_thread_id_is_refused_as_a_thread_of_its_process():
     outsider = SignalPolicy("owned", lambda pid, started: False, own_pid=2**22)
-    with a_thread() as tid:
+    with held_in_a_thread() as tid:
         with pytest.raises(BadArgument, match=f"{tid} is a thread of {os.getpid()}"):
             outsider.check(tid)
         with pytest.raises(Protected, match="thread of the rpm server"):
