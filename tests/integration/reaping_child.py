@@ -11,6 +11,7 @@ import sys
 
 from twisted.internet import defer, protocol, reactor
 
+from rpm.server.managed.session import spawn_in_session
 from rpm.server.procs import reaper
 from rpm.server.procs.identity import read_stat
 from tests.support import is_zombie
@@ -125,20 +126,20 @@ async def orphan(orphans: bool) -> dict:
 
 
 async def unadopted() -> dict:
-    """A child spawned in another thread exits, not taken over by Twisted yet, then a
-    child of Twisted's: the round stops at the first, and runs again once it is adopted."""
+    """A child spawned in another thread exits before it is taken over, then a child of
+    Twisted's: the reaper takes the first over at once (Twisted's Process reaps it), then
+    reaps the second, without Twisted's own round."""
     fallbacks: list = []
     waiting = reaper.Unadopted()
     stranger, exit_reaper = await exited_stranger(waiting, True, fallbacks)
-    waiting.pids.add(stranger)
+    adopted = Ends()
+    waiting.pending[stranger] = lambda: spawn_in_session(
+        reactor, adopted, "/bin/true", ["true"], None, childFDs={}, spawned=stranger
+    )
     try:
         victim = ended_by_term()
-        await until(lambda: waiting.owed and is_zombie(victim.transport.pid))
-        result = {"stranger_left": is_zombie(stranger), "second_waits": not victim.ended.called}
-        os.waitpid(stranger, 0)  # as Twisted does when it takes a child over
-        waiting.adopted(stranger)
-        await victim.ended.addTimeout(TIMEOUT, reactor)
-        result["fallbacks"] = bool(fallbacks)
+        await defer.gatherResults([adopted.ended, victim.ended]).addTimeout(TIMEOUT, reactor)
+        result = {"left": sorted(waiting.pending), "fallbacks": bool(fallbacks)}
     finally:
         exit_reaper.uninstall()
     return result

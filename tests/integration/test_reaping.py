@@ -56,10 +56,10 @@ def test_a_child_that_is_not_twisteds_is_left_alone_where_orphans_are_not_ours()
     assert scenario("orphan-not-ours") == {"stranger_reaped": False, "fallbacks": True}
 
 
-def test_a_child_spawned_in_another_thread_is_left_for_twisted_to_take_over():
-    """The exits behind it are reaped once Twisted has it, without Twisted's own round."""
-    outcome = scenario("unadopted")
-    assert outcome == {"stranger_left": True, "second_waits": True, "fallbacks": False}
+def test_a_child_spawned_in_another_thread_that_exited_is_taken_over_at_once():
+    """Its take-over, waiting for the START's answer, is done by the reaper (so Twisted's
+    Process reaps it), and the exits behind it are reaped without Twisted's own round."""
+    assert scenario("unadopted") == {"left": [], "fallbacks": False}
 
 
 def test_an_orphan_left_by_a_round_cut_short_is_reaped_within_the_next_second():
@@ -85,3 +85,12 @@ def test_twisteds_round_is_back_once_the_last_server_of_the_process_stops(twiste
     assert twisted_process.reapAllProcesses == second.reap and not clock.getDelayedCalls()
     second.uninstall()
     assert twisted_process.reapAllProcesses is reaper.TWISTED_ROUND
+
+
+def test_a_child_is_taken_over_once_whoever_asks_first():
+    """The reaper (its child exited) and the START's answer may both ask."""
+    waiting, taken = reaper.Unadopted(), []
+    waiting.pending[4242] = lambda: taken.append(4242)
+    waiting.adopt(4242)
+    waiting.adopt(4242)
+    assert taken == [4242] and waiting.pending == {}

@@ -77,16 +77,9 @@ async def test_starts_of_one_turn_share_their_intent_and_their_pid_transactions(
 
         return run
 
-    told = []
-
-    def tell(run):
-        committed = {r.id: r.pid for r in registry.sync.records()}
-        told.append((run.pid, committed.get(run.pid - 100)))
-
-    starts = [registry.start_program(program(n), spawn(100 + n), tell) for n in (1, 2, 3)]
+    starts = [registry.start_program(program(n), spawn(100 + n)) for n in (1, 2, 3)]
     outcomes = await defer.gatherResults(starts).addTimeout(10, reactor)
     assert spawned == [(101, [1, 2, 3]), (102, [1, 2, 3]), (103, [1, 2, 3])]
-    assert [pid for pid, _ in told] == [101, 103], "told of each run once it is spawned"
     assert registry.sync.transactions == [3, 2], "three intents, then the two pids"
     assert [(o.pid, o.started, o.unrecorded) for o in outcomes] == [
         (101, 1101.0, None), (None, None, None), (103, 1103.0, None)
@@ -102,9 +95,7 @@ async def test_a_start_whose_intent_cannot_be_committed_spawns_nothing(registry)
         sqlite3.OperationalError("database is locked")
     )
     spawned = []
-    started = registry.start_program(
-        program(1), lambda: spawned.append(1) or (1, 1.0, 1.0), spawned.append
-    )
+    started = registry.start_program(program(1), lambda: spawned.append(1) or (1, 1.0, 1.0))
     with pytest.raises(sqlite3.OperationalError):
         await started.addTimeout(10, reactor)
     assert spawned == []
@@ -121,11 +112,9 @@ async def test_a_start_whose_pid_cannot_be_committed_says_so(registry):
         return write(operations)
 
     registry.sync.write = intents_only
-    told = []
-    started = registry.start_program(program(1), lambda: (4242, 1.0, 2.0), told.append)
+    started = registry.start_program(program(1), lambda: (4242, 1.0, 2.0))
     run = await started.addTimeout(10, reactor)
     assert run.pid == 4242 and "disk is full" in str(run.unrecorded)
-    assert told == [run], "told of the run before, so that it can be killed"
 
 
 @pytest_twisted.ensureDeferred
@@ -142,7 +131,7 @@ async def test_the_registry_thread_sets_the_childrens_umask_without_changing_the
         seen.append(current_umask())
         return 1, 1.0, 1.0
 
-    await registry.start_program(program(1), spawn, lambda run: None).addTimeout(10, reactor)
+    await registry.start_program(program(1), spawn).addTimeout(10, reactor)
     assert registry.umask, "unshare(CLONE_FS) gave the thread a umask of its own"
     assert seen != [ours] and current_umask() == ours
 
@@ -155,9 +144,6 @@ async def test_the_server_leaves_the_programs_cgroups_before_the_pids_are_commit
     registry.after_spawns = lambda: order.append("left")
     write = registry.sync.write
     registry.sync.write = lambda operations: order.append("commit") or write(operations)
-    starts = [
-        registry.start_program(program(n), lambda n=n: (n, 1.0, 1.0), lambda run: None)
-        for n in (1, 2)
-    ]
+    starts = [registry.start_program(program(n), lambda n=n: (n, 1.0, 1.0)) for n in (1, 2)]
     await defer.gatherResults(starts).addTimeout(10, reactor)
     assert order == ["commit", "left", "commit"]

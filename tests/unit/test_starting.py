@@ -14,7 +14,7 @@ from twisted.internet import defer, process
 from twisted.python.failure import Failure
 
 from rpm.commands import Start
-from rpm.errors import SpawnFailed
+from rpm.errors import LimitReached, SpawnFailed
 from rpm.server.managed import program
 from rpm.server.managed.asyncstore import Spawned
 from rpm.server.managed.cgroups import ProgramCgroups
@@ -34,8 +34,8 @@ def ended(pid: int) -> bool:
 
 
 class InlineStore(FakeStore):
-    """The registry, its thread's part of a START done at once: the spawn, the reactor told
-    of the run (once it has exited, if asked), then the pid's commit, failing if asked."""
+    """The registry, its thread's part of a START done at once: the spawn, then the pid's
+    commit, failing if asked, and the answer (once the run has exited, if asked)."""
 
     def __init__(self):
         super().__init__()
@@ -44,10 +44,10 @@ class InlineStore(FakeStore):
         self.unrecorded: Exception | None = None
         self.wait_for_exit = True
         self.after_spawns = lambda: None
-        self.meanwhile = lambda: None  # what happens between the spawn and the telling
+        self.meanwhile = lambda: None  # what happens between the spawn and the answer
         self.started = []  # each child's start time, read before Twisted reaps it
 
-    def start_program(self, record, spawn, told):
+    def start_program(self, record, spawn):
         self.calls.append(("start_program", record))
         if self.intent_refused is not None:
             return defer.fail(self.intent_refused)
@@ -61,7 +61,6 @@ class InlineStore(FakeStore):
         if self.wait_for_exit:
             wait_until(lambda: ended(run.pid), timeout=10)
         self.meanwhile()
-        told(run)
         run.unrecorded = self.unrecorded
         return defer.succeed(run)
 
@@ -124,7 +123,7 @@ def test_the_run_is_taken_over_by_twisted_and_its_end_recorded(rig):
     with pytest.raises(ChildProcessError):
         os.waitpid(record.pid, os.WNOHANG)  # Twisted reaped it, told of it
     assert record.exit_known and record.exit_code == 0
-    assert rig.supervisor.unadopted.pids == set(), "the reaper may reap it now"
+    assert rig.supervisor.unadopted.pending == {}, "the reaper may reap it now"
     rig.reactor.finish_writers()  # its output written: the run is finished
     assert [call[0] for call in rig.store.calls] == ["start_program", "end_run"]
     assert [event for event, _ in rig.events] == ["started", "exited"]
@@ -176,24 +175,15 @@ def test_only_runs_posix_spawn_can_start_whole_are_started_in_the_registrys_thre
     assert not stand_in.spawns_anywhere(here, True)
 
 
-def test_the_run_is_told_of_while_its_pid_is_committed_and_counts_once(rig):
-    """Told of a run, the reactor thread takes it over before the commit's answer: the
-    START is no longer `starting` then, so --max-managed counts it once."""
+def test_a_run_taken_over_counts_once_against_max_managed(rig):
+    """Taken over, the run is no longer `starting` but running: --max-managed counts it
+    once, and refuses the next START."""
     rig.supervisor.max_managed = 1
-    told = []
-    start_program = rig.store.start_program
-
-    def watching(record, spawn, tell):
-        def tell_and_look(run):
-            tell(run)
-            told.append(len(rig.supervisor._starting))
-
-        return start_program(record, spawn, tell_and_look)
-
-    rig.store.start_program = watching
     rig.store.wait_for_exit = False
     record = started(rig, Start(("sleep", "30")))
-    assert told == [0] and record.pid is not None
+    assert record.pid is not None and not rig.supervisor._starting
+    with pytest.raises(LimitReached):
+        started(rig, Start(("true",)))
     os.kill(record.pid, 9)
     wait_until(lambda: ended(record.pid), timeout=10)
     process.reapAllProcesses()

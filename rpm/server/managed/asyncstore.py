@@ -9,15 +9,12 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from rpm.server.managed.records import AuditRecord, ManagedRecord
 from rpm.server.managed.session import umask_of_this_thread
 from rpm.server.managed.store import Store, is_damage
-
-log = Logger()
 
 
 @dataclasses.dataclass
@@ -38,16 +35,6 @@ def _spawned(spawn: Callable[[], tuple[int, float, float]]) -> Spawned:
         return Spawned(*spawn())
     except Exception as err:  # SpawnFailed, or whatever else kept the START from running
         return Spawned(refused=err)
-
-
-def _tell(runs: list[tuple[Callable[[Spawned], None], Spawned]]) -> None:
-    """On the reactor thread: tell each START of its run (one failing does not keep the
-    others from theirs)."""
-    for told, run in runs:
-        try:
-            told(run)
-        except Exception:
-            log.failure("taking over pid {pid} failed", pid=run.pid)
 
 
 class AsyncStore:
@@ -142,43 +129,37 @@ class AsyncStore:
         """In the store's thread: the writes and the STARTs' intents in one transaction (if
         it fails, nothing is spawned), each START's spawn, then their pids in another; the
         writes' results and, for each START, what it spawned or why it could not."""
-        intents = [(self.sync.add_program, (record,)) for record, _, _ in starts]
+        intents = [(self.sync.add_program, (record,)) for record, _ in starts]
         results = self.sync.write(operations + intents)[: len(operations)]
         try:
-            outcomes = [_spawned(spawn) for _, spawn, _ in starts]
+            outcomes = [_spawned(spawn) for _, spawn in starts]
         finally:
             if starts:
                 self.after_spawns()
         ran = [
-            (record, run, told)
-            for (record, _, told), run in zip(starts, outcomes, strict=True)
+            (record, run)
+            for (record, _), run in zip(starts, outcomes, strict=True)
             if not run.refused
         ]
-        if ran:  # the reactor thread takes them over while their pids are committed here
-            self._reactor.callFromThread(_tell, [(told, run) for _, run, told in ran])
-        for record, run, _ in ran:
+        for record, run in ran:
             record.pid, record.started, record.spawned_at = run.pid, run.started, run.spawned_at
         try:
             if ran:
-                self.sync.write([(self.sync.add_run, (record,)) for record, _, _ in ran])
+                self.sync.write([(self.sync.add_run, (record,)) for record, _ in ran])
         except Exception as err:  # the registry's fault (SQLite, the disk): the runs must die
             self.sync.damaged = self.sync.damaged or is_damage(err)
-            for _, run, _ in ran:
+            for _, run in ran:
                 run.unrecorded = err
         return results, outcomes
 
-    def start_program(
-        self,
-        record: ManagedRecord,
-        spawn: Callable[[], tuple[int, float, float]],
-        told: Callable[[Spawned], None],
-    ):
+    def start_program(self, record: ManagedRecord, spawn: Callable[[], tuple[int, float, float]]):
         """A START whole, in the store's thread: commit its record (the intent), call spawn()
-        for (pid, start time, spawn time), tell the reactor thread of the run (told(Spawned)),
-        commit the run. Fails if the intent could not be committed (nothing ran), else fires
-        with the Spawned told of, or one that says why it did not run; STARTs asked for in
-        the same reactor turn share their two transactions."""
-        return self._write(None, dataclasses.replace(record), spawn, told)
+        for (pid, start time, spawn time), commit the run. Fails if the intent could not be
+        committed (nothing ran), else fires with the Spawned, or one that says why it did
+        not run; STARTs asked for in the same reactor turn share their two transactions.
+        The reactor thread hears of the batch once, when it is done: each wake-up of
+        another thread costs as much as a step of the START (see docs/performance.md)."""
+        return self._write(None, dataclasses.replace(record), spawn)
 
     # Each write takes a copy of the record: the caller goes on changing its own.
 

@@ -112,21 +112,23 @@ class Starting:
         managed.writer = WriterDone(self._reactor, handed) if handed is not None else None
         run_id, self._next_run_id = self._next_run_id, self._next_run_id + 1
         spawn = self._launcher.spawner(record, executable, fds)
+        take_over = functools.partial(self._take_over, managed, run_id)
         done = self._store.start_program(
             dataclasses.replace(record, run_id=run_id),
-            self._born_in_cgroup(record.id, spawn),
-            functools.partial(self._take_over, managed, run_id),
+            self._born_in_cgroup(record.id, spawn, take_over),
         )
         done.addBoth(_closing, fds)
         done.addErrback(self._intent_failed, managed)  # nothing ran
         done.addBoth(self._intent_settled, managed)
         return done.addCallback(self._spawned_in_store, managed)
 
-    def _born_in_cgroup(self, managed_id: int, spawn: Callable[[], int]) -> Callable:
+    def _born_in_cgroup(
+        self, managed_id: int, spawn: Callable[[], int], take_over: Callable[[Spawned], None]
+    ) -> Callable:
         """spawn, wrapped for the registry's thread: the child born in the program's cgroup
         (where it has one: the server goes straight on to the next START's, and leaves once
-        the batch is spawned, AsyncStore.after_spawns), kept from the reaper; returns
-        (pid, start time, now)."""
+        the batch is spawned, AsyncStore.after_spawns), kept from the reaper until it is
+        taken over (Unadopted); returns (pid, start time, now)."""
         cgroups, unadopted, reactor = self.cgroups, self.unadopted, self._reactor
 
         def spawn_run() -> tuple[int, float, float]:
@@ -135,13 +137,14 @@ class Starting:
             try:
                 with unadopted.lock:
                     pid, started = timed_spawn(spawn)
-                    unadopted.pids.add(pid)
+                    run = Spawned(pid, started, wall_time(reactor))
+                    unadopted.pending[pid] = functools.partial(take_over, run)
             except BaseException:
                 if cgroups is not None:
                     cgroups.end_visit()
                     cgroups.remove(managed_id)
                 raise
-            return pid, started, wall_time(reactor)
+            return run.pid, run.started, run.spawned_at
 
         return spawn_run
 
@@ -157,8 +160,9 @@ class Starting:
             managed.writer = None
 
     def _take_over(self, managed: Managed, run_id: int, run: Spawned) -> None:
-        """The registry's thread spawned the run, and commits its pid meanwhile: hand Twisted
-        the child to reap, and tell the observers."""
+        """The registry's thread spawned the run: hand Twisted the child to reap, and tell
+        the observers (Unadopted.adopt: once the START is answered, or at once if the reaper
+        finds the child exited before)."""
         self._starting.discard(managed)
         managed.spawning = True
         try:
@@ -167,13 +171,14 @@ class Starting:
             )
         finally:
             managed.spawning = False
-            self.unadopted.adopted(run.pid)
         self._announce_run(managed)
 
     def _spawned_in_store(self, run: Spawned, managed: Managed):
         """The START's answer, once its pid is committed (or could not be: then the run is
-        killed first, as for _record_run). The run leads its own session already:
-        posix_spawn returns once the child has exec'd, after its setsid."""
+        killed first, as for _record_run), the run taken over first. The run leads its own
+        session already: posix_spawn returns once the child has exec'd, after its setsid."""
+        if run.pid is not None:
+            self.unadopted.adopt(run.pid)
         if run.refused is not None:
             self._no_run(managed)
             self.never_ran(managed)

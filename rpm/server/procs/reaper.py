@@ -7,18 +7,22 @@ in the server's tree, and once it exits the server reaps it."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
+from collections.abc import Callable
 
 from twisted.internet import process as twisted_process
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 
 from rpm.server.procs.libc import LIBC
 
 PR_SET_CHILD_SUBREAPER = 36
 REAP_EVERY = 1.0
+log = Logger()
 TWISTED_ROUND = twisted_process.reapAllProcesses  # a waitpid for every child Twisted runs
-REAPED, OWED = "reaped", "owed"
+REAPED, ADOPTED = "reaped", "adopted"
 
 
 def become_subreaper() -> bool:
@@ -31,21 +35,24 @@ def become_subreaper() -> bool:
 
 class Unadopted:
     """Children spawned in another thread than the reactor's, which Twisted does not reap
-    yet: the spawning thread holds `lock` from the spawn until their pid is in `pids`, and
-    the reactor thread calls adopted() once Twisted has one."""
+    yet, each with its take-over (what hands it to Twisted): the spawning thread holds
+    `lock` from the spawn until the child is in `pending`, and the reactor thread adopts it
+    once the START is answered, or at once if the reaper finds it exited before that."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.pids: set[int] = set()
-        self.owed = False  # a reaping round stopped at one of them (see ExitReaper)
+        self.pending: dict[int, Callable[[], None]] = {}
 
-    def adopted(self, pid: int) -> None:
-        """Twisted has the child now (and has reaped it if it exited): the round that
-        stopped at it, if one did, runs now."""
-        self.pids.discard(pid)
-        if self.owed:
-            self.owed = False
-            twisted_process.reapAllProcesses()
+    def adopt(self, pid: int) -> None:
+        """On the reactor thread: hand the child to Twisted (which reaps it at once if it
+        exited), unless that was done already."""
+        take_over = self.pending.pop(pid, None)
+        if take_over is None:
+            return
+        try:
+            take_over()
+        except Exception:
+            log.failure("taking over pid {pid} failed", pid=pid)
 
 
 def exited_child() -> int | None:
@@ -63,8 +70,8 @@ class ExitReaper:
     each of them (twisted/twisted#2967), a thousand system calls on the reactor thread for
     one exit among a thousand programs. Each exited child is found with waitid(WNOWAIT):
     Twisted's is handed to its Process; one spawned in the registry's thread and not taken
-    over yet (see Unadopted) ends the round, which runs again once it is; where the server
-    is a subreaper (`orphans`), any other is an orphan come back to it, and is reaped. A
+    over yet (see Unadopted) is taken over now, which reaps it; where the server is a
+    subreaper (`orphans`), any other is an orphan come back to it, and is reaped. A
     child left unreaped otherwise (an orphan where the server is no subreaper, or any while
     a spawn in another thread is under way) would hide the others behind it: then Twisted's
     own round runs instead.
@@ -107,30 +114,32 @@ class ExitReaper:
                 handler.reapProcess()
                 continue
             stranger = self._stranger(pid) if handler is None else None
-            if stranger == REAPED:
-                continue
-            if stranger != OWED:
+            if stranger is None:
                 self._fallback()
-            return
+                return
 
     def _stranger(self, pid: int) -> str | None:
-        """A child that is not Twisted's: REAPED (an orphan), OWED (not taken over yet: the
-        round runs again once it is), or None: left (a spawn under way in another thread may
-        have made it, or the server is no subreaper and it is no orphan of its)."""
+        """A child that is not Twisted's: ADOPTED (spawned in another thread: taken over
+        now, which reaps it), REAPED (an orphan), or None: left (a spawn under way in
+        another thread may have made it, or the server is no subreaper and it is no orphan
+        of its)."""
         held = []
         try:
             for unadopted in {*self._running, self._unadopted}:
                 if not unadopted.lock.acquire(blocking=False):
                     return None
                 held.append(unadopted.lock)
-                if pid in unadopted.pids:
-                    unadopted.owed = True
-                    return OWED
-            if not self._orphans:
-                return None
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            return REAPED
+                if pid in unadopted.pending:
+                    take_over = functools.partial(unadopted.adopt, pid)
+                    break
+            else:
+                if not self._orphans:
+                    return None
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                return REAPED
         finally:
             for lock in held:
                 lock.release()
+        take_over()  # outside the locks: Twisted's Process is made, and reaps it
+        return ADOPTED
