@@ -9,9 +9,10 @@ import sqlite3
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 
 from rpm.errors import SpawnFailed
-from rpm.server.managed.asyncstore import AsyncStore
+from rpm.server.managed.asyncstore import SOON, AsyncStore
 from rpm.server.managed.records import AuditRecord, ManagedRecord
 from rpm.server.managed.store import Store
 
@@ -147,3 +148,18 @@ async def test_the_server_leaves_the_programs_cgroups_before_the_pids_are_commit
     starts = [registry.start_program(program(n), lambda n=n: (n, 1.0, 1.0)) for n in (1, 2)]
     await defer.gatherResults(starts).addTimeout(10, reactor)
     assert order == ["commit", "left", "commit"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_runs_end_shares_the_next_writes_transaction_or_goes_soon_alone(registry):
+    """No reply waits for a run's end: it rides with the write that comes next within
+    SOON (a START's, as often as not), else it is committed alone once SOON is up."""
+    await registry.add_program(program(1)).addTimeout(10, reactor)
+    ended = registry.end_run(program(1))
+    await deferLater(reactor, SOON / 5, lambda: None)
+    assert not ended.called, "it waits for the next write"
+    await registry.add_program(program(2)).addTimeout(10, reactor)
+    assert ended.called and registry.sync.transactions == [1, 2]
+    began = reactor.seconds()
+    await registry.end_run(program(2)).addTimeout(10, reactor)
+    assert registry.sync.transactions == [1, 2, 1] and reactor.seconds() - began >= SOON

@@ -16,6 +16,8 @@ from rpm.server.managed.records import AuditRecord, ManagedRecord
 from rpm.server.managed.session import umask_of_this_thread
 from rpm.server.managed.store import Store, is_damage
 
+SOON = 0.005  # seconds a write no reply waits for may wait for the next one
+
 
 @dataclasses.dataclass
 class Spawned:
@@ -84,12 +86,16 @@ class AsyncStore:
             self.sync.damaged = True
         return failure
 
-    def _write(self, method, *args) -> Deferred:
-        """A Deferred firing with method(*args) once the transaction it joins is committed."""
+    def _write(self, method, *args, soon: bool = False) -> Deferred:
+        """A Deferred firing with method(*args) once the transaction it joins is committed:
+        the one sent at the end of this reactor turn, or (`soon`: a write no reply waits
+        for) the next write's, if one comes within SOON."""
         done = Deferred()
         self._batch.append((method, args, done))
         if self._flush_call is None:
-            self._flush_call = self._reactor.callLater(0, self._flush)
+            self._flush_call = self._reactor.callLater(SOON if soon else 0, self._flush)
+        elif not soon and self._flush_call.getTime() > self._reactor.seconds():
+            self._flush_call.reset(0)
         return done
 
     def _flush(self) -> None:
@@ -170,7 +176,10 @@ class AsyncStore:
         return self._write(self.sync.add_run, dataclasses.replace(record))
 
     def end_run(self, record: ManagedRecord):
-        return self._write(self.sync.end_run, dataclasses.replace(record))
+        """A run's end, with the next write (a START's, as often as not) or within SOON: a
+        trip of its own to this thread, amid a START, costs that START a wake-up of each
+        thread."""
+        return self._write(self.sync.end_run, dataclasses.replace(record), soon=True)
 
     def end_policy(self, managed_id: int):
         return self._write(self.sync.end_policy, managed_id)
