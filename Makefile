@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.installed-test
 QA_INSTALLED := $(VENV)/.installed-qa
-SOURCES := setup.cfg pyproject.toml
+SOURCES := setup.cfg setup.py pyproject.toml rpm/server/managed/_intocgroup.c
 
 .PHONY: run test tui lint bench mutate test-random plugin-cache clean
 
@@ -58,4 +58,4 @@ plugin-cache: $(INSTALLED)
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
 clean:
-	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache mutants
+	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache mutants rpm/server/managed/*.so

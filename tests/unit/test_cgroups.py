@@ -3,6 +3,7 @@ cgroup, and why a server that could not step back out never kills or freezes its
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from rpm.server.managed import cgroups as cgroups_module
 from rpm.server.managed.cgroups import ProgramCgroups
+from rpm.server.managed.session import IntoCgroupRefused
 from rpm.server.procs.identity import read_stat
 from tests.support import held_in_a_thread, wait_until
 
@@ -238,3 +240,42 @@ def test_the_v2_hierarchy_is_found_whatever_its_source_is_called(tmp_path):
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text("35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 none rw\n")
     assert cgroups_module._cgroup2_mount(str(mountinfo)) == "/sys/fs/cgroup"
+
+
+def test_where_the_kernel_clones_into_cgroups_the_server_never_steps_in(tree):
+    """ready_to_spawn makes the program's cgroup and opens it for clone3: no visit, no lock
+    held, the server's cgroup.procs never written."""
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    cgroups.clone_into = True
+    into = cgroups.ready_to_spawn(4)
+    try:
+        assert os.path.samestat(os.fstat(into), os.stat(tree / "rpm-test" / "program-4"))
+    finally:
+        os.close(into)
+    assert (
+        not (tree / "cgroup.procs").exists() and not (tree / "rpm-test" / "cgroup.procs").exists()
+    )
+    assert cgroups.lock.acquire(blocking=False), "no visit holds the lock"
+    cgroups.lock.release()
+
+
+@pytest.mark.parametrize(
+    ("code", "given_up"),
+    [(errno.ENOSYS, True), (errno.EPERM, True), (errno.EINVAL, True), (errno.EACCES, False)],
+)
+def test_a_clone_the_kernel_refuses_is_done_with_the_server_visiting(tree, code, given_up):
+    """No clone3 (or no CLONE_INTO_CGROUP, or a seccomp filter): the server steps in, now
+    and from then on; a cgroup it may not clone into (EACCES): only this time."""
+    cgroups = ProgramCgroups(str(tree / "rpm-test"))
+    cgroups.clone_into = True
+    cgroups.prepare(5)
+    cgroups.clone_refused(5, IntoCgroupRefused(code))
+    assert where_the_server_is(tree / "rpm-test" / "program-5")
+    cgroups.end_visit()
+    assert where_the_server_is(tree), "back once the batch is spawned"
+    assert cgroups.clone_into is not given_up
+    into = cgroups.ready_to_spawn(6)
+    cgroups.end_visit()
+    if into is not None:
+        os.close(into)
+    assert (into is None) is given_up, "visits it, or opens it to clone into"

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from rpm.commands import Start
 from rpm.errors import LimitReached, SpawnFailed
-from rpm.server.managed import program
+from rpm.server.managed import program, session
 from rpm.server.managed.asyncstore import Spawned
 from rpm.server.managed.cgroups import ProgramCgroups
 from rpm.server.managed.launch import Launcher
@@ -216,12 +216,17 @@ def test_without_the_registrys_thread_or_its_own_umask_the_reactor_thread_spawns
     assert [call[0] for call in with_umask.store.calls] == ["start_program"]
 
 
-def test_the_child_is_born_in_its_programs_cgroup(tmp_path):
-    """The registry's thread visits the program's cgroup for the spawn (a stand-in
-    cgroupfs here), and leaves it once the batch is spawned; a run that cannot be spawned
-    has its new cgroup removed."""
+@pytest.mark.parametrize("clone_into", [False, True])
+def test_the_child_is_born_in_its_programs_cgroup(tmp_path, clone_into):
+    """Where the kernel cannot clone the child straight into the program's cgroup (without
+    clone3, or as here, a stand-in cgroupfs, which clone3 refuses), the registry's thread
+    visits the cgroup for the spawn, and leaves it once the batch is spawned; a run that
+    cannot be spawned has its new cgroup removed."""
+    if clone_into and session.into_cgroup is None:
+        pytest.skip("rpm was installed without its C part (no C compiler there)")
     (tmp_path / "rpm-test").mkdir()
     cgroups = ProgramCgroups(str(tmp_path / "rpm-test"))
+    cgroups.clone_into = clone_into
     rig = make_rig(tmp_path, cgroups=cgroups)
     visits, removed = [], []
     rig.store.after_spawns = cgroups.end_visit

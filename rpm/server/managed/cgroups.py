@@ -22,6 +22,7 @@ a subreaper (see control.py). Every method here is a few small reads or writes i
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import threading
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 from twisted.logger import Logger
 
 from rpm.errors import NoSuchProcess, NotPermitted
+from rpm.server.managed.session import IntoCgroupRefused, into_cgroup
 from rpm.server.procs.identity import start_time
 from rpm.server.procs.signalling import send_to_process
 
@@ -88,6 +90,8 @@ class ProgramCgroups:
         self.lock = threading.RLock()
         self._visiting = False  # the registry's thread holds the lock for its spawns
         self._visited: int | None = None  # the program cgroup it is in for them
+        # whether a child can be cloned straight into its cgroup (session.spawn_into_cgroup)
+        self.clone_into = into_cgroup is not None
 
     @classmethod
     def create(cls, instance: str) -> ProgramCgroups | None:
@@ -144,6 +148,33 @@ class ProgramCgroups:
             finally:
                 if entered:
                     self._leave(managed_id)
+
+    def ready_to_spawn(self, managed_id: int) -> int | None:
+        """For a spawn in the registry's thread: the program's cgroup made, and its
+        directory opened to clone the child into (the caller closes it); where the kernel
+        cannot do that, the server visits the cgroup instead (visit), and None."""
+        if self.clone_into:
+            if not self.prepare(managed_id):
+                return None  # born in the server's cgroup, as when it cannot enter
+            try:
+                return os.open(self.path(managed_id), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        self.visit(managed_id)
+        return None
+
+    def clone_refused(self, managed_id: int, refused: IntoCgroupRefused) -> None:
+        """The kernel would not clone a child into the program's cgroup: the server visits
+        it instead, for this spawn, and for all from now on where the kernel or a seccomp
+        filter cannot do it at all."""
+        if refused.errno in (errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM):
+            self.clone_into = False
+            log.info(
+                "programs are born in their cgroups with the server stepping in: clone3 "
+                "into a cgroup is refused here ({error})",
+                error=refused,
+            )
+        self.visit(managed_id)
 
     def visit(self, managed_id: int) -> None:
         """For spawns one after another in the registry's thread: the server into this

@@ -24,7 +24,12 @@ from twisted.logger import Logger
 
 from rpm.errors import BadArgument, NotFound, NotPermitted, SpawnFailed
 from rpm.server.managed.records import ManagedRecord
-from rpm.server.managed.session import must_fork, spawn_in_session, spawn_now
+from rpm.server.managed.session import (
+    must_fork,
+    spawn_in_session,
+    spawn_into_cgroup,
+    spawn_now,
+)
 from rpm.server.managed.written import Handed
 from rpm.server.procs.identity import RUN_VARIABLE
 
@@ -259,15 +264,19 @@ class Launcher:
 
     def spawner(
         self, record: ManagedRecord, executable: str, output_fds: dict[int, int]
-    ) -> Callable[[], int]:
-        """The spawn of a run that spawns_anywhere, for another thread to call: returns its
-        pid, or raises SpawnFailed. Everything it reads is taken now, on this thread."""
+    ) -> Callable[[int | None], int]:
+        """The spawn of a run that spawns_anywhere, for another thread to call, given the
+        directory of a cgroup to clone it into, or None: returns its pid, or raises
+        SpawnFailed (or session.IntoCgroupRefused). Everything it reads is taken now, on
+        this thread."""
         program, args = self.argv_for(record, executable)
         environment, fdmap = self._environment(record), {0: self._null(), **output_fds}
 
-        def spawn() -> int:
+        def spawn(into: int | None) -> int:
             with self._spawning(record, executable):
-                return spawn_now(program, args, environment, fdmap)
+                if into is None:
+                    return spawn_now(program, args, environment, fdmap)
+                return spawn_into_cgroup(executable, args, environment, fdmap, into)
 
         return spawn
 

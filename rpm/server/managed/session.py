@@ -25,6 +25,12 @@ from twisted.internet import process
 
 from rpm.server.procs.libc import LIBC
 
+try:
+    from rpm.server.managed import _intocgroup as into_cgroup
+except ImportError:  # installed without its C part (no compiler there): spawns as before
+    into_cgroup = None
+CLOSE, DUP2 = 0, 1  # _intocgroup.c's file actions
+
 # Every signal the child could inherit as ignored (SIGPIPE from Python, SIGHUP under nohup)
 # starts at its default: all of them, which costs less than asking which are ignored.
 DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
@@ -131,20 +137,52 @@ def spawn_now(executable: str, args: list[str], environment, fdmap: dict[int, in
     """posix_spawnp the program as the leader of a new session, its descriptors mapped as
     fdmap says (child's: parent's), its signals at their defaults; returns its pid. Any
     thread may call it: it runs no Python code in the child."""
-    descriptors = []
-    for fd in {0, 1, 2, *fdmap.values()}:
-        with contextlib.suppress(OSError):  # stdin, say, closed
-            descriptors.append((fd, fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC)))
     return os.posix_spawnp(
         executable,
         args,
         os.environ if environment is None else environment,
-        file_actions=process._getFileActions(
-            descriptors, fdmap, doClose=process._PS_CLOSE, doDup2=process._PS_DUP2
-        ),
+        file_actions=_file_actions(fdmap, process._PS_CLOSE, process._PS_DUP2),
         setsigdef=DEFAULT_SIGNALS,
         setsid=True,
     )
+
+
+class IntoCgroupRefused(Exception):
+    """The kernel would not clone a child into that cgroup (`errno` says why): no clone3 or
+    no CLONE_INTO_CGROUP (before Linux 5.7), a seccomp filter, the cgroup not writable or
+    gone. Not an OSError: nothing failed that a spawn the old way would not do."""
+
+    def __init__(self, code: int):
+        super().__init__(code, os.strerror(code))
+        self.errno = code
+
+
+def spawn_into_cgroup(path: str, args: list[str], environment, fdmap, cgroup: int) -> int:
+    """spawn_now's spawn, with the child born in the cgroup whose directory is open at
+    `cgroup` (clone3's CLONE_INTO_CGROUP, see _intocgroup.c); `path` is the file to exec
+    (no PATH search). A clone the kernel refuses raises IntoCgroupRefused, or OSError where
+    any spawn would fail (the user out of processes, the system out of memory)."""
+    try:
+        return into_cgroup.spawn_into(
+            os.fsencode(path),
+            [os.fsencode(arg) for arg in args],
+            [os.fsencode(f"{key}={value}") for key, value in environment.items()],
+            [(*action, 0)[:3] for action in _file_actions(fdmap, CLOSE, DUP2)],
+            cgroup,
+        )
+    except into_cgroup.CloneRefused as err:
+        if err.errno in (errno.EAGAIN, errno.ENOMEM):
+            raise OSError(err.errno, err.strerror) from None
+        raise IntoCgroupRefused(err.errno) from None
+
+
+def _file_actions(fdmap: dict[int, int], close, dup2) -> list[tuple[int, ...]]:
+    """The closes and dup2s that give the child fdmap's descriptors (Twisted's rules)."""
+    descriptors = []
+    for fd in {0, 1, 2, *fdmap.values()}:
+        with contextlib.suppress(OSError):  # stdin, say, closed
+            descriptors.append((fd, fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC)))
+    return process._getFileActions(descriptors, fdmap, doClose=close, doDup2=dup2)
 
 
 CLONE_FS = 0x200

@@ -30,6 +30,7 @@ from rpm.errors import RPMError
 from rpm.server.managed.asyncstore import Spawned
 from rpm.server.managed.program import Child, Managed, kill_run, own_session, timed_spawn
 from rpm.server.managed.records import ManagedRecord
+from rpm.server.managed.session import IntoCgroupRefused
 from rpm.server.managed.written import WriterDone
 
 
@@ -123,20 +124,27 @@ class Starting:
         return done.addCallback(self._spawned_in_store, managed)
 
     def _born_in_cgroup(
-        self, managed_id: int, spawn: Callable[[], int], take_over: Callable[[Spawned], None]
+        self,
+        managed_id: int,
+        spawn: Callable[[int | None], int],
+        take_over: Callable[[Spawned], None],
     ) -> Callable:
         """spawn, wrapped for the registry's thread: the child born in the program's cgroup
-        (where it has one: the server goes straight on to the next START's, and leaves once
-        the batch is spawned, AsyncStore.after_spawns), kept from the reaper until it is
-        taken over (Unadopted); returns (pid, start time, now)."""
+        where it has one (cloned into it, or else with the server visiting it: the server
+        goes straight on to the next START's, and leaves once the batch is spawned,
+        AsyncStore.after_spawns), kept from the reaper until it is taken over (Unadopted);
+        returns (pid, start time, now)."""
         cgroups, unadopted, reactor = self.cgroups, self.unadopted, self._reactor
 
         def spawn_run() -> tuple[int, float, float]:
-            if cgroups is not None:
-                cgroups.visit(managed_id)
+            into = cgroups.ready_to_spawn(managed_id) if cgroups is not None else None
             try:
                 with unadopted.lock:
-                    pid, started = timed_spawn(spawn)
+                    try:
+                        pid, started = timed_spawn(functools.partial(spawn, into))
+                    except IntoCgroupRefused as refused:
+                        cgroups.clone_refused(managed_id, refused)
+                        pid, started = timed_spawn(functools.partial(spawn, None))
                     run = Spawned(pid, started, wall_time(reactor))
                     unadopted.pending[pid] = functools.partial(take_over, run)
             except BaseException:
@@ -144,6 +152,9 @@ class Starting:
                     cgroups.end_visit()
                     cgroups.remove(managed_id)
                 raise
+            finally:
+                if into is not None:
+                    os.close(into)
             return run.pid, run.started, run.spawned_at
 
         return spawn_run
