@@ -4,10 +4,18 @@ selection that follows a process (host and pid) rather than a row number (pure).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import KeysView, Sequence
 from typing import NamedTuple
 
-from tui.tree import Key, Parents, depth_first, parent_positions, visible_lines, with_ancestors
+from tui.tree import (
+    Key,
+    Parents,
+    depth_first,
+    is_kernel_thread,
+    parent_positions,
+    visible_lines,
+    with_ancestors,
+)
 
 HISTORY_SECONDS = 60.0
 PENDING_UPDATES = 2
@@ -66,6 +74,7 @@ class ProcessModel:
 
     def __init__(self) -> None:
         self.rows: dict[Key, dict] = {}
+        self._kernel: set[Key] = set()  # the rows that are kernel threads, kept as rows come
         self.sort, self.reverse = "cpu", True
         self.filter = ""
         self.show_kernel = False  # kernel threads fill the first screens: hidden until `h`
@@ -80,7 +89,7 @@ class ProcessModel:
         self._lines: list[Line] | None = None
         self._structure: tuple[bool, list[tuple]] | None = None  # (show_kernel, preorder)
         self._flat: tuple[tuple, LazyLines] | None = None  # (what is shown, its lines)
-        self._order: list[Key] | None = None  # every key in host and pid order, until data
+        self._order: list[Key] | None = None  # every key in host, pid order: till rows come/go
         self._parents: Parents | None = None  # the tree's parents, until new data
         self._last_index = 0
 
@@ -90,6 +99,7 @@ class ProcessModel:
         """A whole table from one host."""
         for key in [key for key in self.rows if key[0] == host]:
             del self.rows[key]
+            self._kernel.discard(key)
         self._add(host, rows, now)
         for key in [key for key in self.usage if key[0] == host and key not in self.rows]:
             del self.usage[key]
@@ -97,21 +107,27 @@ class ProcessModel:
 
     def apply_delta(self, host: str, delta: dict, now: float) -> None:
         """Rows added, changed and removed on one host since its last event."""
+        known = len(self.rows)
         for pid in delta.get("removed", ()):
             self.rows.pop((host, pid), None)
             self.usage.pop((host, pid), None)
+            self._kernel.discard((host, pid))
         self._add(host, delta.get("added", ()), now)
         self._add(host, delta.get("changed", ()), now)
-        self._updated(host)
+        came_or_went = delta.get("added") or delta.get("removed") or len(self.rows) != known
+        self._updated(host, keys_changed=bool(came_or_went))
 
-    def _updated(self, host: str) -> None:
-        """After new data from a host: a pending selection waits two updates at most."""
+    def _updated(self, host: str, keys_changed: bool = True) -> None:
+        """After new data from a host: a pending selection waits two updates at most; the
+        rows in host and pid order are kept where no row came or went."""
         self.stale_hosts.discard(host)
         if self._pending is not None and self._pending[0] == host:
             self._pending_waits += 1
             if self._pending in self.rows or self._pending_waits > PENDING_UPDATES:
                 self._pending = None
-        self._order = self._parents = None
+        if keys_changed:
+            self._order = None
+        self._parents = None
         self._changed(structure=True)
 
     def mark_stale(self, host: str) -> None:
@@ -123,6 +139,10 @@ class ProcessModel:
         for row in rows:
             key = (host, row["pid"])
             self.rows[key] = row
+            if is_kernel_thread(row):
+                self._kernel.add(key)
+            else:
+                self._kernel.discard(key)
             samples = self.usage.setdefault(key, deque())
             samples.append((now, row.get("cpu", 0.0), row.get("rss", 0)))
             while len(samples) > 1 and samples[1][0] <= now - HISTORY_SECONDS:
@@ -194,7 +214,7 @@ class ProcessModel:
 
     def _sorted(self, keys) -> list[Key]:
         """By the sort column; equal values stay in host and pid order, whatever the direction
-        (a stable sort of the keys in that order: it is kept until new data arrives, so a new
+        (a stable sort of the keys in that order: it is kept until rows come or go, so a new
         sort or filter sorts plain numbers)."""
         order = self._key_order()
         if len(keys) == len(order):
@@ -205,17 +225,16 @@ class ProcessModel:
         return [ordered[index] for index in self._ranked(ordered)]
 
     def _key_order(self) -> list[Key]:
-        """Every key in host and pid order, kept until new data arrives."""
+        """Every key in host and pid order, kept until rows come or go."""
         if self._order is None:
             self._order = sorted(self.rows)
         return self._order
 
     def _ranked(self, keys: list[Key]) -> list[int]:
-        """The positions of keys in the sort's order (a stable sort)."""
-        rows, field = self.rows, SORTS[self.sort][0]
-        sign = -1 if self.reverse else 1
-        values = [sign * (rows[key].get(field) or 0) for key in keys]
-        return sorted(range(len(values)), key=values.__getitem__)
+        """The positions of keys in the sort's order (a stable sort, reversed or not)."""
+        field = SORTS[self.sort][0]
+        values = [row.get(field) or 0 for row in map(self.rows.__getitem__, keys)]
+        return sorted(range(len(values)), key=values.__getitem__, reverse=self.reverse)
 
     @property
     def filtering(self) -> bool:
@@ -231,21 +250,18 @@ class ProcessModel:
         self._changed()
         self.select_index(0)
 
-    def _matching(self) -> list[Key]:
-        """The keys shown, one pass per criterion in use (100,000 rows: each pass counts)."""
-        pairs = self.rows.items()
+    def _matching(self) -> set[Key] | KeysView[Key]:
+        """The keys shown, one pass per criterion in use (100,000 rows: each pass counts);
+        kernel threads are known as their rows arrive, so hiding them is a set difference."""
+        keys: set[Key] | KeysView[Key] = self.rows.keys()
+        if not self.show_kernel:
+            keys = keys - self._kernel
         if self.only_managed:
-            pairs = [(key, row) for key, row in pairs if row.get("managed")]
-        if not self.show_kernel:  # kthreadd (pid 2) and its children: no command line
-            pairs = [
-                (key, row)
-                for key, row in pairs
-                if row.get("cmdline") is not None or (row["pid"] != 2 and row.get("ppid") != 2)
-            ]
+            keys = {key for key in keys if self.rows[key].get("managed")}
         if self.filter:
             needle = self.filter.lower()
-            pairs = [(key, row) for key, row in pairs if needle in row_text(row).lower()]
-        return [key for key, _ in pairs]
+            keys = {key for key in keys if needle in row_text(self.rows[key]).lower()}
+        return keys
 
     def _flat_lines(self) -> LazyLines:
         """The rows shown, in sort order; kept until the rows, the sort or what is shown

@@ -36,9 +36,14 @@ def parent_positions(order: list[Key], rows: dict[Key, dict]) -> Parents:
             theirs, mine = above.get("started", 0), row.get("started", 0)
             if theirs < mine or (theirs == mine and ppid < pid):
                 parents[position] = where[(host, ppid)]
-        if row.get("cmdline") is None and 2 in (pid, ppid):
+        if is_kernel_thread(row):
             kernel.add(position)
     return Parents(where, parents, kernel)
+
+
+def is_kernel_thread(row: dict) -> bool:
+    """kthreadd (pid 2) or one of its threads: no command line."""
+    return row.get("cmdline") is None and 2 in (row["pid"], row.get("ppid", 0))
 
 
 def depth_first(order: list[Key], tree: Parents, ranked: list[int], show_kernel: bool) -> list:

@@ -196,8 +196,8 @@ def reference_tree(model) -> list[tuple]:
     of matches, kernel threads hidden with their branches (unless shown), folded branches
     closed. (key, depth, has children shown, folded) per line."""
     rows = model.rows
-    flat = ProcessModel()
-    flat.rows, flat.sort, flat.reverse = rows, model.sort, model.reverse
+    flat = model_with(list(rows.values()))
+    flat.sort, flat.reverse = model.sort, model.reverse
     flat.filter, flat.only_managed = model.filter, model.only_managed
     flat.show_kernel = model.show_kernel
     everything = flat._sorted(list(rows))
@@ -261,3 +261,34 @@ def test_the_tree_view_matches_its_definition_for_random_tables_filters_and_fold
         model._changed()
         expected = reference_tree(model)
         assert [tuple(line[:1]) + tuple(line[2:]) for line in model.lines] == expected, rows
+
+
+def test_kernel_threads_are_hidden_as_their_rows_come_and_go():
+    """Which rows are kernel threads is kept as rows arrive (hiding them is then a set
+    difference, not a pass over 100,000 rows): a pid reused by a process is shown, and a
+    host's new table forgets its old kernel threads."""
+
+    def kthread(pid, ppid):
+        return {**row(pid, ppid=ppid), "cmdline": None}
+
+    model = model_with([kthread(2, 0), kthread(50, 2), row(7)])
+    assert pids(model) == [7]
+    model.apply_delta("h", {"removed": [50]}, 1.0)
+    model.apply_delta("h", {"added": [row(50, ppid=7)]}, 1.0)
+    assert sorted(pids(model)) == [7, 50], "pid 50 is a process now"
+    model.apply_delta("h", {"changed": [kthread(7, 2)]}, 1.0)
+    assert pids(model) == [50]
+    model.replace_host("h", [row(2, ppid=0), row(7)], 2.0)
+    assert sorted(pids(model)) == [2, 7], "the new table's rows, none left hidden"
+    model.toggle_kernel()
+    model.replace_host("h", [kthread(2, 0), row(7)], 3.0)
+    assert sorted(pids(model)) == [2, 7], "shown with `h`"
+
+
+def test_a_delta_that_only_changes_rows_keeps_the_order_and_still_sorts_by_it():
+    model = model_with([row(1, cpu=1), row(2, cpu=2), row(3, cpu=3)])
+    assert pids(model) == [3, 2, 1]
+    model.apply_delta("h", {"changed": [row(1, cpu=9)]}, 1.0)
+    assert pids(model) == [1, 3, 2], "re-sorted by the new values"
+    model.apply_delta("h", {"changed": [row(4, cpu=5)]}, 1.0)  # a row it did not have
+    assert pids(model) == [1, 4, 3, 2], "a row that came, however it came, is listed"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from twisted.internet.task import Clock
 
 from rpm.client import CommandError
 from tests.fakes import NOW, FakeLink
 from tui import keys
-from tui.app import App
+from tui.app import HOST_REDRAW_GAP, HOST_REDRAW_SHARE, App
 from tui.detail import sparkline
 from tui.dialogs import LaunchDialog
 from tui.launches import Launch, LaunchHistory
@@ -473,3 +475,41 @@ def test_many_cpus_share_one_bar_and_a_fleet_gets_a_line_per_host():
         screen(single, (120, 24))[0].startswith("CPU[||||||")
         and "30.0% of 64]" in screen(single, (120, 24))[0]
     )
+
+
+def test_what_hosts_send_is_drawn_a_few_times_a_second_what_the_operator_does_at_once():
+    """50 hosts each send rows twice a second: one redraw (a sort of every row) each would
+    cost a fifth of a core; they are drawn HOST_REDRAW_GAP apart at most, and an answer to
+    the operator at once."""
+    app, _, links = make_app()
+    redraws = []
+    app.refresh = lambda: redraws.append(app.reactor.seconds())
+    clock = app.reactor
+    for _ in range(50):
+        links[0].on_change()
+        clock.advance(0.01)
+    clock.advance(HOST_REDRAW_GAP)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(redraws)]
+    assert redraws[0] == pytest.approx(0.01), "the first at once (the turn after)"
+    assert len(redraws) == 4 and min(gaps) >= HOST_REDRAW_GAP - 1e-9, "not 50 redraws"
+    assert redraws[-1] >= 0.5, "the last rows are drawn too"
+    links[0].on_change()
+    app.say("stopped 12")
+    clock.advance(0)
+    assert redraws[-1] == clock.seconds(), "the answer is not held back with the rows"
+
+
+def test_redraws_for_hosts_rows_keep_within_their_share_of_a_core():
+    """A redraw that takes 0.1 s (100,000 rows on a slow machine) waits a second for the
+    next one of hosts' rows: a tenth of a core at most."""
+    app, _, links = make_app()
+    redraws, clock = [], app.reactor
+    taking = iter(float(step) * 0.1 for step in range(1000))
+    app.timer = lambda: next(taking)
+    refresh = app.refresh
+    app.refresh = lambda: redraws.append(clock.seconds()) or refresh()
+    for _ in range(300):
+        links[0].on_change()
+        clock.advance(0.01)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(redraws)]
+    assert gaps and min(gaps) >= 0.1 / HOST_REDRAW_SHARE - 1e-9
