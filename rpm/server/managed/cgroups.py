@@ -4,16 +4,20 @@ cgroup holds every process it ever forks, whatever they do to their group, sessi
 environment, so STOP can kill them all at once (cgroup.kill), PAUSE freeze them
 (cgroup.freeze), and INFO report their total CPU (cpu.stat).
 
-A program is born in its cgroup: for the instant of the spawn the server itself steps into
-the program's cgroup, so the child starts there before it can fork anything (what clone3's
-CLONE_INTO_CGROUP does, which Python cannot ask for), and steps back out. The CPU the server
-spends on the spawn, and any page it first touches then, count to the program's cgroup: a
-fraction of a millisecond, a few pages at most. Should it ever fail to get out, it never
-signals or freezes the cgroup it is in: it would hit itself.
+A program is born in its cgroup, before it can fork anything. A START's child is cloned
+straight into it (clone3's CLONE_INTO_CGROUP, through the C extension: ready_to_spawn).
+Otherwise (a restart, or where that clone is not to be had: clone_refused) the server
+itself steps into the program's cgroup for the instant of the spawn, and back out: each
+such move takes the kernel's global cgroup_threadgroup_rwsem for writing, which costs a
+START more than its spawn. The CPU the server spends on the spawn, and any page it first
+touches then, count to the program's cgroup: a fraction of a millisecond, a few pages at
+most. Should it ever fail to get out, it never signals or freezes the cgroup it is in: it
+would hit itself.
 
-A START's spawn happens in the registry's thread (visit, end_visit), a restart's or a log
-writer's on the reactor thread (born_inside, Launcher.spawn_guard): `lock` keeps them apart,
-and keeps every cgroup.kill and freeze away while the server is in a program's cgroup.
+Where the server steps in, a START's spawn happens in the registry's thread (visit,
+end_visit), a restart's or a log writer's on the reactor thread (born_inside,
+Launcher.spawn_guard): `lock` keeps them apart, and keeps every cgroup.kill and freeze away
+while the server is in a program's cgroup.
 
 Without such a cgroup the server falls back on process groups, RPM_RUN markers and being
 a subreaper (see control.py). Every method here is a few small reads or writes in cgroupfs.

@@ -8,9 +8,11 @@ the reactor thread would wait for two trips and spawn in between; the reactor th
 only hands Twisted the child to reap. Other STARTs (a directory of their own, limits), and
 every restart, are spawned by the reactor thread between the two commits.
 
-Two things keep a spawn in another thread safe: the server steps into the program's cgroup
-for it under ProgramCgroups.lock, which every cgroup.kill, freeze and other spawn takes too,
-and the child's pid is kept from the reaper (reaper.Unadopted) until Twisted has it.
+Two things keep a spawn in another thread safe: the child is cloned straight into its
+cgroup (session.spawn_into_cgroup), or else the server steps into the cgroup for it under
+ProgramCgroups.lock, which every cgroup.kill, freeze and other spawn takes too; and the
+child's take-over waits in reaper.Unadopted until the START is answered (or the child
+exits), so nothing else reaps it before Twisted has it.
 """
 
 from __future__ import annotations
