@@ -250,18 +250,21 @@ class ProcessModel:
         self._changed()
         self.select_index(0)
 
-    def _matching(self) -> set[Key] | KeysView[Key]:
-        """The keys shown, one pass per criterion in use (100,000 rows: each pass counts);
-        kernel threads are known as their rows arrive, so hiding them is a set difference."""
-        keys: set[Key] | KeysView[Key] = self.rows.keys()
-        if not self.show_kernel:
-            keys = keys - self._kernel
-        if self.only_managed:
-            keys = {key for key in keys if self.rows[key].get("managed")}
-        if self.filter:
-            needle = self.filter.lower()
-            keys = {key for key in keys if needle in row_text(self.rows[key]).lower()}
-        return keys
+    def _matching(self) -> list[Key] | set[Key] | KeysView[Key]:
+        """The keys shown, in one pass over the rows at most (100,000 rows: each pass counts);
+        kernel threads are known as their rows arrive, so hiding them alone is a set
+        difference."""
+        rows, kernel = self.rows, () if self.show_kernel else self._kernel
+        if not (self.filter or self.only_managed):
+            return rows.keys() - kernel if kernel else rows.keys()
+        needle, managed = self.filter.lower(), self.only_managed
+        return [
+            key
+            for key, row in rows.items()
+            if (not managed or row.get("managed"))
+            and (not kernel or key not in kernel)
+            and needle in row_text(row).lower()
+        ]
 
     def _flat_lines(self) -> LazyLines:
         """The rows shown, in sort order; kept until the rows, the sort or what is shown
