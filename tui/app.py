@@ -163,7 +163,8 @@ class App(ProcessActions):
         """A host sent rows (or its link changed): redraw after the last redraw, at the
         soonest HOST_REDRAW_GAP later, or as much later as keeps redraws for hosts' rows
         within HOST_REDRAW_SHARE of a core. Each redraw sorts every row shown, and 50 hosts
-        each send twice a second: a redraw for each cost a fifth of a core for 100,000 rows."""
+        each send rows every second: a redraw for each cost a fifth of a core for 100,000
+        rows."""
         gap = max(HOST_REDRAW_GAP, self._redraw_took / HOST_REDRAW_SHARE)
         self._redraw_after(self._drawn_at + gap - self.reactor.seconds())
 
