@@ -479,7 +479,7 @@ def test_many_cpus_share_one_bar_and_a_fleet_gets_a_line_per_host():
 
 def test_what_hosts_send_is_drawn_a_few_times_a_second_what_the_operator_does_at_once():
     """50 hosts each send rows every second: one redraw (a sort of every row) each would
-    cost a fifth of a core; they are drawn HOST_REDRAW_GAP apart at most, and an answer to
+    cost a fifth of a core; they are drawn HOST_REDRAW_GAP apart at least, and an answer to
     the operator at once."""
     app, _, links = make_app()
     redraws = []
