@@ -102,3 +102,27 @@ def test_only_a_clone_any_spawn_would_fail_is_a_spawn_failure(monkeypatch, code,
     with pytest.raises(raised) as caught:
         spawn_into_cgroup("/bin/true", ["true"], {}, {}, 0)
     assert caught.value.errno == code
+
+
+def test_arguments_given_as_any_sequence_reach_the_child_whole(program_cgroup):
+    """The C part keeps the sequences' items alive through the spawn, whatever it is given
+    (a generator makes a list of its own there, which must not be freed too soon)."""
+    _, into, children = program_cgroup
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    words = (f"word{number}".encode() * 50 for number in range(3))
+    try:
+        pid = session.into_cgroup.spawn_into(
+            b"/bin/sh",
+            (part for part in [b"sh", b"-c", b'echo "$@"', b"sh", *words]),
+            (f"N{number}=1".encode() for number in range(3)),
+            [(session.DUP2, write_end, 1)],
+            into,
+        )
+    finally:
+        os.close(write_end)
+    children.append(pid)
+    with os.fdopen(read_end, "rb") as output:
+        expected = " ".join(f"word{number}" * 50 for number in range(3)).encode()
+        assert output.readline() == expected + b"\n"
+    os.waitpid(pid, 0)
+    children.remove(pid)

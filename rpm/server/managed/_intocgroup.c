@@ -114,7 +114,9 @@ static long clone_into(struct clone3_args *args, struct spawn *spawn)
     return result;
 }
 
-static char **c_strings(PyObject *sequence, const char *what)
+/* A NULL-terminated array of the C strings in a sequence of bytes; *kept holds the
+ * sequence's items (the caller releases it with the array, as the strings live in it). */
+static char **c_strings(PyObject *sequence, const char *what, PyObject **kept)
 {
     PyObject *items = PySequence_Fast(sequence, what);
     if (items == NULL)
@@ -135,9 +137,9 @@ static char **c_strings(PyObject *sequence, const char *what)
             PyErr_SetString(PyExc_ValueError, "embedded null byte");
             goto failed;
         }
-        strings[i] = text; /* alive as long as the caller's list */
+        strings[i] = text;
     }
-    Py_DECREF(items);
+    *kept = items;
     return strings;
 failed:
     PyMem_Free(strings);
@@ -174,7 +176,7 @@ static PyObject *spawn_into(PyObject *module, PyObject *const *args, Py_ssize_t 
     (void)module;
     struct spawn spawn;
     int cgroup;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *argv_items = NULL, *envp_items = NULL;
     memset(&spawn, 0, sizeof spawn);
     if (nargs != 5 || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError,
@@ -190,9 +192,11 @@ static PyObject *spawn_into(PyObject *module, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     cgroup = (int)fd;
-    if ((spawn.argv = c_strings(args[1], "argv must be a sequence of bytes")) == NULL)
+    spawn.argv = c_strings(args[1], "argv must be a sequence of bytes", &argv_items);
+    if (spawn.argv == NULL)
         goto done;
-    if ((spawn.envp = c_strings(args[2], "envp must be a sequence of bytes")) == NULL)
+    spawn.envp = c_strings(args[2], "envp must be a sequence of bytes", &envp_items);
+    if (spawn.envp == NULL)
         goto done;
     if (read_actions(args[3], &spawn) < 0)
         goto done;
@@ -232,6 +236,8 @@ done:
     PyMem_Free(spawn.argv);
     PyMem_Free(spawn.envp);
     PyMem_Free(spawn.actions);
+    Py_XDECREF(argv_items);
+    Py_XDECREF(envp_items);
     return result;
 }
 
