@@ -7,7 +7,6 @@ in the server's tree, and once it exits the server reaps it."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 from collections.abc import Callable
@@ -22,7 +21,6 @@ PR_SET_CHILD_SUBREAPER = 36
 REAP_EVERY = 1.0
 log = Logger()
 TWISTED_ROUND = twisted_process.reapAllProcesses  # a waitpid for every child Twisted runs
-REAPED, ADOPTED = "reaped", "adopted"
 
 
 def become_subreaper() -> bool:
@@ -113,33 +111,32 @@ class ExitReaper:
                 handed.add(pid)
                 handler.reapProcess()
                 continue
-            stranger = self._stranger(pid) if handler is None else None
-            if stranger is None:
+            if handler is not None or not self._reaped_stranger(pid):
                 self._fallback()
                 return
 
-    def _stranger(self, pid: int) -> str | None:
-        """A child that is not Twisted's: ADOPTED (spawned in another thread: taken over
-        now, which reaps it), REAPED (an orphan), or None: left (a spawn under way in
-        another thread may have made it, or the server is no subreaper and it is no orphan
-        of its)."""
-        held = []
+    def _reaped_stranger(self, pid: int) -> bool:
+        """Reap a child that is not Twisted's, if it may be: one spawned in another thread
+        (taken over now, so Twisted's Process reaps it), or an orphan where the server is a
+        subreaper. False if it is left: a spawn under way in another thread may have made
+        it, or the server is no subreaper and it is no orphan of its."""
+        held, owner = [], None
         try:
             for unadopted in {*self._running, self._unadopted}:
                 if not unadopted.lock.acquire(blocking=False):
-                    return None
+                    return False
                 held.append(unadopted.lock)
                 if pid in unadopted.pending:
-                    take_over = functools.partial(unadopted.adopt, pid)
+                    owner = unadopted
                     break
             else:
                 if not self._orphans:
-                    return None
+                    return False
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
-                return REAPED
+                return True
         finally:
             for lock in held:
                 lock.release()
-        take_over()  # outside the locks: Twisted's Process is made, and reaps it
-        return ADOPTED
+        owner.adopt(pid)  # outside the locks: Twisted's Process is made, and reaps it
+        return True
